@@ -1,0 +1,63 @@
+"""A linear-Gaussian VAE whose log p(x) and posterior are exact (keeps the VAE contract).
+
+z ~ N(0, I_Z); x = A z + b + e, e ~ N(0, s^2 I_D), x shaped [H, W, C]. Then
+p(x) = N(b, A A^T + s^2 I) and p(z|x) = N(S A^T (x - b) / s^2, S), S = (I + A^T A / s^2)^-1.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae.model import VAE
+
+tfd = tfp.distributions
+
+
+class LinearGaussianDecoder(keras.layers.Layer):
+    def __init__(self, A, b, noise_std, image_shape):
+        super().__init__()
+        self.A, self.b, self.noise_std, self.image_shape = A, b, noise_std, image_shape
+
+    def call(self, z, training=False):
+        loc = tf.matmul(z, self.A, transpose_b=True) + self.b  # [N, D]
+        loc = tf.reshape(loc, [-1, *self.image_shape])
+        return tfd.Independent(tfd.Normal(loc, self.noise_std), reinterpreted_batch_ndims=3)
+
+
+class PosteriorEncoder(keras.layers.Layer):
+    """The exact posterior, optionally degraded: mean shifted, std scaled."""
+
+    def __init__(self, A, b, noise_std, mean_shift=0.0, std_scale=1.0):
+        super().__init__()
+        self.latent_dim = A.shape[1]
+        precision = np.eye(self.latent_dim) + A.T @ A / noise_std**2
+        self.cov = np.linalg.inv(precision)
+        self.A, self.b, self.noise_std = A, b, noise_std
+        self.mean_shift, self.std_scale = mean_shift, std_scale
+
+    def call(self, x, training=False):
+        flat = tf.reshape(tf.cast(x, tf.float64), [tf.shape(x)[0], -1]) - self.b
+        mean = tf.matmul(flat, self.A @ self.cov.T) / self.noise_std**2 + self.mean_shift
+        chol = np.linalg.cholesky(self.cov) * self.std_scale
+        return tfd.MultivariateNormalTriL(tf.cast(mean, tf.float32), tf.constant(chol, tf.float32))
+
+
+def make(mean_shift=0.0, std_scale=1.0, seed=0, image_shape=(2, 2, 1), latent_dim=2):
+    rng = np.random.default_rng(seed)
+    dims = int(np.prod(image_shape))
+    A = rng.normal(size=(dims, latent_dim))
+    b = rng.normal(size=dims)
+    noise_std = 0.5
+    decoder = LinearGaussianDecoder(
+        A.astype(np.float32), b.astype(np.float32), noise_std, image_shape
+    )
+    encoder = PosteriorEncoder(A, b, noise_std, mean_shift, std_scale)
+    marginal = tfd.MultivariateNormalFullCovariance(b, A @ A.T + noise_std**2 * np.eye(dims))
+
+    def exact_log_px(x):
+        return marginal.log_prob(tf.reshape(tf.cast(x, tf.float64), [x.shape[0], -1])).numpy()
+
+    vae = VAE(encoder, decoder)
+    data = marginal.sample(6, seed=[seed, 7]).numpy().reshape(6, *image_shape).astype(np.float32)
+    return vae, data, exact_log_px

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import config as config_lib
+from tfvae import model, networks
+
+
+@pytest.mark.parametrize("upsampling", ["deconv", "nearest", "bilinear"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "discretized_logistic"])
+def test_shapes_of_every_upsampling_and_likelihood(upsampling, likelihood):
+    config = config_lib.Config(
+        image_size=16, width=4, latent_dim=3, upsampling=upsampling, likelihood=likelihood
+    )
+    vae = model.build(config)
+    q = vae.encode(tf.zeros([2, 16, 16, 3]))
+    assert q.batch_shape == [2] and q.event_shape == [3]
+    p = vae.decode(tf.zeros([5, 3]))
+    assert p.batch_shape == [5] and p.event_shape == [16, 16, 3]
+    assert vae.sample(4, seed=[0, 1]).shape == [4, 16, 16, 3]
+    assert vae.log_weights(tf.zeros([2, 16, 16, 3]), 3, seed=[0, 1]).shape == [3, 2]
+
+
+def test_the_three_decoders_have_the_same_stages_and_parameter_count():
+    counts = set()
+    for upsampling in ("deconv", "nearest", "bilinear"):
+        decoder = networks.Decoder(width=8, num_stages=3, kernel_size=3, upsampling=upsampling)
+        p = decoder(tf.zeros([1, 16]))
+        assert p.event_shape == [32, 32, 3]
+        counts.add(decoder.count_params())
+    assert len(counts) == 1
+
+
+def test_encoder_downsamples_to_4x4_and_posterior_scale_has_a_floor():
+    encoder = networks.Encoder(latent_dim=5, width=4, num_stages=4, scale_floor=0.01)
+    q = encoder(tf.random.stateless_uniform([3, 64, 64, 3], [0, 0]))
+    assert [c.filters for c in encoder.convs] == [4, 8, 16, 32]
+    assert np.all(q.stddev().numpy() >= 0.01)
+
+
+@pytest.mark.parametrize("dtype", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_layers_give_float32_distributions(dtype):
+    config = config_lib.Config(image_size=8, width=4, latent_dim=2)
+    vae = model.build(config, dtype=dtype)
+    assert vae.encoder.convs[0].compute_dtype != "float32"
+    assert vae.encoder.convs[0].variable_dtype == "float32"
+    log_w = vae.log_weights(tf.fill([2, 8, 8, 3], 0.5), 2, seed=[0, 0])
+    assert log_w.dtype == tf.float32 and np.all(np.isfinite(log_w))
+
+
+def test_unknown_upsampling_is_one_clear_error():
+    with pytest.raises(ValueError, match="'pixelshuffle' is unknown; accepted: deconv"):
+        networks.Decoder(upsampling="pixelshuffle")
+
+
+@pytest.mark.parametrize("upsampling", ["deconv", "bilinear"])
+def test_a_checkpoint_restores_every_weight_including_batch_norm_statistics(upsampling, tmp_path):
+    config = config_lib.Config(image_size=16, width=4, latent_dim=3, upsampling=upsampling)
+    saved = model.build(config)
+    for variable in saved.weights:
+        variable.assign(tf.random.stateless_normal(variable.shape, [len(variable.path), 1]))
+    path = tf.train.Checkpoint(model=saved).save(str(tmp_path / "ckpt"))
+    restored = model.build(config)
+    tf.train.Checkpoint(model=restored).restore(path).assert_consumed()
+    assert len(restored.weights) == len(saved.weights) > 0
+    for a, b in zip(saved.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -1,0 +1,79 @@
+"""Throughput measurements: analytic FLOPs, the machine's matmul peak, timed train steps.
+
+FLOPs count the multiply-adds of convolutions and dense layers (1 multiply-add = 2 FLOPs);
+batch norm, activations and likelihoods are left out, so achieved GFLOP/s are a lower bound.
+A train step counts as 3x the forward pass (forward, and backward for inputs and weights).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+
+def encoder_flops(config) -> int:
+    """Forward FLOPs of the encoder for one image."""
+    size, k, flops = config.image_size, config.kernel_size, 0
+    channels_in = 3
+    for stage in range(config.num_stages):
+        channels_out = config.width * 2**stage
+        out_side = size // 2 ** (stage + 1)
+        flops += 2 * out_side**2 * k * k * channels_in * channels_out
+        channels_in = channels_out
+    return flops + 2 * 16 * channels_in * 2 * config.latent_dim
+
+
+def decoder_flops(config, output_channels: int) -> int:
+    """Forward FLOPs of the decoder for one latent code.
+
+    A transposed convolution costs K^2 Cin Cout per input pixel; an upsampling + convolution
+    block costs the same per output pixel, four times as much.
+    """
+    k = config.kernel_size
+    channels_in = config.width * 2 ** (config.num_stages - 1)
+    flops = 2 * config.latent_dim * 16 * channels_in
+    for stage in reversed(range(config.num_stages)):
+        channels_out = config.width * 2 ** (stage - 1) if stage else output_channels
+        in_side = config.image_size // 2 ** (stage + 1)
+        pixels = in_side**2 if config.upsampling == "deconv" else (2 * in_side) ** 2
+        flops += 2 * pixels * k * k * channels_in * channels_out
+        channels_in = channels_out
+    return flops
+
+
+def train_step_flops(config, output_channels: int) -> int:
+    """FLOPs of one train step per image: 3 x (encoder + k decoder passes)."""
+    return 3 * (encoder_flops(config) + config.k * decoder_flops(config, output_channels))
+
+
+def _time(fn, repeats: int) -> float:
+    """Seconds per call of fn (which must return a tensor), after one warm-up call."""
+    fn().numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        result = fn()
+    np.asarray(result)  # waits for the last call
+    return (time.perf_counter() - start) / repeats
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 10, dtype=tf.float32) -> float:
+    """The machine's achieved GFLOP/s on a square matmul of `size` (2 size^3 FLOPs each)."""
+    a = tf.random.stateless_normal([size, size], [0, 1], dtype=dtype)
+    b = tf.random.stateless_normal([size, size], [0, 2], dtype=dtype)
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    return 2 * size**3 / _time(matmul, repeats) / 1e9
+
+
+def train_images_per_second(steps, batch_size: int, repeats: int, warmup: int = 2) -> float:
+    """Images/s of `steps.train_step` (a tfvae.steps.Steps) on a fixed random uint8 batch."""
+    config = steps.config
+    images = tf.random.stateless_uniform(
+        [batch_size, config.image_size, config.image_size, 3], [0, 3], maxval=256, dtype=tf.int32
+    )
+    images = tf.cast(images, tf.uint8)
+    seed = tf.constant([config.seed, 0], tf.int64)
+    for _ in range(warmup):
+        steps.train_step(images, seed)
+    return batch_size / _time(lambda: steps.train_step(images, seed)["loss"], repeats)

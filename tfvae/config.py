@@ -1,0 +1,179 @@
+"""All hyper-parameters in one frozen dataclass, the absl flags that build it, and its JSON form.
+
+The flags are generated from the dataclass fields, so each one is written once: its default, its
+help text (with unit) and, for choices, the accepted values. Only entry points call
+`define_flags()` and `from_flags()`; everything below them takes a `Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+from typing import Any
+
+UPSAMPLINGS = ("deconv", "nearest", "bilinear")
+LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic")
+MIXED_PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored")
+
+# Fields that control how long or how verbosely a run goes, not what it computes: a resumed run
+# may change them without being refused (e.g. training a finished run for more epochs).
+RUN_CONTROL_FIELDS = ("epochs", "log_every_steps", "images_every_epochs", "checkpoints_to_keep")
+
+
+def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
+    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run depends on; saved as `model_dir/config.json`."""
+
+    # Data.
+    dataset: str = _field(
+        "builtin", "Dataset: 'builtin' (offline synthetic faces), 'celeb_a' or 'folder:PATH'."
+    )
+    data_dir: str = _field("", "Where datasets are cached or found ('' = ~/.cache/tfvae).")
+    image_size: int = _field(64, "Side of the square images in pixels (a power of two >= 8).")
+    train_size: int = _field(0, "Training examples used, a deterministic subset (0 = all).")
+    val_size: int = _field(0, "Validation examples used, a deterministic subset (0 = all).")
+    # Model.
+    upsampling: str = _field("deconv", "Decoder upsampling block.", UPSAMPLINGS)
+    likelihood: str = _field("discretized_logistic", "Pixel likelihood p(x|z).", LIKELIHOODS)
+    gaussian_scale: float = _field(
+        0.0, "Fixed std of the gaussian likelihood in [0,1] pixel units (0 = learned per pixel)."
+    )
+    width: int = _field(64, "Channels of the first encoder stage; doubles every stage.")
+    latent_dim: int = _field(128, "Size of the latent code z.")
+    kernel_size: int = _field(4, "Convolution kernel size of every stage.")
+    posterior_scale_floor: float = _field(1e-4, "Smallest std of q(z|x) (latent units).")
+    # Objective and optimisation.
+    k: int = _field(5, "Importance samples per example: 1 = VAE (ELBO), >1 = IWAE bound.")
+    batch_size: int = _field(128, "Global batch size in images, split across replicas.")
+    epochs: int = _field(200, "Passes over the training set.")
+    learning_rate: float = _field(2e-4, "Adam learning rate.")
+    beta_1: float = _field(0.5, "Adam beta_1 (momentum).")
+    beta_2: float = _field(0.999, "Adam beta_2.")
+    seed: int = _field(0, "Seed of every random choice: data order, sampling, initialisation.")
+    # Execution.
+    mixed_precision: str = _field(
+        "auto",
+        "Layer compute dtype; auto = mixed_float16 on a GPU with compute capability >= 7.0, "
+        "else float32. Log-probabilities are always float32.",
+        MIXED_PRECISIONS,
+    )
+    strategy: str = _field(
+        "auto", "tf.distribute strategy; auto = mirrored when several GPUs are visible.", STRATEGIES
+    )
+    jit_compile: bool = _field(False, "Compile the train and eval steps with XLA.")
+    # Run control.
+    log_every_steps: int = _field(20, "Steps between scalar summaries and progress updates.")
+    images_every_epochs: int = _field(1, "Epochs between image summaries.")
+    checkpoints_to_keep: int = _field(3, "Checkpoints kept in model_dir.")
+
+    def __post_init__(self):
+        for error in _errors(self):
+            raise ValueError(error)
+
+    @property
+    def num_stages(self) -> int:
+        """Stride-2 stages between the image and the 4x4 feature map."""
+        return int(math.log2(self.image_size // 4))
+
+    def replace(self, **changes) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _errors(c: Config):
+    """Yields one line per invalid field."""
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if f.metadata["choices"] and value not in f.metadata["choices"]:
+            yield (f"Flag `--{f.name}` is {value!r}; accepted: {', '.join(f.metadata['choices'])}.")
+    positive = ("width", "latent_dim", "kernel_size", "k", "batch_size", "epochs")
+    for name in positive + ("log_every_steps", "images_every_epochs", "checkpoints_to_keep"):
+        if getattr(c, name) < 1:
+            yield f"Flag `--{name}` is {getattr(c, name)}; it must be an integer >= 1."
+    size = c.image_size
+    if size < 8 or size & (size - 1):
+        yield f"Flag `--image_size` is {size}; it must be a power of two >= 8 (8, 16, 32, 64, ...)."
+    for name in ("train_size", "val_size"):
+        if getattr(c, name) < 0:
+            yield f"Flag `--{name}` is {getattr(c, name)}; it must be >= 0 (0 = all)."
+    if not c.learning_rate > 0:
+        yield f"Flag `--learning_rate` is {c.learning_rate}; it must be > 0."
+    for name in ("beta_1", "beta_2"):
+        if not 0 <= getattr(c, name) < 1:
+            yield f"Flag `--{name}` is {getattr(c, name)}; it must be in [0, 1)."
+    if c.gaussian_scale < 0:
+        yield f"Flag `--gaussian_scale` is {c.gaussian_scale}; it must be >= 0 (0 = learned)."
+    if not c.posterior_scale_floor > 0:
+        yield f"Flag `--posterior_scale_floor` is {c.posterior_scale_floor}; it must be > 0."
+    if not (c.dataset in ("builtin", "celeb_a") or c.dataset.startswith("folder:")):
+        yield f"Flag `--dataset` is {c.dataset!r}; accepted: builtin, celeb_a, folder:PATH."
+
+
+def define_flags() -> None:
+    """Defines one absl flag per Config field (call once, from an entry point).
+
+    The flags are registered as the main program's own, so its `--help` lists them.
+    """
+    from absl import flags
+
+    for f in dataclasses.fields(Config):
+        kwargs = dict(
+            name=f.name, default=f.default, help=f.metadata["help"], module_name=sys.argv[0]
+        )
+        if f.metadata["choices"]:
+            flags.DEFINE_enum(enum_values=list(f.metadata["choices"]), **kwargs)
+        elif f.type in (bool, "bool"):
+            flags.DEFINE_bool(**kwargs)
+        elif f.type in (int, "int"):
+            flags.DEFINE_integer(**kwargs)
+        elif f.type in (float, "float"):
+            flags.DEFINE_float(**kwargs)
+        else:
+            flags.DEFINE_string(**kwargs)
+
+
+def from_flags(flag_values) -> Config:
+    """Builds a Config from parsed absl flags; raises ValueError naming the first bad value."""
+    return Config(**{f.name: flag_values[f.name].value for f in dataclasses.fields(Config)})
+
+
+def save(config: Config, path: str) -> None:
+    """Writes config as JSON atomically (a crash never leaves a half-written file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
+        json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(f.name, path)
+
+
+def load(path: str) -> Config:
+    """Reads a Config written by `save`; unknown keys are an error, missing keys take defaults."""
+    with open(path) as f:
+        values = json.load(f)
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path} has unknown fields {unknown}; accepted: {sorted(known)}.")
+    return Config(**values)
+
+
+def differences(saved: Config, requested: Config, ignore=RUN_CONTROL_FIELDS) -> list[str]:
+    """Lines 'field: saved -> requested' for every field that differs, except `ignore`."""
+    lines = []
+    for f in dataclasses.fields(Config):
+        a, b = getattr(saved, f.name), getattr(requested, f.name)
+        if a != b and f.name not in ignore:
+            lines.append(f"{f.name}: {a!r} (saved) vs {b!r} (requested)")
+    return lines

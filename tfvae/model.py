@@ -1,0 +1,134 @@
+"""The VAE: an encoder q(z|x), a decoder p(x|z) and a prior p(z), all TFP distributions.
+
+Any encoder/decoder pair keeping the contract works (see DESIGN.md): `encoder(x, training)`
+returns q(z|x) with batch [B] and event [Z]; `decoder(z, training)` returns p(x|z) with batch [N]
+and event [H, W, C] over x in [0, 1]. Pixels are float32 in [0, 1]; log-probabilities float32 nats.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import likelihoods, networks
+
+tfd = tfp.distributions
+
+
+def standard_normal(latent_dim: int) -> tfd.Distribution:
+    """N(0, I) over [latent_dim], float32."""
+    return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim], tf.float32))
+
+
+def sample_latents(q, num_samples, seed=None, batch_offset=0, batch_total=None):
+    """Reparameterised z ~ q(z|x), float32 [K, B, Z].
+
+    For a Gaussian q (MultivariateNormal*), the standard-normal noise is drawn for a batch of
+    `batch_total` rows from `seed` and rows [batch_offset, batch_offset + B) are used: a replica
+    holding part of a global batch then sees exactly the noise one device would, so the loss does
+    not depend on the number of replicas. Other q fall back to q.sample(K, seed).
+    """
+    if seed is None or not isinstance(q, tfd.MultivariateNormalLinearOperator):
+        return q.sample(num_samples, seed=seed)
+    loc = q.loc  # [B, Z]
+    batch, latent = tf.shape(loc)[0], tf.shape(loc)[1]
+    total = batch if batch_total is None else batch_total
+    noise = tf.random.stateless_normal([num_samples, total, latent], seed, dtype=loc.dtype)
+    return q.bijector.forward(noise[:, batch_offset : batch_offset + batch])
+
+
+class VAE(keras.Model):
+    """Encoder + decoder + prior (default N(0, I) over `encoder.latent_dim`)."""
+
+    def __init__(self, encoder, decoder, prior=None, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior if prior is not None else standard_normal(encoder.latent_dim)
+
+    def call(self, x, training=False):
+        return self.log_weights(x, 1, training=training)
+
+    def encode(self, x, training=False):
+        """x float32 [B, H, W, C] in [0, 1] -> q(z|x), batch [B], event [Z]."""
+        return self.encoder(x, training=training)
+
+    def decode(self, z, training=False):
+        """z float32 [N, Z] -> p(x|z), batch [N], event [H, W, C] over [0, 1]."""
+        return self.decoder(z, training=training)
+
+    def log_weight_terms(self, x, num_samples, training=False, seed=None, **slice_kwargs):
+        """The three terms of the log-weights, each float32 [K, B] in nats.
+
+        Args:
+          x: float32 [B, H, W, C] in [0, 1].
+          num_samples: K, importance samples per example.
+          seed: int [2] stateless seed (None: TFP's stateful sampling).
+          **slice_kwargs: `batch_offset`, `batch_total` for `sample_latents`.
+
+        Returns:
+          {"log_px_z": log p(x|z_k), "log_pz": log p(z_k), "log_qz_x": log q(z_k|x)}.
+        """
+        x = tf.convert_to_tensor(x, tf.float32)
+        q = self.encode(x, training=training)
+        z = sample_latents(q, num_samples, seed, **slice_kwargs)  # [K, B, Z]
+        shape = tf.shape(z)
+        decoded = self.decode(tf.reshape(z, [-1, shape[2]]), training=training)  # batch [K*B]
+        x_tiled = tf.reshape(
+            tf.broadcast_to(x, tf.concat([[num_samples], tf.shape(x)], 0)),
+            tf.concat([[-1], tf.shape(x)[1:]], 0),
+        )  # [K*B, H, W, C]
+        log_px_z = tf.reshape(decoded.log_prob(x_tiled), shape[:2])
+        return {
+            "log_px_z": tf.cast(log_px_z, tf.float32),
+            "log_pz": tf.cast(self.prior.log_prob(z), tf.float32),
+            "log_qz_x": tf.cast(q.log_prob(z), tf.float32),
+        }
+
+    def log_weights(self, x, num_samples, training=False, seed=None, **slice_kwargs):
+        """log p(x|z_k) + log p(z_k) - log q(z_k|x), float32 [K, B] nats; x float32 [0, 1]."""
+        terms = self.log_weight_terms(x, num_samples, training, seed, **slice_kwargs)
+        return terms["log_px_z"] + terms["log_pz"] - terms["log_qz_x"]
+
+    def reconstruct(self, x):
+        """Point estimate of p(x | z = E_q[z]), float32 [B, H, W, C] in [0, 1]."""
+        return likelihoods.point_estimate(self.decode(self.encode(x).mean()))
+
+    def sample(self, n=None, seed=None, z=None):
+        """Images decoded from prior draws (or from given z [N, Z]), float32 [N, H, W, C] in [0, 1].
+
+        Each image is the point estimate of p(x|z) (see likelihoods.point_estimate).
+        """
+        if z is None:
+            z = self.prior.sample(n, seed=seed)
+        return likelihoods.point_estimate(self.decode(z))
+
+
+def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False) -> VAE:
+    """The VAE of a Config, with weights created (initialised from the global Keras seed).
+
+    Args:
+      config: tfvae.config.Config.
+      dtype: Keras dtype policy of the layers ('float32', 'mixed_float16', 'mixed_bfloat16').
+      synchronized_batch_norm: batch statistics over all replicas (use with several replicas).
+    """
+    shared = dict(
+        width=config.width,
+        num_stages=config.num_stages,
+        kernel_size=config.kernel_size,
+        dtype=dtype,
+        synchronized_batch_norm=synchronized_batch_norm,
+    )
+    encoder = networks.Encoder(
+        latent_dim=config.latent_dim, scale_floor=config.posterior_scale_floor, **shared
+    )
+    decoder = networks.Decoder(
+        upsampling=config.upsampling,
+        likelihood=config.likelihood,
+        gaussian_scale=config.gaussian_scale,
+        **shared,
+    )
+    vae = VAE(encoder, decoder)
+    vae.log_weights(tf.zeros([1, config.image_size, config.image_size, 3]), 1)  # creates weights
+    return vae

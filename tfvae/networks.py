@@ -1,0 +1,177 @@
+"""DCGAN-symmetric convolutional encoder and decoder returning TFP distributions.
+
+Encoder: `num_stages` stride-2 convolutions from the image down to 4x4 (channels width, 2 width,
+4 width, ...), batch normalisation after all but the first, leaky ReLU (slope 0.2), then a dense
+layer to the mean and softplus scale of a diagonal Gaussian q(z|x).
+
+Decoder: the mirror image. A dense layer to a 4x4 map with the widest channels, then
+`num_stages` upsampling blocks halving the channels (batch norm + ReLU, as DCGAN's generator), the
+last one producing the likelihood's parameters. The three upsampling blocks have the same stages,
+widths and parameter counts:
+- 'deconv':   Conv2DTranspose(kernel, stride 2)
+- 'nearest':  UpSampling2D(2, nearest) + Conv2D(kernel)
+- 'bilinear': UpSampling2D(2, bilinear) + Conv2D(kernel)
+
+Layers compute in `dtype` (a Keras dtype policy name such as 'mixed_float16'); distribution
+parameters are cast to float32 before any distribution is built.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import likelihoods
+
+tfd = tfp.distributions
+
+UPSAMPLING_INTERPOLATION = {"nearest": "nearest", "bilinear": "bilinear"}
+
+
+def _tracked(owner, prefix, layers):
+    """Sets each layer as an attribute `prefix_i` and returns the list.
+
+    tf.train.Checkpoint does not see into Keras 3's tracked lists, so layers held only in a list
+    would be missing from checkpoints (batch-norm statistics included).
+    """
+    for i, layer in enumerate(layers):
+        setattr(owner, f"{prefix}_{i}", layer)
+    return layers
+
+
+def _batch_norm(dtype, synchronized):
+    return keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized, dtype=dtype)
+
+
+class Encoder(keras.Model):
+    """x float [B, H, W, 3] in [0, 1] -> q(z|x), diagonal Gaussian, batch [B], event [Z]."""
+
+    def __init__(
+        self,
+        latent_dim=128,
+        width=64,
+        num_stages=4,
+        kernel_size=4,
+        scale_floor=1e-4,
+        dtype="float32",
+        synchronized_batch_norm=False,
+        **kwargs,
+    ):
+        super().__init__(dtype=dtype, **kwargs)
+        self.latent_dim = latent_dim
+        self.scale_floor = scale_floor
+        self.convs = _tracked(
+            self,
+            "conv",
+            [
+                keras.layers.Conv2D(
+                    width * 2**stage,
+                    kernel_size,
+                    strides=2,
+                    padding="same",
+                    use_bias=stage == 0,  # the other stages are followed by batch norm
+                    dtype=dtype,
+                )
+                for stage in range(num_stages)
+            ],
+        )
+        self.norms = _tracked(
+            self,
+            "norm",
+            [_batch_norm(dtype, synchronized_batch_norm) for _ in range(num_stages - 1)],
+        )
+        self.flatten = keras.layers.Flatten(dtype=dtype)
+        self.to_params = keras.layers.Dense(2 * latent_dim, dtype=dtype)
+
+    def call(self, x, training=False):
+        h = x * 2.0 - 1.0  # [B, H, W, 3] in [-1, 1]
+        for stage, conv in enumerate(self.convs):
+            h = conv(h)  # [B, H/2^(s+1), W/2^(s+1), width 2^s]
+            if stage:
+                h = self.norms[stage - 1](h, training=training)
+            h = tf.nn.leaky_relu(h, 0.2)
+        params = tf.cast(self.to_params(self.flatten(h)), tf.float32)  # [B, 2Z]
+        loc, raw_scale = tf.split(params, 2, axis=-1)
+        scale = tf.nn.softplus(raw_scale) + self.scale_floor
+        return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+
+
+class Decoder(keras.Model):
+    """z float [N, Z] -> p(x|z), a TFP distribution with batch [N], event [H, W, 3]."""
+
+    def __init__(
+        self,
+        width=64,
+        num_stages=4,
+        kernel_size=4,
+        upsampling="deconv",
+        likelihood="discretized_logistic",
+        gaussian_scale=0.0,
+        dtype="float32",
+        synchronized_batch_norm=False,
+        **kwargs,
+    ):
+        super().__init__(dtype=dtype, **kwargs)
+        if upsampling not in ("deconv", *UPSAMPLING_INTERPOLATION):
+            raise ValueError(
+                f"Upsampling {upsampling!r} is unknown; accepted: deconv, nearest, bilinear."
+            )
+        self.likelihood = likelihood
+        self.gaussian_scale = gaussian_scale
+        out_channels = likelihoods.parameter_channels(likelihood, gaussian_scale)
+        top_channels = width * 2 ** (num_stages - 1)
+        self.to_map = keras.layers.Dense(4 * 4 * top_channels, use_bias=False, dtype=dtype)
+        self.reshape = keras.layers.Reshape((4, 4, top_channels), dtype=dtype)
+        self.map_norm = _batch_norm(dtype, synchronized_batch_norm)
+        self.blocks = _tracked(
+            self,
+            "block",
+            [
+                _upsampling_block(
+                    upsampling,
+                    width * 2 ** (stage - 1) if stage else out_channels,
+                    kernel_size,
+                    use_bias=stage == 0,  # the other stages are followed by batch norm
+                    dtype=dtype,
+                )
+                for stage in reversed(range(num_stages))
+            ],
+        )
+        self.norms = _tracked(
+            self,
+            "norm",
+            [_batch_norm(dtype, synchronized_batch_norm) for _ in range(num_stages - 1)],
+        )
+
+    def call(self, z, training=False):
+        h = self.reshape(self.to_map(z))  # [N, 4, 4, width 2^(S-1)]
+        h = tf.nn.relu(self.map_norm(h, training=training))
+        for stage, block in enumerate(self.blocks):
+            h = block(h)  # [N, 2h, 2w, c / 2], the last block: [N, H, W, P]
+            if stage < len(self.norms):
+                h = tf.nn.relu(self.norms[stage](h, training=training))
+        return likelihoods.make(self.likelihood, h, self.gaussian_scale)  # [N, H, W, P] params
+
+
+def _upsampling_block(upsampling, channels, kernel_size, use_bias, dtype):
+    """A block that doubles height and width: [N, h, w, c] -> [N, 2h, 2w, channels]."""
+    if upsampling == "deconv":
+        return keras.layers.Conv2DTranspose(
+            channels, kernel_size, strides=2, padding="same", use_bias=use_bias, dtype=dtype
+        )
+    return ResizeConv(channels, kernel_size, UPSAMPLING_INTERPOLATION[upsampling], use_bias, dtype)
+
+
+class ResizeConv(keras.layers.Layer):
+    """UpSampling2D(2, interpolation) then a same-padded Conv2D: [N, h, w, c] -> [N, 2h, 2w, f]."""
+
+    def __init__(self, filters, kernel_size, interpolation, use_bias=True, dtype=None):
+        super().__init__(dtype=dtype)
+        self.upsample = keras.layers.UpSampling2D(2, interpolation=interpolation, dtype=dtype)
+        self.conv = keras.layers.Conv2D(
+            filters, kernel_size, padding="same", use_bias=use_bias, dtype=dtype
+        )
+
+    def call(self, x):
+        return self.conv(self.upsample(x))

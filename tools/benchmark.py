@@ -1,0 +1,59 @@
+"""Times the train step against this machine's float32 matmul peak, measured in the same run.
+
+  python tools/benchmark.py --ks=1,5 --dtypes=float32,mixed_bfloat16 --batch_size=64
+
+Model flags are the training flags (defaults: the report's 64x64 model, width 64, latent 128);
+`--flagfile=configs/...flags` benchmarks a config as it trains. Prints FLOPs per image, images/s,
+achieved GFLOP/s and its share of the matmul peak, and each dtype's speed-up over float32.
+"""
+
+from absl import app, flags
+
+from tfvae import config as config_lib
+
+config_lib.define_flags()
+flags.DEFINE_list("ks", ["1", "5"], "Importance samples k to time (overrides --k).")
+flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Layer dtype policies to time.")
+flags.DEFINE_integer("repeats", 10, "Timed train steps per setting (after 2 warm-up steps).")
+flags.DEFINE_integer("matmul_size", 2048, "Side of the square float32 matmul timed for the peak.")
+flags.FLAGS.set_default("batch_size", 64)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    import keras
+    import tensorflow as tf
+
+    from tfvae import benchmark, likelihoods
+    from tfvae.steps import Steps
+
+    base = config_lib.from_flags(FLAGS)
+    peak = benchmark.matmul_gflops(FLAGS.matmul_size)
+    print(f"float32 matmul peak ({FLAGS.matmul_size}^2): {peak:.1f} GFLOP/s")
+    channels = likelihoods.parameter_channels(base.likelihood, base.gaussian_scale)
+    header = f"{'k':>3} {'dtype':>15} {'GFLOP/img':>10} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}"
+    print(
+        f"{base.image_size}x{base.image_size}, width {base.width}, latent {base.latent_dim}, "
+        f"{base.upsampling}, batch {base.batch_size}\n{header}"
+    )
+    for k in map(int, FLAGS.ks):
+        config = base.replace(k=k)
+        flops = benchmark.train_step_flops(config, channels)
+        float32_speed = None
+        for dtype in FLAGS.dtypes:
+            keras.utils.set_random_seed(config.seed)
+            steps = Steps(config, tf.distribute.get_strategy(), dtype)
+            speed = benchmark.train_images_per_second(steps, config.batch_size, FLAGS.repeats)
+            gflops = speed * flops / 1e9
+            float32_speed = speed if dtype == "float32" else float32_speed
+            ratio = f"  {speed / float32_speed:.2f}x float32" if float32_speed else ""
+            print(
+                f"{k:>3} {dtype:>15} {flops / 1e9:>10.3f} {speed:>8.1f} {gflops:>8.1f} "
+                f"{100 * gflops / peak:>6.1f}%{ratio}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    app.run(main)
