@@ -28,6 +28,28 @@ def test_discretized_logistic_matches_the_logistic_cdf_by_hand():
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
+@pytest.mark.parametrize("scale", [1e-3, 0.01, 0.1, 2.0])
+def test_discretized_logistic_closed_form_equals_tfp_quantized_distribution(scale):
+    locs = np.linspace(-0.2, 1.2, 15)[:, None]  # [15, 1] against 256 levels
+    closed_form = likelihoods.DiscretizedLogistic(locs, scale).log_prob(LEVELS).numpy()
+    tfd = tfp.distributions
+    logistic = tfd.Logistic(locs * 255.0, scale * 255.0)  # float64 reference from TFP pieces
+    shifted = tfd.TransformedDistribution(logistic, tfp.bijectors.Shift(np.float64(-0.5)))
+    reference = tfd.QuantizedDistribution(shifted, low=0.0, high=255.0).log_prob(np.arange(256.0))
+    reference = reference.numpy()
+    finite = reference > -80  # far in the tails a float32 result may round differently
+    np.testing.assert_allclose(closed_form[finite], reference[finite], rtol=2e-6, atol=2e-5)
+    assert np.all(np.isfinite(closed_form)) and np.all(closed_form[~finite] < -70)
+
+
+def test_discretized_logistic_gradients_are_finite_at_extreme_scales():
+    loc, scale = tf.Variable([0.5, 0.5, 0.0]), tf.Variable([1e-3, 5.0, 1e-3])
+    with tf.GradientTape() as tape:
+        log_prob = likelihoods.DiscretizedLogistic(loc, scale).log_prob([1.0, 0.0, 1.0])
+    gradients = tape.gradient(log_prob, [loc, scale])
+    assert all(np.all(np.isfinite(g)) for g in gradients)
+
+
 def test_discretized_logistic_median_and_samples_lie_on_the_pixel_grid():
     dist = likelihoods.DiscretizedLogistic(tf.fill([50], 0.7), 0.02)
     samples = dist.sample(3, seed=[1, 2]).numpy() * 255

