@@ -120,16 +120,21 @@ def _errors(c: Config):
         yield f"Flag `--dataset` is {c.dataset!r}; accepted: builtin, celeb_a, folder:PATH."
 
 
-def define_flags() -> None:
+def define_flags(flag_values=None) -> None:
     """Defines one absl flag per Config field (call once, from an entry point).
 
     The flags are registered as the main program's own, so its `--help` lists them.
+    `flag_values` defaults to absl's global FLAGS.
     """
     from absl import flags
 
     for f in dataclasses.fields(Config):
         kwargs = dict(
-            name=f.name, default=f.default, help=f.metadata["help"], module_name=sys.argv[0]
+            name=f.name,
+            default=f.default,
+            help=f.metadata["help"],
+            module_name=sys.argv[0],
+            flag_values=flag_values if flag_values is not None else flags.FLAGS,
         )
         if f.metadata["choices"]:
             flags.DEFINE_enum(enum_values=list(f.metadata["choices"]), **kwargs)

@@ -179,20 +179,26 @@ def train_and_evaluate(config, model_dir: str, max_steps: int | None = None) -> 
             )
             if not finished:
                 return metrics
-            epoch = int(steps.epoch) + 1
+            epoch = int(steps.epoch) + 1  # completed epochs
             metrics = _validate(config, steps, val_data, writers["validation"])
             if epoch % config.images_every_epochs == 0 or epoch == config.epochs:
                 _write_images(writers["validation"], steps, shown, prior_draws, int(steps.step))
             steps.epoch.assign(epoch)
             steps.step_in_epoch.assign(0)
             manager.save(checkpoint_number=int(steps.step))
+    if not metrics:  # the run had already finished: report it
+        metrics = _validate(config, steps, val_data, writers["validation"])
     print(_summary(config, model_dir, metrics), flush=True)
     return metrics
 
 
 def _train_epoch(config, steps, train_data, steps_per_epoch, writer, manager, stop, max_steps):
-    """Runs the rest of the current epoch; False if stopped early (checkpoint saved)."""
-    epoch, start = int(steps.epoch), int(steps.step_in_epoch)
+    """Runs the rest of the current epoch; False if stopped early (checkpoint saved).
+
+    The counters live in Python during the epoch (reading a variable every step would make the
+    loop wait for the device) and are written to their variables before each save.
+    """
+    epoch, start, step = int(steps.epoch), int(steps.step_in_epoch), int(steps.step)
     batches = data.batches(
         train_data.map(lambda ex: ex["image"]),
         config.batch_size,
@@ -201,37 +207,38 @@ def _train_epoch(config, steps, train_data, steps_per_epoch, writer, manager, st
     )
     progress = _progress_bar(config, epoch, steps_per_epoch, start)
     pending, last_time = [], time.perf_counter()
-    for images in steps.strategy.experimental_distribute_dataset(batches):
-        pending.append(
-            steps.train_step(images, tf.constant([config.seed, int(steps.step)], tf.int64))
-        )
-        steps.step.assign_add(1)
-        steps.step_in_epoch.assign_add(1)
-        at_end = int(steps.step_in_epoch) == steps_per_epoch
-        if len(pending) == config.log_every_steps or at_end:
+    for in_epoch, images in enumerate(
+        steps.strategy.experimental_distribute_dataset(batches), start + 1
+    ):
+        pending.append(steps.train_step(images, tf.constant([config.seed, step], tf.int64)))
+        step += 1
+        if len(pending) == config.log_every_steps or in_epoch == steps_per_epoch:
             now = time.perf_counter()
-            scalars = _mean_scalars(pending, int(steps.step))
+            scalars = _mean_scalars(pending, step)
             scalars["images_per_second"] = len(pending) * config.batch_size / (now - last_time)
             scalars["learning_rate"] = config.learning_rate
-            _write_scalars(writer, int(steps.step), scalars)
+            _write_scalars(writer, step, scalars)
             progress.update(len(pending))
             progress.set_postfix(
                 loss=f"{scalars['loss']:.1f}", img_s=f"{scalars['images_per_second']:.0f}"
             )
             pending, last_time = [], now
-        if stop.signal_name or (max_steps is not None and int(steps.step) >= max_steps):
+        if stop.signal_name or (max_steps is not None and step >= max_steps):
             if pending:
-                _mean_scalars(pending, int(steps.step))  # never save after a non-finite loss
-            manager.save(checkpoint_number=int(steps.step))
+                _mean_scalars(pending, step)  # never save after a non-finite loss
+            steps.step.assign(step)
+            steps.step_in_epoch.assign(in_epoch)
+            manager.save(checkpoint_number=step)
             progress.close()
             if stop.signal_name:
                 print(
-                    f"{stop.signal_name}: checkpoint saved at step {int(steps.step)}; "
+                    f"{stop.signal_name}: checkpoint saved at step {step}; "
                     "rerun the same command to resume.",
                     flush=True,
                 )
             return False
     progress.close()
+    steps.step.assign(step)
     return True
 
 

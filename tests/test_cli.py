@@ -1,0 +1,66 @@
+"""End to end: `python -m tfvae.train` as a user runs it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+TINY = [
+    "--image_size=16", "--width=4", "--latent_dim=3", "--k=2", "--batch_size=16",
+    "--train_size=64", "--val_size=32", "--learning_rate=0.001", "--log_every_steps=1",
+]  # fmt: skip
+
+
+def _train(args, tmp_path, **kwargs):
+    command = [sys.executable, "-m", "tfvae.train", f"--data_dir={tmp_path.parent / 'tfvae-data'}"]
+    return subprocess.run(command + args, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_training_prints_the_bound_and_where_it_wrote(tmp_path):
+    run = _train([*TINY, "--epochs=1", f"--model_dir={tmp_path}"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "validation IWAE-2 bound: -" in run.stdout and "bits/dim" in run.stdout
+    assert f"written to {tmp_path}" in run.stdout
+    assert "img_s=" in run.stderr  # the progress bar
+    assert (tmp_path / "config.json").exists() and (tmp_path / "checkpoint").exists()
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--k=0", "error: Flag `--k` is 0; it must be an integer >= 1."),
+        ("--dataset=celeb_a", "error: Dataset 'celeb_a' is not available"),
+        ("--image_size=48", "error: Flag `--image_size` is 48; it must be a power of two"),
+    ],
+)
+def test_bad_flags_fail_before_any_work_in_one_line(tmp_path, flag, message):
+    run = _train([*TINY, *flag.split(), f"--model_dir={tmp_path / 'run'}"], tmp_path)
+    assert run.returncode == 1
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(message)
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_sigint_saves_a_checkpoint_and_a_rerun_resumes(tmp_path):
+    args = [*TINY, "--epochs=1000", f"--model_dir={tmp_path}"]
+    command = [sys.executable, "-m", "tfvae.train", f"--data_dir={tmp_path.parent / 'tfvae-data'}"]
+    process = subprocess.Popen(
+        command + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not (tmp_path / "checkpoint").exists() and time.time() < deadline:
+        time.sleep(0.2)  # the first epoch's checkpoint: training is under way
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "SIGINT: checkpoint saved at step" in stdout
+    step = int(stdout.split("checkpoint saved at step ")[1].split(";")[0])
+    assert os.path.exists(tmp_path / f"ckpt-{step}.index")
+    rerun = _train(
+        [*TINY, "--epochs=1000", f"--model_dir={tmp_path}", f"--max_steps={step + 1}"], tmp_path
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert os.path.exists(tmp_path / f"ckpt-{step + 1}.index")  # continued, one step further

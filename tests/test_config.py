@@ -1,0 +1,59 @@
+import dataclasses
+
+import pytest
+from absl import flags
+
+from tfvae import config as config_lib
+
+
+def test_defaults_are_the_reports_hyper_parameters():
+    c = config_lib.Config()
+    assert (c.batch_size, c.epochs, c.learning_rate, c.beta_1, c.k) == (128, 200, 2e-4, 0.5, 5)
+    assert (c.image_size, c.width, c.latent_dim, c.num_stages) == (64, 64, 128, 4)
+
+
+def test_json_round_trip(tmp_path):
+    c = config_lib.Config(k=3, upsampling="bilinear", gaussian_scale=0.1, jit_compile=True)
+    config_lib.save(c, str(tmp_path / "config.json"))
+    assert config_lib.load(str(tmp_path / "config.json")) == c
+    assert list(tmp_path.iterdir()) == [tmp_path / "config.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (dict(k=0), "`--k` is 0; it must be an integer >= 1"),
+        (dict(upsampling="pixelshuffle"), "`--upsampling` is 'pixelshuffle'; accepted: deconv"),
+        (dict(likelihood="poisson"), "accepted: bernoulli, gaussian, discretized_logistic"),
+        (dict(image_size=48), "`--image_size` is 48; it must be a power of two >= 8"),
+        (dict(image_size=4), "`--image_size` is 4"),
+        (dict(beta_1=1.0), "`--beta_1` is 1.0; it must be in"),
+        (dict(learning_rate=0.0), "`--learning_rate` is 0.0"),
+        (dict(dataset="imagenet"), "accepted: builtin, celeb_a, folder:PATH"),
+        (dict(mixed_precision="float64"), "accepted: auto, float32, mixed_float16"),
+    ],
+)
+def test_each_invalid_value_is_one_line_naming_it(changes, message):
+    with pytest.raises(ValueError, match=message) as error:
+        config_lib.Config(**changes)
+    assert "\n" not in str(error.value)
+
+
+def test_flags_cover_every_field_with_help_and_build_the_config():
+    values = flags.FlagValues()
+    config_lib.define_flags(values)
+    values(["prog", "--k=1", "--upsampling=nearest", "--jit_compile", "--learning_rate=0.001"])
+    for field in dataclasses.fields(config_lib.Config):
+        assert values[field.name].help and values[field.name].default == field.default
+    assert config_lib.from_flags(values) == config_lib.Config(
+        k=1, upsampling="nearest", jit_compile=True, learning_rate=0.001
+    )
+
+
+def test_differences_ignore_run_control_fields():
+    saved = config_lib.Config()
+    assert config_lib.differences(saved, saved.replace(epochs=300, log_every_steps=5)) == []
+    assert config_lib.differences(saved, saved.replace(k=1, width=32)) == [
+        "width: 64 (saved) vs 32 (requested)",
+        "k: 5 (saved) vs 1 (requested)",
+    ]

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import data
+from tfvae.data import builtin
+
+
+def test_builtin_faces_follow_their_factors():
+    factors = np.full((4, 8), 0.5, np.float32)
+    factors[:, 6] = 0  # no glasses
+    factors[1, 7] = 0.0  # another background
+    factors[2, 6] = 1  # glasses
+    factors[3, 0] = 1.0  # darkest skin
+    images = builtin.draw_faces(factors, np.zeros((4, 2), np.float32)).astype(int)
+    assert images.shape == (4, 64, 64, 3)
+    corner, centre = (slice(0, 4), slice(0, 4)), (slice(34, 40), slice(20, 26))  # cheek
+    assert np.abs(images[1][corner] - images[0][corner]).mean() > 20
+    assert np.abs(images[1][centre] - images[0][centre]).mean() == 0  # face unchanged
+    assert (
+        np.abs(images[2] - images[0]).sum() > 0
+        and np.abs(images[2][corner] - images[0][corner]).sum() == 0
+    )
+    assert images[3][centre].mean() < images[0][centre].mean() - 50  # darker skin
+
+
+def test_builtin_split_is_deterministic_cached_and_labelled(tmp_path):
+    first = data.load("builtin", "validation", str(tmp_path), image_size=64, size=5)
+    cached = tmp_path / "builtin_faces" / "v1" / "validation.npz"
+    assert cached.exists()
+    again = data.load("builtin", "validation", str(tmp_path), image_size=64, size=5)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+    example = next(iter(first))
+    assert example["image"].dtype == tf.uint8 and example["image"].shape == (64, 64, 3)
+    assert example["labels"].dtype == tf.float32 and example["labels"].shape == (8,)
+    assert len(builtin.LABEL_NAMES) == 8
+    labels = np.stack([e["labels"] for e in first])
+    assert labels.min() >= 0 and labels.max() <= 1
+    assert int(first.cardinality()) == 5
+
+
+def test_preprocess_resizes_with_antialiasing_to_uint8():
+    stripes = tf.tile(tf.constant([[0], [255]], tf.uint8), [32, 64])  # 1-pixel stripes
+    image = tf.stack([stripes] * 3, axis=-1)
+    small = data.preprocess(image, 16)
+    assert small.dtype == tf.uint8 and small.shape == (16, 16, 3)
+    np.testing.assert_allclose(small.numpy().astype(float), 127.5, atol=1)  # averaged, not aliased
+
+
+def test_batches_replay_an_epoch_order_from_its_seed_and_position():
+    dataset = tf.data.Dataset.range(20)
+    order = [b.numpy().tolist() for b in data.batches(dataset, 4, shuffle_seed=7)]
+    assert sorted(sum(order, [])) == list(range(20)) and order[0] != [0, 1, 2, 3]
+    resumed = [b.numpy().tolist() for b in data.batches(dataset, 4, shuffle_seed=7, skip_batches=2)]
+    assert resumed == order[2:]
+    assert [b.numpy().tolist() for b in data.batches(dataset, 6)][-1] == [12, 13, 14, 15, 16, 17]
+
+
+def test_to_unit_interval_maps_0_255_to_0_1():
+    np.testing.assert_allclose(
+        data.to_unit_interval(tf.constant([0, 51, 255], tf.uint8)), [0, 0.2, 1]
+    )
+
+
+@pytest.mark.parametrize(
+    "name,split,size,message",
+    [
+        ("builtin", "dev", 0, "Split 'dev' is unknown; accepted: train, validation, test"),
+        ("mnist", "train", 0, "Dataset 'mnist' is unknown"),
+        ("celeb_a", "train", 0, "'celeb_a' is not available in this version"),
+        ("builtin", "test", 5000, "Asked for 5000 examples of builtin/test, which has only 1000"),
+    ],
+)
+def test_bad_data_requests_are_one_clear_line(tmp_path, name, split, size, message):
+    with pytest.raises((ValueError, NotImplementedError), match=message):
+        data.load(name, split, str(tmp_path.parent / "tfvae-data"), size=size)
