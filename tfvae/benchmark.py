@@ -58,12 +58,15 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 10, dtype=tf.float32) -> float:
-    """The machine's achieved GFLOP/s on a square matmul of `size` (2 size^3 FLOPs each)."""
+def matmul_gflops(size: int = 2048, repeats: int = 10, trials: int = 5, dtype=tf.float32) -> float:
+    """The machine's peak GFLOP/s on a square matmul of `size` (2 size^3 FLOPs each).
+
+    The best of `trials` timings of `repeats` matmuls: a peak, robust to other load.
+    """
     a = tf.random.stateless_normal([size, size], [0, 1], dtype=dtype)
     b = tf.random.stateless_normal([size, size], [0, 2], dtype=dtype)
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-    return 2 * size**3 / _time(matmul, repeats) / 1e9
+    return 2 * size**3 / min(_time(matmul, repeats) for _ in range(trials)) / 1e9
 
 
 def train_images_per_second(steps, batch_size: int, repeats: int, warmup: int = 2) -> float:
@@ -77,3 +80,23 @@ def train_images_per_second(steps, batch_size: int, repeats: int, warmup: int = 
     for _ in range(warmup):
         steps.train_step(images, seed)
     return batch_size / _time(lambda: steps.train_step(images, seed)["loss"], repeats)
+
+
+def log_likelihood_images_per_second(vae, config, num_samples, batch_size, chunk_size) -> float:
+    """Images/s of evaluate.log_likelihood on one fixed random batch (after a warm-up call)."""
+    from tfvae import evaluate
+
+    x = tf.random.stateless_uniform([batch_size, config.image_size, config.image_size, 3], [0, 4])
+    x = tf.round(x * 255.0) / 255.0
+
+    def run():
+        return evaluate.log_likelihood(vae, x, num_samples, chunk_size, seed=[0, 0])
+
+    return batch_size / _time(run, repeats=1)
+
+
+def peak_resident_gib() -> float:
+    """Peak resident memory of this process so far, GiB (Linux ru_maxrss is in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

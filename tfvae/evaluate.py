@@ -13,8 +13,14 @@ A Bernoulli likelihood on non-binary pixels gives no likelihood of the data: no 
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import data
+from tfvae import model as model_lib
 
 CONVENTIONS = ("discrete", "density", "report")
 
@@ -43,6 +49,200 @@ def bits_per_dim(nll_nats, num_dims: int, convention: str, num_pixels: int | Non
     raise ValueError(f"Convention {convention!r} is unknown; accepted: {', '.join(CONVENTIONS)}.")
 
 
-def convention_for(likelihood: str) -> str | None:
-    """The honest bits/dim convention of a pixel likelihood, or None (Bernoulli on 8-bit data)."""
-    return {"discretized_logistic": "discrete", "gaussian": "density"}.get(likelihood)
+def convention_for(likelihood: str) -> str:
+    """The honest bits/dim convention of a pixel likelihood; ValueError for Bernoulli."""
+    conventions = {"discretized_logistic": "discrete", "gaussian": "density"}
+    if likelihood not in conventions:
+        raise ValueError(
+            f"Likelihood {likelihood!r} gives no bits/dim: a Bernoulli on 8-bit pixels is a "
+            "cross-entropy, not a likelihood of the data; accepted: discretized_logistic, gaussian."
+        )
+    return conventions[likelihood]
+
+
+def per_example_noise(seed, example_ids, num_samples: int, latent_dim: int) -> tf.Tensor:
+    """Standard-normal noise float32 [K, B, Z]; example e's [K, Z] depends on (seed, e) only.
+
+    Drawing all K samples of an example from its own seed makes an estimate independent of the
+    batch the example sits in and of how the K samples are chunked.
+    """
+    seed = tf.cast(seed, tf.int64)
+
+    def one_example(example_id):
+        example_seed = tf.random.experimental.stateless_fold_in(seed, example_id)
+        return tf.random.stateless_normal([num_samples, latent_dim], example_seed)
+
+    noise = tf.vectorized_map(one_example, tf.cast(example_ids, tf.int64))  # [B, K, Z]
+    return tf.transpose(noise, [1, 0, 2])
+
+
+def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_size):
+    """The compiled body of `bounds`: one encoder pass, a loop over sample chunks."""
+    q = model.encode(x)
+    latent_dim = q.event_shape[-1]
+    gaussian = isinstance(q, tfp.distributions.MultivariateNormalLinearOperator)
+    noise = per_example_noise(seed, example_ids, num_samples, latent_dim) if gaussian else None
+    batch = tf.shape(x)[0]
+    chunk = max(group_size, chunk_size - chunk_size % group_size)  # whole groups per chunk
+    log_sum = tf.fill([batch], -np.inf)  # running log sum_k w_k
+    weight_sum = tf.zeros([batch])  # running sum_k log w_k
+    group_sum = tf.zeros([batch])  # running sum over groups of their log-mean-exp
+    for start in tf.range(0, num_samples, chunk):
+        tf.autograph.experimental.set_loop_options(
+            shape_invariants=[(t, tf.TensorShape([None])) for t in (log_sum, weight_sum, group_sum)]
+        )
+        size = tf.minimum(chunk, num_samples - start)
+        if gaussian:
+            z = model_lib.reparameterize(q, noise[start : start + size])
+        else:
+            z = q.sample(size, seed=tf.random.experimental.stateless_fold_in(seed, start))
+        terms = model.joint_terms(x, q, z)
+        log_w = terms["log_px_z"] + terms["log_pz"] - terms["log_qz_x"]  # [size, B]
+        log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(log_w, 0)]), 0)
+        weight_sum += tf.reduce_sum(log_w, 0)
+        groups = size // group_size
+        grouped = tf.reshape(log_w[: groups * group_size], [groups, group_size, batch])
+        group_sum += tf.reduce_sum(tf.reduce_logsumexp(grouped, 1), 0)
+    num_groups = num_samples // group_size
+    return {
+        "log_likelihood": log_sum - math.log(num_samples),
+        "elbo": weight_sum / num_samples,
+        "iwae_bound": group_sum / num_groups - math.log(group_size),
+    }
+
+
+_COMPILED = weakref.WeakKeyDictionary()  # model -> {(K, chunk, group): tf.function}
+
+
+def bounds(model, x, num_samples=2000, chunk_size=100, seed=None, example_ids=None, group_size=1):
+    """Importance-sampled log p(x) and two bounds from the same K samples per example.
+
+    Args:
+      model: anything keeping the VAE contract (`encode`, `joint_terms`).
+      x: float32 [B, H, W, C] in [0, 1].
+      num_samples: K importance samples per example.
+      chunk_size: samples decoded at once per example; peak memory grows with
+        chunk_size * B, not with K. Rounded down to a multiple of group_size.
+      seed: int [2] stateless seed (None: drawn at random).
+      example_ids: int [B] identities of the examples (default 0..B-1); with a Gaussian q, an
+        example's samples depend only on (seed, its id), not on batch or chunking.
+      group_size: k of the reported IWAE-k bound; K // k disjoint groups are averaged.
+
+    Returns:
+      Dict of float32 [B] in nats per example: "log_likelihood" = logsumexp_k log w_k - log K,
+      "elbo" = mean_k log w_k, "iwae_bound" = mean over groups of the k-sample bound.
+    """
+    if num_samples < 1 or chunk_size < 1 or not 1 <= group_size <= num_samples:
+        raise ValueError(
+            f"Need num_samples >= 1, chunk_size >= 1 and 1 <= group_size <= num_samples; got "
+            f"num_samples={num_samples}, chunk_size={chunk_size}, group_size={group_size}."
+        )
+    x = tf.convert_to_tensor(x, tf.float32)
+    if seed is None:
+        seed = np.random.default_rng().integers(0, 2**31, size=2)
+    if example_ids is None:
+        example_ids = tf.range(tf.shape(x)[0])
+    key = (num_samples, chunk_size, group_size)
+    functions = _COMPILED.setdefault(model, {})
+    if key not in functions:
+        functions[key] = tf.function(
+            lambda x, ids, seed: _bounds_graph(model, x, ids, seed, *key), reduce_retracing=True
+        )
+    return functions[key](x, tf.cast(example_ids, tf.int64), tf.cast(seed, tf.int64))
+
+
+def log_likelihood(model, x, num_samples=2000, chunk_size=100, seed=None, example_ids=None):
+    """Importance-sampled log p(x), float32 [B] in nats: logsumexp_k log w_k - log K.
+
+    x is float32 [B, H, W, C] in [0, 1]; see `bounds` for the arguments. The K samples are
+    streamed in chunks inside one compiled loop, so memory is bounded by chunk_size * B.
+    """
+    return bounds(model, x, num_samples, chunk_size, seed, example_ids)["log_likelihood"]
+
+
+def active_units(model, dataset, threshold: float = 1e-2, batch_size: int = 100):
+    """Burda et al.'s active units: dimensions whose posterior mean varies across the data.
+
+    Args:
+      model: a VAE; dataset: tf.data of {"image": uint8 [H, W, C]}.
+      threshold: a dimension is active when Cov_x(E_q[z_i | x]) > threshold.
+
+    Returns:
+      (number of active units, activity float64 [Z] = the variance of each posterior mean).
+    """
+    means = [
+        model.encode(data.to_unit_interval(batch["image"])).mean().numpy()
+        for batch in dataset.batch(batch_size)
+    ]
+    activity = np.var(np.concatenate(means).astype(np.float64), axis=0)
+    return int(np.sum(activity > threshold)), activity
+
+
+def evaluate_split(
+    config,
+    vae,
+    split,
+    num_samples,
+    num_examples=0,
+    batch_size=5,
+    chunk_size=100,
+    seed=0,
+    progress=None,
+) -> dict:
+    """Importance-sampled log p(x) and bounds for each example of a split, plus active units.
+
+    Example i of the split always gets the same samples for a given seed, whatever the batch
+    size or chunking. `progress(num_images)` is called after each batch.
+
+    Returns:
+      {"log_likelihood", "elbo", "iwae_bound": float64 [N] nats, "active_units": int,
+       "activity": float64 [Z]}; the IWAE bound uses the run's training k.
+    """
+    dataset = data.load(config.dataset, split, config.data_dir, config.image_size, num_examples)
+    group_size = min(config.k, num_samples)
+    per_example = {"log_likelihood": [], "elbo": [], "iwae_bound": []}
+    start = 0
+    for batch in dataset.batch(batch_size):
+        images = data.to_unit_interval(batch["image"])
+        ids = np.arange(start, start + len(images))
+        results = bounds(vae, images, num_samples, chunk_size, [seed, 0], ids, group_size)
+        for name, values in results.items():
+            per_example[name].append(values.numpy().astype(np.float64))
+        start += len(images)
+        if progress:
+            progress(len(images))
+    out = {name: np.concatenate(values) for name, values in per_example.items()}
+    out["active_units"], out["activity"] = active_units(vae, dataset)
+    return out
+
+
+def summarize(config, results, num_samples: int) -> dict:
+    """The metrics.json record: NLL with its standard error, bits/dim and its convention."""
+    nll = -results["log_likelihood"]
+    dims = config.image_size**2 * 3
+    summary = {
+        "nll_nats": float(nll.mean()),
+        "nll_nats_standard_error": float(nll.std(ddof=1) / math.sqrt(len(nll)))
+        if len(nll) > 1
+        else None,
+        "elbo_nats": float(results["elbo"].mean()),
+        f"iwae_{min(config.k, num_samples)}_bound_nats": float(results["iwae_bound"].mean()),
+        "report_bits_per_pixel": float(bits_per_dim(nll.mean(), dims, "report", dims // 3)),
+        "report_convention": "NLL * log2(e) / (H * W): per pixel, no dequantization term",
+        "active_units": results["active_units"],
+        "latent_dim": config.latent_dim,
+        "k": num_samples,
+        "num_examples": len(nll),
+        "likelihood": config.likelihood,
+    }
+    try:
+        convention = convention_for(config.likelihood)
+        summary["bits_per_dim"] = float(bits_per_dim(nll.mean(), dims, convention))
+        summary["bits_per_dim_convention"] = {
+            "discrete": "NLL / (D ln 2), D = H*W*C: a probability over the 256 pixel values",
+            "density": "(NLL + D ln 256) / (D ln 2): a density on [0,1], uniform dequantization",
+        }[convention]
+    except ValueError as refusal:
+        summary["bits_per_dim"] = None
+        summary["bits_per_dim_convention"] = str(refusal)
+    return summary

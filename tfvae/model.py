@@ -7,6 +7,8 @@ and event [H, W, C] over x in [0, 1]. Pixels are float32 in [0, 1]; log-probabil
 
 from __future__ import annotations
 
+import os
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -19,6 +21,13 @@ tfd = tfp.distributions
 def standard_normal(latent_dim: int) -> tfd.Distribution:
     """N(0, I) over [latent_dim], float32."""
     return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim], tf.float32))
+
+
+def reparameterize(q, noise):
+    """z = loc + scale @ noise for a Gaussian q(z|x); noise float32 [K, B, Z] -> z [K, B, Z]."""
+    if not isinstance(q, tfd.MultivariateNormalLinearOperator):
+        raise TypeError(f"Given noise needs a Gaussian q(z|x); got {type(q).__name__}.")
+    return q.bijector.forward(noise)
 
 
 def sample_latents(q, num_samples, seed=None, batch_offset=0, batch_total=None):
@@ -35,7 +44,7 @@ def sample_latents(q, num_samples, seed=None, batch_offset=0, batch_total=None):
     batch, latent = tf.shape(loc)[0], tf.shape(loc)[1]
     total = batch if batch_total is None else batch_total
     noise = tf.random.stateless_normal([num_samples, total, latent], seed, dtype=loc.dtype)
-    return q.bijector.forward(noise[:, batch_offset : batch_offset + batch])
+    return reparameterize(q, noise[:, batch_offset : batch_offset + batch])
 
 
 class VAE(keras.Model):
@@ -73,11 +82,16 @@ class VAE(keras.Model):
         x = tf.convert_to_tensor(x, tf.float32)
         q = self.encode(x, training=training)
         z = sample_latents(q, num_samples, seed, **slice_kwargs)  # [K, B, Z]
+        return self.joint_terms(x, q, z, training=training)
+
+    def joint_terms(self, x, q, z, training=False):
+        """log p(x|z), log p(z), log q(z|x) for given z float32 [K, B, Z]: each float32 [K, B]."""
         shape = tf.shape(z)
         decoded = self.decode(tf.reshape(z, [-1, shape[2]]), training=training)  # batch [K*B]
+        image_shape = tf.shape(x)[1:]
         x_tiled = tf.reshape(
-            tf.broadcast_to(x, tf.concat([[num_samples], tf.shape(x)], 0)),
-            tf.concat([[-1], tf.shape(x)[1:]], 0),
+            tf.broadcast_to(x[None], tf.concat([shape[:2], image_shape], 0)),
+            tf.concat([[-1], image_shape], 0),
         )  # [K*B, H, W, C]
         log_px_z = tf.reshape(decoded.log_prob(x_tiled), shape[:2])
         return {
@@ -132,3 +146,26 @@ def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False)
     vae = VAE(encoder, decoder)
     vae.log_weights(tf.zeros([1, config.image_size, config.image_size, 3]), 1)  # creates weights
     return vae
+
+
+def restore(model_dir: str, dtype: str = "float32"):
+    """Rebuilds a run's VAE from `model_dir/config.json` and its latest checkpoint.
+
+    Returns:
+      (config, vae, checkpoint_path). Raises ValueError (one line) if either is missing.
+    """
+    from tfvae import config as config_lib
+
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"--model_dir={model_dir} has no config.json: not a tfvae run.")
+    config = config_lib.load(config_path)
+    checkpoint = tf.train.latest_checkpoint(model_dir)
+    if checkpoint is None:
+        raise ValueError(
+            f"--model_dir={model_dir} has no checkpoint yet; train it first "
+            f"(python -m tfvae.train --model_dir={model_dir} ...)."
+        )
+    vae = build(config, dtype)
+    tf.train.Checkpoint(model=vae).restore(checkpoint).expect_partial()
+    return config, vae, checkpoint

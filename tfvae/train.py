@@ -278,8 +278,8 @@ def _validate(config, steps, val_data, writer) -> dict:
             sums[k] = sums.get(k, 0.0) + float(v)
     count = sums.pop("count")
     metrics = {k: v / count for k, v in sums.items()}
-    convention = evaluate.convention_for(config.likelihood)
-    if convention:
+    if config.likelihood != "bernoulli":
+        convention = evaluate.convention_for(config.likelihood)
         dims = config.image_size**2 * 3
         for name in ("bound", "elbo"):
             metrics[f"{name}_bits_per_dim"] = float(

@@ -1,6 +1,7 @@
 """Times the train step against this machine's float32 matmul peak, measured in the same run.
 
   python tools/benchmark.py --ks=1,5 --dtypes=float32,mixed_bfloat16 --batch_size=64
+  python tools/benchmark.py --mode=eval --eval_k=2000 --eval_batch_size=5 --chunk_size=100
 
 Model flags are the training flags (defaults: the report's 64x64 model, width 64, latent 128);
 `--flagfile=configs/...flags` benchmarks a config as it trains. Prints FLOPs per image, images/s,
@@ -12,6 +13,10 @@ from absl import app, flags
 from tfvae import config as config_lib
 
 config_lib.define_flags()
+flags.DEFINE_enum("mode", "train", ["train", "eval"], "Time the train step or log p(x) at K.")
+flags.DEFINE_integer("eval_k", 2000, "eval mode: importance samples per image.")
+flags.DEFINE_integer("eval_batch_size", 5, "eval mode: images per batch.")
+flags.DEFINE_integer("chunk_size", 100, "eval mode: samples decoded at once per image.")
 flags.DEFINE_list("ks", ["1", "5"], "Importance samples k to time (overrides --k).")
 flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Layer dtype policies to time.")
 flags.DEFINE_integer("repeats", 10, "Timed train steps per setting (after 2 warm-up steps).")
@@ -32,6 +37,8 @@ def main(argv):
     peak = benchmark.matmul_gflops(FLAGS.matmul_size)
     print(f"float32 matmul peak ({FLAGS.matmul_size}^2): {peak:.1f} GFLOP/s")
     channels = likelihoods.parameter_channels(base.likelihood, base.gaussian_scale)
+    if FLAGS.mode == "eval":
+        return _eval(base, channels, peak)
     header = f"{'k':>3} {'dtype':>15} {'GFLOP/img':>10} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}"
     print(
         f"{base.image_size}x{base.image_size}, width {base.width}, latent {base.latent_dim}, "
@@ -53,6 +60,26 @@ def main(argv):
                 f"{100 * gflops / peak:>6.1f}%{ratio}",
                 flush=True,
             )
+
+
+def _eval(config, channels, peak):
+    from tfvae import benchmark, model
+
+    vae = model.build(config)
+    speed = benchmark.log_likelihood_images_per_second(
+        vae, config, FLAGS.eval_k, FLAGS.eval_batch_size, FLAGS.chunk_size
+    )
+    flops = benchmark.encoder_flops(config) + FLAGS.eval_k * benchmark.decoder_flops(
+        config, channels
+    )
+    gflops = speed * flops / 1e9
+    print(
+        f"log p(x), K={FLAGS.eval_k}, batch {FLAGS.eval_batch_size}, chunk {FLAGS.chunk_size}, "
+        f"{config.image_size}x{config.image_size} width {config.width} latent "
+        f"{config.latent_dim}: {flops / 1e9:.1f} GFLOP/image, {speed:.3f} images/s, "
+        f"{gflops:.1f} GFLOP/s = {100 * gflops / peak:.1f}% of peak; "
+        f"peak resident memory {benchmark.peak_resident_gib():.2f} GiB"
+    )
 
 
 if __name__ == "__main__":

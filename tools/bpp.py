@@ -1,0 +1,74 @@
+"""Importance-sampled log-likelihood and bits/dim of a trained run (the report's section 4).
+
+  python tools/bpp.py --model_dir=runs/celeba_iwae --k=2000
+
+Rebuilds the model from model_dir/config.json, restores its latest checkpoint, estimates
+log p(x) = logsumexp_k log w_k - log K for each example with K samples, and prints and writes
+model_dir/metrics.json: NLL (nats) with its standard error, bits/dim with its convention, the
+report's bits-per-pixel figure, the ELBO and IWAE-k bound of the same samples, active units.
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("model_dir", None, "A training run's directory.", required=True)
+flags.DEFINE_integer("k", 2000, "Importance samples per example.")
+flags.DEFINE_string("split", "validation", "Split to evaluate: train, validation or test.")
+flags.DEFINE_integer("num_examples", 1000, "Examples evaluated, the first of the split (0 = all).")
+flags.DEFINE_integer("batch_size", 5, "Examples per batch.")
+flags.DEFINE_integer(
+    "chunk_size", 200, "Samples decoded at once per example (memory ~ batch x chunk)."
+)
+flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    from tqdm import tqdm
+
+    from tfvae import evaluate, model
+
+    for name in ("k", "batch_size", "chunk_size"):
+        if FLAGS[name].value < 1:
+            sys.exit(f"error: Flag `--{name}` is {FLAGS[name].value}; it must be >= 1.")
+    start = time.perf_counter()
+    try:
+        config, vae, checkpoint = model.restore(FLAGS.model_dir)
+        total = FLAGS.num_examples or None
+        with tqdm(total=total, unit="img", desc=f"log p(x), K={FLAGS.k}") as bar:
+            results = evaluate.evaluate_split(
+                config,
+                vae,
+                FLAGS.split,
+                FLAGS.k,
+                FLAGS.num_examples,
+                FLAGS.batch_size,
+                FLAGS.chunk_size,
+                FLAGS.seed,
+                progress=bar.update,
+            )
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    metrics = evaluate.summarize(config, results, FLAGS.k)
+    metrics.update(
+        split=FLAGS.split,
+        seed=FLAGS.seed,
+        checkpoint=os.path.basename(checkpoint),
+        wall_seconds=round(time.perf_counter() - start, 1),
+    )
+    path = os.path.join(FLAGS.model_dir, "metrics.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(metrics, f, indent=2)
+    os.replace(path + ".tmp", path)
+    print(json.dumps(metrics, indent=2))
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    logging.set_verbosity(logging.ERROR)
+    app.run(main)
