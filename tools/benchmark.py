@@ -34,8 +34,11 @@ def main(argv):
     from tfvae.steps import Steps
 
     base = config_lib.from_flags(FLAGS)
-    peak = benchmark.matmul_gflops(FLAGS.matmul_size)
-    print(f"float32 matmul peak ({FLAGS.matmul_size}^2): {peak:.1f} GFLOP/s")
+    peak, median = benchmark.matmul_gflops(FLAGS.matmul_size)
+    print(
+        f"float32 matmul ({FLAGS.matmul_size}^2), best of 5 trials: {peak:.1f} GFLOP/s "
+        f"(median {median:.1f}); '% peak' below is against the best"
+    )
     channels = likelihoods.parameter_channels(base.likelihood, base.gaussian_scale)
     if FLAGS.mode == "eval":
         return _eval(base, channels, peak)
