@@ -38,10 +38,9 @@ def test_log_weights_shape_and_dtype():
     assert log_w.shape == (5, len(x)) and log_w.dtype == tf.float32
 
 
-def test_replica_slices_of_the_noise_reproduce_the_global_batch():
+def test_rows_of_given_noise_reproduce_the_global_batch():
     vae, x, _ = linear_gaussian.make(mean_shift=0.3, std_scale=1.3)
-    full = vae.log_weights(x, 4, seed=[5, 6])
-    halves = [
-        vae.log_weights(x[i : i + 3], 4, seed=[5, 6], batch_offset=i, batch_total=6) for i in (0, 3)
-    ]
+    noise = tf.random.stateless_normal([4, len(x), 2], [5, 6])
+    full = vae.log_weights(x, 4, noise=noise)
+    halves = [vae.log_weights(x[i : i + 3], 4, noise=noise[:, i : i + 3]) for i in (0, 3)]
     np.testing.assert_allclose(tf.concat(halves, axis=1), full, rtol=1e-6)

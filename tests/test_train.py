@@ -110,3 +110,12 @@ def test_a_batch_not_divisible_by_the_replicas_is_refused(tiny_config, tmp_path)
 def test_a_non_finite_loss_names_the_step():
     with pytest.raises(FloatingPointError, match="non-finite by step 7"):
         train._mean_scalars([{"loss": 1.0}, {"loss": float("nan")}], 7)
+
+
+def test_xla_compiled_step_matches_the_plain_step(tiny_config):
+    images = _batch(tiny_config)
+    losses = []
+    for jit in (False, True):
+        steps = _steps(tiny_config.replace(jit_compile=jit))
+        losses.append([float(steps.train_step(images, _seed(i))["loss"]) for i in range(2)])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)  # same noise, same loss

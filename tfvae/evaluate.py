@@ -70,7 +70,7 @@ def per_example_noise(seed, example_ids, num_samples: int, latent_dim: int) -> t
 
     def one_example(example_id):
         example_seed = tf.random.experimental.stateless_fold_in(seed, example_id)
-        return tf.random.stateless_normal([num_samples, latent_dim], example_seed)
+        return tf.random.stateless_normal([num_samples, latent_dim], example_seed, alg="philox")
 
     noise = tf.vectorized_map(one_example, tf.cast(example_ids, tf.int64))  # [B, K, Z]
     return tf.transpose(noise, [1, 0, 2])

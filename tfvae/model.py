@@ -30,23 +30,6 @@ def reparameterize(q, noise):
     return q.bijector.forward(noise)
 
 
-def sample_latents(q, num_samples, seed=None, batch_offset=0, batch_total=None):
-    """Reparameterised z ~ q(z|x), float32 [K, B, Z].
-
-    For a Gaussian q (MultivariateNormal*), the standard-normal noise is drawn for a batch of
-    `batch_total` rows from `seed` and rows [batch_offset, batch_offset + B) are used: a replica
-    holding part of a global batch then sees exactly the noise one device would, so the loss does
-    not depend on the number of replicas. Other q fall back to q.sample(K, seed).
-    """
-    if seed is None or not isinstance(q, tfd.MultivariateNormalLinearOperator):
-        return q.sample(num_samples, seed=seed)
-    loc = q.loc  # [B, Z]
-    batch, latent = tf.shape(loc)[0], tf.shape(loc)[1]
-    total = batch if batch_total is None else batch_total
-    noise = tf.random.stateless_normal([num_samples, total, latent], seed, dtype=loc.dtype)
-    return reparameterize(q, noise[:, batch_offset : batch_offset + batch])
-
-
 class VAE(keras.Model):
     """Encoder + decoder + prior (default N(0, I) over `encoder.latent_dim`)."""
 
@@ -67,21 +50,24 @@ class VAE(keras.Model):
         """z float32 [N, Z] -> p(x|z), batch [N], event [H, W, C] over [0, 1]."""
         return self.decoder(z, training=training)
 
-    def log_weight_terms(self, x, num_samples, training=False, seed=None, **slice_kwargs):
+    def log_weight_terms(self, x, num_samples, training=False, seed=None, noise=None):
         """The three terms of the log-weights, each float32 [K, B] in nats.
 
         Args:
           x: float32 [B, H, W, C] in [0, 1].
           num_samples: K, importance samples per example.
           seed: int [2] stateless seed (None: TFP's stateful sampling).
-          **slice_kwargs: `batch_offset`, `batch_total` for `sample_latents`.
+          noise: optional float32 [K, B, Z] standard-normal noise for a Gaussian q; z is then
+            loc + scale @ noise (the train step draws it outside the replicas and XLA, so the
+            loss is the same on any number of replicas and with or without --jit_compile).
 
         Returns:
           {"log_px_z": log p(x|z_k), "log_pz": log p(z_k), "log_qz_x": log q(z_k|x)}.
         """
         x = tf.convert_to_tensor(x, tf.float32)
         q = self.encode(x, training=training)
-        z = sample_latents(q, num_samples, seed, **slice_kwargs)  # [K, B, Z]
+        given = noise is not None
+        z = reparameterize(q, noise) if given else q.sample(num_samples, seed=seed)  # [K, B, Z]
         return self.joint_terms(x, q, z, training=training)
 
     def joint_terms(self, x, q, z, training=False):
@@ -100,9 +86,9 @@ class VAE(keras.Model):
             "log_qz_x": tf.cast(q.log_prob(z), tf.float32),
         }
 
-    def log_weights(self, x, num_samples, training=False, seed=None, **slice_kwargs):
+    def log_weights(self, x, num_samples, training=False, seed=None, noise=None):
         """log p(x|z_k) + log p(z_k) - log q(z_k|x), float32 [K, B] nats; x float32 [0, 1]."""
-        terms = self.log_weight_terms(x, num_samples, training, seed, **slice_kwargs)
+        terms = self.log_weight_terms(x, num_samples, training, seed, noise)
         return terms["log_px_z"] + terms["log_pz"] - terms["log_qz_x"]
 
     def reconstruct(self, x):

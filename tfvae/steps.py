@@ -69,22 +69,16 @@ class Steps:
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
 
-    def _replica_train_step(self, images, seed):
+    def _replica_train_step(self, images, noise):
         config = self.config
         local_batch = tf.shape(images)[0]
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         offset = tf.cast(replica, tf.int32) * local_batch
+        noise = noise[:, offset : offset + local_batch]  # this replica's rows of the global batch
         x = data.to_unit_interval(images)  # [B, H, W, C] float32 in [0, 1]
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            terms = self.model.log_weight_terms(
-                x,
-                config.k,
-                training=True,
-                seed=seed,
-                batch_offset=offset,
-                batch_total=config.batch_size,
-            )
+            terms = self.model.log_weight_terms(x, config.k, training=True, noise=noise)
             sums = _terms_sums(terms, config.k)
             loss = -sums["bound"] / config.batch_size  # this replica's share of the mean
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
@@ -94,7 +88,13 @@ class Steps:
         return sums
 
     def _train_step(self, images, seed):
-        sums = self.strategy.run(self._replica_train, args=(images, seed))
+        # The noise of the whole global batch, drawn outside the replicas and outside XLA (whose
+        # Philox differs from TF's kernels): a replica's loss depends on its examples only.
+        config = self.config
+        noise = tf.random.stateless_normal(
+            [config.k, config.batch_size, config.latent_dim], seed, alg="philox"
+        )  # [K, B, Z]
+        sums = self.strategy.run(self._replica_train, args=(images, noise))
         means = {
             k: self.strategy.reduce("SUM", v, axis=None) / self.config.batch_size
             for k, v in sums.items()
@@ -104,8 +104,10 @@ class Steps:
     def _replica_eval_step(self, images, seed):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
+        shape = [self.config.k, tf.shape(images)[0], self.config.latent_dim]
+        noise = tf.random.stateless_normal(shape, seed, alg="philox")  # [K, B, Z]
         x = data.to_unit_interval(images)
-        terms = self.model.log_weight_terms(x, self.config.k, training=False, seed=seed)
+        terms = self.model.log_weight_terms(x, self.config.k, training=False, noise=noise)
         sums = _terms_sums(terms, self.config.k)
         sums["count"] = tf.cast(tf.shape(images)[0], tf.float32)
         return sums

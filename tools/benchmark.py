@@ -21,6 +21,7 @@ flags.DEFINE_list("ks", ["1", "5"], "Importance samples k to time (overrides --k
 flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Layer dtype policies to time.")
 flags.DEFINE_integer("repeats", 10, "Timed train steps per setting (after 2 warm-up steps).")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square float32 matmul timed for the peak.")
+flags.DEFINE_string("model_dir", None, "Ignored: accepted so training flagfiles can be passed.")
 flags.FLAGS.set_default("batch_size", 64)
 FLAGS = flags.FLAGS
 
