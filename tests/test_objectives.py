@@ -22,10 +22,3 @@ def test_iwae_bound_k1_is_elbo_and_matches_logmeanexp(compiled):
 def test_iwae_bound_is_stable_for_huge_log_weights():
     log_w = tf.constant([[-1e5, 1e4], [-1e5 + math.log(3), 1e4]], tf.float32)
     np.testing.assert_allclose(objectives.iwae_bound(log_w), [-1e5 + math.log(2.0), 1e4], rtol=1e-7)
-
-
-def test_streamed_log_mean_exp_equals_one_shot():
-    log_w = tf.random.stateless_normal([12, 5], [1, 2]) * 40.0
-    running = objectives.log_mean_exp_update(None, 0, log_w[:5])
-    running = objectives.log_mean_exp_update(running, 5, log_w[5:])
-    np.testing.assert_allclose(running, objectives.iwae_bound(log_w), rtol=1e-6)

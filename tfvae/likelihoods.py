@@ -4,7 +4,7 @@ Every distribution is built from float32 parameters (the decoder casts its outpu
 log-probabilities are float32 nats even when the network runs in float16 or bfloat16.
 
 - 'bernoulli': logits per channel. Its log_prob on non-binary pixels is a cross-entropy, not a
-  log-likelihood of the data; `is_discrete` says so for bits/dim conversions.
+  log-likelihood of the data (evaluate.convention_for refuses it a bits/dim).
 - 'gaussian': a density on [0, 1]^D, learned or fixed scale.
 - 'discretized_logistic': a probability over the 256 values {0, 1/255, ..., 1} of each 8-bit
   channel (a logistic quantized into unit bins centred on the pixel values, the tails folded into
@@ -144,11 +144,6 @@ def make(likelihood: str, params: tf.Tensor, gaussian_scale: float = 0.0) -> tfd
     parameter_channels(likelihood, gaussian_scale)  # validates the name
     pixels = _BUILDERS[likelihood](tf.cast(params, tf.float32), gaussian_scale)
     return tfd.Independent(pixels, reinterpreted_batch_ndims=3)
-
-
-def is_discrete(likelihood: str) -> bool:
-    """True when log_prob is a probability over the 256 pixel values (bits/dim is NLL/(D ln 2))."""
-    return likelihood == "discretized_logistic"
 
 
 def point_estimate(distribution: tfd.Distribution) -> tf.Tensor:
