@@ -32,7 +32,7 @@ def test_training_prints_the_bound_and_where_it_wrote(tmp_path):
     "flag,message",
     [
         ("--k=0", "error: Flag `--k` is 0; it must be an integer >= 1."),
-        ("--dataset=celeb_a", "error: Dataset 'celeb_a' is not available"),
+        ("--dataset=folder:/nonexistent", "error: --dataset=folder:/nonexistent: no such"),
         ("--image_size=48", "error: Flag `--image_size` is 48; it must be a power of two"),
     ],
 )

@@ -66,7 +66,7 @@ def test_to_unit_interval_maps_0_255_to_0_1():
     [
         ("builtin", "dev", 0, "Split 'dev' is unknown; accepted: train, validation, test"),
         ("mnist", "train", 0, "Dataset 'mnist' is unknown"),
-        ("celeb_a", "train", 0, "'celeb_a' is not available in this version"),
+        ("folder:/nonexistent", "train", 0, "no such directory or zip file"),
         ("builtin", "test", 5000, "Asked for 5000 examples of builtin/test, which has only 1000"),
     ],
 )

@@ -19,6 +19,7 @@ UPSAMPLINGS = ("deconv", "nearest", "bilinear")
 LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic")
 MIXED_PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored")
+CROPS = ("realnvp", "center", "none")
 
 # Fields that control how long or how verbosely a run goes, not what it computes: a resumed run
 # may change them without being refused (e.g. training a finished run for more epochs).
@@ -39,6 +40,12 @@ class Config:
     )
     data_dir: str = _field("", "Where datasets are cached or found ('' = ~/.cache/tfvae).")
     image_size: int = _field(64, "Side of the square images in pixels (a power of two >= 8).")
+    crop: str = _field(
+        "realnvp",
+        "Crop of 178x218 CelebA images before resizing: realnvp = the 148x148 box at x=15, "
+        "y=40 (Real NVP, NVAE); center = a centred 148x148 box; none. Ignored by builtin.",
+        CROPS,
+    )
     train_size: int = _field(0, "Training examples used, a deterministic subset (0 = all).")
     val_size: int = _field(0, "Validation examples used, a deterministic subset (0 = all).")
     # Model.

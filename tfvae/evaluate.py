@@ -198,7 +198,7 @@ def evaluate_split(
       {"log_likelihood", "elbo", "iwae_bound": float64 [N] nats, "active_units": int,
        "activity": float64 [Z]}; the IWAE bound uses the run's training k.
     """
-    dataset = data.load(config.dataset, split, config.data_dir, config.image_size, num_examples)
+    dataset = data.load_config_split(config, split, num_examples)
     group_size = min(config.k, num_samples)
     per_example = {"log_likelihood": [], "elbo": [], "iwae_bound": []}
     start = 0

@@ -126,12 +126,8 @@ def train_and_evaluate(config, model_dir: str, max_steps: int | None = None) -> 
             f"Flag `--batch_size` is {config.batch_size}; it must be divisible by the "
             f"{strategy.num_replicas_in_sync} replicas."
         )
-    train_data = data.load(
-        config.dataset, "train", config.data_dir, config.image_size, config.train_size
-    )
-    val_data = data.load(
-        config.dataset, "validation", config.data_dir, config.image_size, config.val_size
-    )
+    train_data = data.load_config_split(config, "train", config.train_size)
+    val_data = data.load_config_split(config, "validation", config.val_size)
     steps_per_epoch = int(train_data.cardinality()) // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(
