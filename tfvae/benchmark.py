@@ -102,3 +102,22 @@ def peak_resident_gib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def pipeline_images_per_second(config, max_batches: int = 200) -> float:
+    """Images/s of the training input pipeline alone (shuffled batches of uint8 images).
+
+    The split is loaded (and, for real images, prepared) before the clock starts; one warm-up
+    batch is read first.
+    """
+    from tfvae import data
+
+    dataset = data.load_config_split(config, "train", config.train_size)
+    batches = data.batches(dataset.map(lambda ex: ex["image"]), config.batch_size, shuffle_seed=1)
+    batches = batches.repeat().take(max_batches + 1)
+    iterator = iter(batches)
+    next(iterator)
+    start, count = time.perf_counter(), 0
+    for images in iterator:
+        count += int(images.shape[0])
+    return count / (time.perf_counter() - start)

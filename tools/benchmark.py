@@ -2,6 +2,7 @@
 
   python tools/benchmark.py --ks=1,5 --dtypes=float32,mixed_bfloat16 --batch_size=64
   python tools/benchmark.py --mode=eval --eval_k=2000 --eval_batch_size=5 --chunk_size=100
+  python tools/benchmark.py --mode=data --flagfile=configs/iwae.flags   # input pipeline
 
 Model flags are the training flags (defaults: the report's 64x64 model, width 64, latent 128);
 `--flagfile=configs/...flags` benchmarks a config as it trains. Prints FLOPs per image, images/s,
@@ -13,7 +14,12 @@ from absl import app, flags
 from tfvae import config as config_lib
 
 config_lib.define_flags()
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "Time the train step or log p(x) at K.")
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval", "data"],
+    "Time the train step, log p(x) at K, or the input pipeline beside the train step.",
+)
 flags.DEFINE_integer("eval_k", 2000, "eval mode: importance samples per image.")
 flags.DEFINE_integer("eval_batch_size", 5, "eval mode: images per batch.")
 flags.DEFINE_integer("chunk_size", 100, "eval mode: samples decoded at once per image.")
@@ -43,6 +49,8 @@ def main(argv):
     channels = likelihoods.parameter_channels(base.likelihood, base.gaussian_scale)
     if FLAGS.mode == "eval":
         return _eval(base, channels, peak)
+    if FLAGS.mode == "data":
+        return _data(base)
     header = f"{'k':>3} {'dtype':>15} {'GFLOP/img':>10} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}"
     print(
         f"{base.image_size}x{base.image_size}, width {base.width}, latent {base.latent_dim}, "
@@ -64,6 +72,24 @@ def main(argv):
                 f"{100 * gflops / peak:>6.1f}%{ratio}",
                 flush=True,
             )
+
+
+def _data(config):
+    import keras
+    import tensorflow as tf
+
+    from tfvae import benchmark
+    from tfvae.steps import Steps
+
+    pipeline = benchmark.pipeline_images_per_second(config)
+    keras.utils.set_random_seed(config.seed)
+    steps = Steps(config, tf.distribute.get_strategy())
+    train = benchmark.train_images_per_second(steps, config.batch_size, FLAGS.repeats)
+    print(
+        f"{config.dataset}, {config.image_size}x{config.image_size}, batch {config.batch_size}: "
+        f"input pipeline {pipeline:.0f} images/s; float32 train step (k={config.k}) "
+        f"{train:.1f} images/s; the pipeline delivers {pipeline / train:.0f}x what training uses"
+    )
 
 
 def _eval(config, channels, peak):
