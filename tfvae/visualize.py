@@ -1,7 +1,14 @@
-"""Image grids and figures made from model outputs."""
+"""Image grids, interpolations, traversals, the checkerboard measure, and figures.
+
+Images are float32 in [0, 1]; every grid of decoded images comes from one batched decode.
+"""
 
 from __future__ import annotations
 
+import os
+
+import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -21,3 +28,126 @@ def image_grid(images: tf.Tensor, columns: int) -> tf.Tensor:
     grid = tf.reshape(images[: rows * columns], [rows, columns, h, w, c])
     grid = tf.transpose(grid, [0, 2, 1, 3, 4])  # [rows, H, columns, W, C]
     return tf.reshape(grid, [1, rows * h, columns * w, c])
+
+
+ALPHAS = tuple(i / 10 for i in range(11))  # the report's alpha in {0, 0.1, ..., 1}
+
+
+def latent_interpolation(model, z0, z1, alphas=ALPHAS, spherical: bool = False) -> tf.Tensor:
+    """Decodes z' = alpha z0 + (1 - alpha) z1 (the report's convention), one batched call.
+
+    Args:
+      model: a VAE; z0, z1: float32 [Z]; alphas: [A] floats in [0, 1].
+      spherical: interpolate along the great circle (slerp) instead of the straight line.
+
+    Returns:
+      float32 [A, H, W, C] in [0, 1]: alpha = 1 gives decode(z0), alpha = 0 decode(z1).
+    """
+    z0, z1 = tf.convert_to_tensor(z0, tf.float32), tf.convert_to_tensor(z1, tf.float32)
+    alphas = tf.constant(alphas, tf.float32)[:, None]  # [A, 1]
+    if spherical:
+        cosine = tf.reduce_sum(z0 * z1) / (tf.norm(z0) * tf.norm(z1))
+        angle = tf.acos(tf.clip_by_value(cosine, -1.0, 1.0))
+        sine = tf.maximum(tf.sin(angle), 1e-6)
+        z = (tf.sin(alphas * angle) * z0 + tf.sin((1 - alphas) * angle) * z1) / sine
+    else:
+        z = alphas * z0 + (1 - alphas) * z1  # [A, Z]
+    return model.sample(z=z)
+
+
+def pixel_interpolation(x0, x1, alphas=ALPHAS) -> tf.Tensor:
+    """x' = alpha x0 + (1 - alpha) x1: x0, x1 float32 [H, W, C] -> [A, H, W, C] in [0, 1]."""
+    alphas = tf.constant(alphas, tf.float32)[:, None, None, None]
+    return alphas * tf.convert_to_tensor(x0, tf.float32) + (1 - alphas) * x1
+
+
+def traversal_latents(z_center, dims, values) -> tf.Tensor:
+    """Latents varying one coordinate at a time: [len(dims), len(values), Z].
+
+    Row r sets coordinate dims[r] of z_center [Z] to each of `values`; all others stay fixed.
+    """
+    z_center = tf.convert_to_tensor(z_center, tf.float32)
+    rows = []
+    for dim in dims:
+        grid = tf.tile(z_center[None], [len(values), 1])  # [V, Z]
+        index = tf.stack([tf.range(len(values)), tf.fill([len(values)], dim)], axis=1)
+        rows.append(tf.tensor_scatter_nd_update(grid, index, tf.constant(values, tf.float32)))
+    return tf.stack(rows)
+
+
+def traversal(model, z_center, dims, values) -> tf.Tensor:
+    """Decoded traversal grid, float32 [len(dims), len(values), H, W, C], one batched call."""
+    z = traversal_latents(z_center, dims, values)
+    rows, columns = z.shape[0], z.shape[1]
+    images = model.sample(z=tf.reshape(z, [rows * columns, -1]))
+    return tf.reshape(images, [rows, columns, *images.shape[1:]])
+
+
+def checkerboard_energy(images) -> np.ndarray:
+    """Share of each image's spectral energy at the Nyquist frequencies, float64 [N].
+
+    The (pi, 0), (0, pi) and (pi, pi) frequencies are where the uneven overlap of a stride-2
+    transposed convolution puts its checkerboard. Energy is |FFT|^2 of the channel-mean image
+    with its mean removed; 0 for a constant image, 1 for a pure checkerboard.
+
+    Args:
+      images: float [N, H, W, C] in [0, 1], H and W even.
+    """
+    gray = np.asarray(images, np.float64).mean(-1)  # [N, H, W]
+    gray = gray - gray.mean(axis=(1, 2), keepdims=True)
+    power = np.abs(np.fft.fft2(gray)) ** 2
+    h, w = gray.shape[1] // 2, gray.shape[2] // 2
+    nyquist = power[:, h, 0] + power[:, 0, w] + power[:, h, w]
+    return nyquist / np.maximum(power.sum(axis=(1, 2)), 1e-20)
+
+
+def transposed_conv_overlap(kernel_size: int, stride: int = 2, input_size: int = 8) -> np.ndarray:
+    """How many kernel taps land on each output pixel of a transposed convolution, int [S, S].
+
+    A stride-2 transposed convolution with kernel 3 covers pixels unevenly (the checkerboard of
+    the report's section 2.2); with kernel 4 every interior pixel gets the same count.
+    """
+    layer = keras.layers.Conv2DTranspose(
+        1, kernel_size, strides=stride, padding="same", use_bias=False,
+        kernel_initializer="ones",
+    )  # fmt: skip
+    counts = layer(tf.ones([1, input_size, input_size, 1]))
+    return np.rint(counts.numpy()[0, ..., 0]).astype(int)
+
+
+def grid_figure(images, path: str, title: str, row_labels=(), column_labels=(), zoom=None):
+    """Saves a labelled grid of images [R, C, H, W, 3] in [0, 1] as a PNG (matplotlib).
+
+    `zoom` = (y, x, size) adds, under the grid, the same crop of every image enlarged.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = np.clip(np.asarray(images, np.float32), 0, 1)
+    rows, columns = images.shape[:2]
+    crops = rows if zoom else 0
+    fig, axes = plt.subplots(
+        rows + crops, columns, figsize=(1.3 * columns + 1, 1.3 * (rows + crops) + 0.6),
+        squeeze=False,
+    )  # fmt: skip
+    for r in range(rows + crops):
+        for c in range(columns):
+            image = images[r % rows, c]
+            if r >= rows:
+                y, x, size = zoom
+                image = image[y : y + size, x : x + size]
+            axes[r, c].imshow(image, interpolation="nearest")
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0 and c < len(column_labels):
+                axes[r, c].set_title(str(column_labels[c]), fontsize=8)
+            if c == 0 and r % rows < len(row_labels):
+                suffix = " (zoom)" if r >= rows else ""
+                axes[r, c].set_ylabel(str(row_labels[r % rows]) + suffix, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
