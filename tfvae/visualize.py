@@ -151,3 +151,24 @@ def grid_figure(images, path: str, title: str, row_labels=(), column_labels=(), 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def save_outputs(directory: str, name: str, numbers: dict, grid=None, **figure_args) -> str:
+    """Writes NAME.json (the numbers) and, for a grid [R, C, H, W, 3], NAME.png and the same
+    image to TensorBoard (event files in `directory`). Returns the PNG or JSON path."""
+    import json
+
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{name}.json"), "w") as f:
+        json.dump(numbers, f, indent=2, default=lambda v: np.asarray(v).tolist())
+    if grid is None:
+        return os.path.join(directory, f"{name}.json")
+    path = os.path.join(directory, f"{name}.png")
+    grid_figure(grid, path, **figure_args)
+    rows, columns = np.shape(grid)[:2]
+    flat = tf.reshape(
+        tf.constant(np.asarray(grid, np.float32)), [rows * columns, *np.shape(grid)[2:]]
+    )
+    with tf.summary.create_file_writer(directory).as_default(step=0):
+        tf.summary.image(name, image_grid(flat, columns))
+    return path
