@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tfvae import train
@@ -68,3 +69,50 @@ def test_bpp_without_a_checkpoint_says_to_train_first(tmp_path):
     config_lib.save(config_lib.Config(), str(tmp_path / "config.json"))
     run = _tool("bpp", f"--model_dir={tmp_path}")
     assert run.returncode != 0 and "has no checkpoint yet; train it first" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "tool,args,outputs",
+    [
+        ("traverse", ["--num_dims=2", "--steps=3"], ["traversal"]),
+        ("traverse", ["--dims=0,2", "--image_index=1"], ["traversal"]),
+        ("interpolate", ["--spherical"], ["interpolation"]),
+        ("interpolate", ["--from_images"], ["interpolation"]),
+    ],
+)
+def test_figure_tools_write_png_and_json(trained_run, tool, args, outputs):
+    run = _tool(tool, f"--model_dir={trained_run}", *args)
+    assert run.returncode == 0, run.stderr
+    for name in outputs:
+        assert (trained_run / "figures" / f"{name}.png").stat().st_size > 1000
+        assert json.loads((trained_run / "figures" / f"{name}.json").read_text())
+
+
+def test_latents_tool_reports_factors_and_mig(trained_run):
+    run = _tool("latents", f"--model_dir={trained_run}", "--num_examples=16", "--bins=4")
+    assert run.returncode == 0, run.stderr
+    numbers = json.loads((trained_run / "figures" / "latents.json").read_text())
+    assert len(numbers["factors"]) == 8 and 0 <= numbers["mutual_information_gap"] <= 1
+    assert np.array(numbers["mutual_information_nats"]).shape == (3, 8)
+    assert (trained_run / "figures" / "latents.png").stat().st_size > 1000
+
+
+def test_comparison_tools_write_png_and_json(trained_run, tmp_path):
+    run = _tool(
+        "compare_upsampling",
+        f"--model_dirs={trained_run},{trained_run}",
+        f"--output_dir={tmp_path}",
+        "--num_samples=8",
+        "--num_shown=2",
+    )
+    assert run.returncode == 0, run.stderr
+    numbers = json.loads((tmp_path / "upsampling_samples.json").read_text())
+    assert 0 <= numbers["data_checkerboard_mean_and_standard_error"][0] <= 1
+    overlap = json.loads((tmp_path / "transposed_conv_overlap.json").read_text())
+    assert overlap["kernel_sizes"] == [3, 4]
+    run = _tool("loss_curves", f"--model_dirs={trained_run}", f"--output_dir={tmp_path}")
+    assert run.returncode == 0, run.stderr
+    for name in ("upsampling_samples", "transposed_conv_overlap", "loss_curves"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    curves = json.loads((tmp_path / "loss_curves.json").read_text())
+    assert len(next(iter(curves.values()))["validation_loss"]) == 1  # one epoch

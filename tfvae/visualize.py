@@ -129,7 +129,7 @@ def grid_figure(images, path: str, title: str, row_labels=(), column_labels=(), 
     rows, columns = images.shape[:2]
     crops = rows if zoom else 0
     fig, axes = plt.subplots(
-        rows + crops, columns, figsize=(1.3 * columns + 1, 1.3 * (rows + crops) + 0.6),
+        rows + crops, columns, figsize=(1.3 * columns + 2.2, 1.3 * (rows + crops) + 0.8),
         squeeze=False,
     )  # fmt: skip
     for r in range(rows + crops):
@@ -145,7 +145,7 @@ def grid_figure(images, path: str, title: str, row_labels=(), column_labels=(), 
                 axes[r, c].set_title(str(column_labels[c]), fontsize=8)
             if c == 0 and r % rows < len(row_labels):
                 suffix = " (zoom)" if r >= rows else ""
-                axes[r, c].set_ylabel(str(row_labels[r % rows]) + suffix, fontsize=8)
+                axes[r, c].set_ylabel(str(row_labels[r % rows]) + suffix, fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

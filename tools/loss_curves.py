@@ -1,0 +1,66 @@
+"""Training and validation loss of several runs (the report's Figure 4), from their events.
+
+  python tools/loss_curves.py --model_dirs=runs/celeba_vae,runs/celeba_iwae
+
+Left: training loss per logged step; middle: validation loss (-bound) per epoch; right: the
+validation loss averaged over epochs with its standard error, the comparison the report makes
+where the curve is jumpy. Losses are nats per image. Writes to --output_dir.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_list("model_dirs", None, "Training runs to compare.", required=True)
+flags.DEFINE_string("output_dir", "runs/loss_curves", "Where loss_curves.{png,json} go.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tfvae import analysis, config, visualize
+
+    curves = {}
+    for directory in FLAGS.model_dirs:
+        if not os.path.exists(os.path.join(directory, "config.json")):
+            sys.exit(f"error: --model_dirs entry {directory} has no config.json.")
+        c = config.load(os.path.join(directory, "config.json"))
+        curves[f"{os.path.basename(directory.rstrip('/'))} (k={c.k})"] = analysis.loss_curves(
+            directory
+        )
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for name, curve in curves.items():
+        axes[0].plot(curve["train_steps"], curve["train_loss"], ".-", markersize=3, label=name)
+        axes[1].plot(curve["validation_steps"], curve["validation_loss"], "o-", label=name)
+    names = list(curves)
+    axes[2].bar(
+        names,
+        [curves[n]["mean_validation_loss"] for n in names],
+        yerr=[curves[n]["mean_validation_loss_standard_error"] for n in names],
+        capsize=6,
+    )
+    for ax, title in zip(
+        axes, ("training loss", "validation loss", "mean validation loss"), strict=True
+    ):
+        ax.set_title(title)
+        ax.set_ylabel("nats per image")
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("step (end of each epoch)")
+    axes[0].legend()
+    lows = [curves[n]["mean_validation_loss"] for n in names]
+    axes[2].set_ylim(min(lows) * 0.98, max(lows) * 1.01)
+    fig.tight_layout()
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    fig.savefig(os.path.join(FLAGS.output_dir, "loss_curves.png"), dpi=110)
+    path = visualize.save_outputs(FLAGS.output_dir, "loss_curves", curves)
+    print(f"written to {os.path.dirname(path)}")
+
+
+if __name__ == "__main__":
+    app.run(main)
