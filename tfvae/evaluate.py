@@ -170,11 +170,10 @@ def active_units(model, dataset, threshold: float = 1e-2, batch_size: int = 100)
     Returns:
       (number of active units, activity float64 [Z] = the variance of each posterior mean).
     """
-    means = [
-        model.encode(data.to_unit_interval(batch["image"])).mean().numpy()
-        for batch in dataset.batch(batch_size)
-    ]
-    activity = np.var(np.concatenate(means).astype(np.float64), axis=0)
+    from tfvae import analysis
+
+    means, _ = analysis.posterior_means(model, dataset, batch_size)
+    activity = np.var(means, axis=0)
     return int(np.sum(activity > threshold)), activity
 
 

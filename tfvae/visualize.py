@@ -172,3 +172,10 @@ def save_outputs(directory: str, name: str, numbers: dict, grid=None, **figure_a
     with tf.summary.create_file_writer(directory).as_default(step=0):
         tf.summary.image(name, image_grid(flat, columns))
     return path
+
+
+def log_png(directory: str, name: str, png_path: str) -> None:
+    """Writes a saved PNG figure to TensorBoard (event files in `directory`) as image `name`."""
+    image = tf.io.decode_png(tf.io.read_file(png_path), channels=3)
+    with tf.summary.create_file_writer(directory).as_default(step=0):
+        tf.summary.image(name, image[None])

@@ -51,6 +51,7 @@ def main(argv):
     figures = os.path.join(FLAGS.model_dir, "figures")
     os.makedirs(figures, exist_ok=True)
     fig.savefig(os.path.join(figures, "latents.png"), dpi=110)
+    visualize.log_png(figures, "latents", os.path.join(figures, "latents.png"))
     numbers = {
         "factors": names,
         "best_factor_per_dim": {int(d): names[int(np.argmax(info[d]))] for d in order},

@@ -58,6 +58,9 @@ def main(argv):
     fig.tight_layout()
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     fig.savefig(os.path.join(FLAGS.output_dir, "loss_curves.png"), dpi=110)
+    visualize.log_png(
+        FLAGS.output_dir, "loss_curves", os.path.join(FLAGS.output_dir, "loss_curves.png")
+    )
     path = visualize.save_outputs(FLAGS.output_dir, "loss_curves", curves)
     print(f"written to {os.path.dirname(path)}")
 

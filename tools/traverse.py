@@ -24,14 +24,15 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from tfvae import data, evaluate, model, visualize
+    from tfvae import analysis, data, model, visualize
 
     try:
         config, vae, _ = model.restore(FLAGS.model_dir)
         images = data.load_config_split(config, "validation", 500)
     except ValueError as error:
         sys.exit(f"error: {error}")
-    _, activity = evaluate.active_units(vae, images)
+    means, labels = analysis.posterior_means(vae, images)
+    activity = means.var(axis=0)  # Burda et al.'s activity: Cov_x(E_q[z_i])
     dims = [int(d) for d in FLAGS.dims] or np.argsort(-activity)[: FLAGS.num_dims].tolist()
     if any(not 0 <= d < config.latent_dim for d in dims):
         sys.exit(f"error: Flag `--dims` is {dims}; each must be in [0, {config.latent_dim}).")
@@ -41,13 +42,20 @@ def main(argv):
     else:
         centre = np.zeros(config.latent_dim, np.float32)
     values = np.linspace(-FLAGS.range, FLAGS.range, FLAGS.steps).astype(np.float32)
+    factors = {}
+    if labels.shape[1]:  # name each row by the factor its latent carries most information on
+        info = analysis.mutual_information(means[:, dims], labels, bins=10)
+        names = analysis.label_names(config)
+        factors = {d: names[int(np.argmax(row))] for d, row in zip(dims, info, strict=True)}
     grid = visualize.traversal(vae, centre, dims, values)
     start = "the prior mean" if FLAGS.image_index < 0 else f"image {FLAGS.image_index}"
     path = visualize.save_outputs(
         os.path.join(FLAGS.model_dir, "figures"), "traversal",
-        {"dims": dims, "values": values, "activity": activity[dims], "start": start},
+        {"dims": dims, "values": values, "activity": activity[dims], "start": start,
+         "best_factor": factors},
         grid, title=f"Traversals around {start}: one latent coordinate per row",
-        row_labels=[f"z[{d}]" for d in dims], column_labels=[f"{v:+.1f}" for v in values],
+        row_labels=[f"z[{d}]" + (f"\n{factors[d]}" if d in factors else "") for d in dims],
+        column_labels=[f"{v:+.1f}" for v in values],
     )  # fmt: skip
     print(f"written to {path}")
 
