@@ -130,6 +130,11 @@ def mutual_information_gap(info: np.ndarray, labels: np.ndarray, bins: int = 20)
     return float(np.mean((top_two[0] - top_two[1])[keep] / entropies[keep]))
 
 
+def best_factors(info: np.ndarray, names, dims) -> dict[int, str]:
+    """The label each latent in `dims` carries most information on, from mutual_information."""
+    return {int(d): names[int(np.argmax(info[d]))] for d in dims}
+
+
 def correlations(latents: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """|Pearson correlation| between each latent and each label, float64 [Z, L] (0 if constant)."""
     a = (latents - latents.mean(0)) / np.maximum(latents.std(0), 1e-12)

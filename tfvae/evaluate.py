@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import data
+from tfvae import data, objectives
 from tfvae import model as model_lib
 
 CONVENTIONS = ("discrete", "density", "report")
@@ -97,7 +97,7 @@ def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_si
         else:
             z = q.sample(size, seed=tf.random.experimental.stateless_fold_in(seed, start))
         terms = model.joint_terms(x, q, z)
-        log_w = terms["log_px_z"] + terms["log_pz"] - terms["log_qz_x"]  # [size, B]
+        log_w = objectives.log_weights_from_terms(terms)  # [size, B]
         log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(log_w, 0)]), 0)
         weight_sum += tf.reduce_sum(log_w, 0)
         groups = size // group_size

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import likelihoods, networks
+from tfvae import likelihoods, networks, objectives
 
 tfd = tfp.distributions
 
@@ -89,7 +89,7 @@ class VAE(keras.Model):
     def log_weights(self, x, num_samples, training=False, seed=None, noise=None):
         """log p(x|z_k) + log p(z_k) - log q(z_k|x), float32 [K, B] nats; x float32 [0, 1]."""
         terms = self.log_weight_terms(x, num_samples, training, seed, noise)
-        return terms["log_px_z"] + terms["log_pz"] - terms["log_qz_x"]
+        return objectives.log_weights_from_terms(terms)
 
     def reconstruct(self, x):
         """Point estimate of p(x | z = E_q[z]), float32 [B, H, W, C] in [0, 1]."""

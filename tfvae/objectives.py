@@ -9,6 +9,11 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def log_weights_from_terms(terms: dict) -> tf.Tensor:
+    """log w = log p(x|z) + log p(z) - log q(z|x), float32 [K, B] nats, from the terms dict."""
+    return terms["log_px_z"] + terms["log_pz"] - terms["log_qz_x"]
+
+
 def iwae_bound(log_weights: tf.Tensor) -> tf.Tensor:
     """The K-sample importance-weighted bound, log (1/K) sum_k w_k, float32 [B] in nats.
 

@@ -13,9 +13,9 @@ import tensorflow as tf
 from tfvae import data, model, objectives
 
 
-def _terms_sums(terms: dict, num_samples: int) -> dict:
+def _terms_sums(terms: dict) -> dict:
     """Per-replica sums over examples of the bounds and their parts, float32 scalars (nats)."""
-    log_w = terms["log_px_z"] + terms["log_pz"] - terms["log_qz_x"]  # [K, B]
+    log_w = objectives.log_weights_from_terms(terms)  # [K, B]
     bound = objectives.iwae_bound(log_w)  # [B]
     return {
         "bound": tf.reduce_sum(bound),
@@ -79,7 +79,7 @@ class Steps:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             terms = self.model.log_weight_terms(x, config.k, training=True, noise=noise)
-            sums = _terms_sums(terms, config.k)
+            sums = _terms_sums(terms)
             loss = -sums["bound"] / config.batch_size  # this replica's share of the mean
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
@@ -108,7 +108,7 @@ class Steps:
         noise = tf.random.stateless_normal(shape, seed, alg="philox")  # [K, B, Z]
         x = data.to_unit_interval(images)
         terms = self.model.log_weight_terms(x, self.config.k, training=False, noise=noise)
-        sums = _terms_sums(terms, self.config.k)
+        sums = _terms_sums(terms)
         sums["count"] = tf.cast(tf.shape(images)[0], tf.float32)
         return sums
 

@@ -54,7 +54,7 @@ def main(argv):
     visualize.log_png(figures, "latents", os.path.join(figures, "latents.png"))
     numbers = {
         "factors": names,
-        "best_factor_per_dim": {int(d): names[int(np.argmax(info[d]))] for d in order},
+        "best_factor_per_dim": analysis.best_factors(info, names, order),
         "activity": activity,
         "mutual_information_nats": info,
         "abs_correlation": analysis.correlations(means, labels),

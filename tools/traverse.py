@@ -44,9 +44,8 @@ def main(argv):
     values = np.linspace(-FLAGS.range, FLAGS.range, FLAGS.steps).astype(np.float32)
     factors = {}
     if labels.shape[1]:  # name each row by the factor its latent carries most information on
-        info = analysis.mutual_information(means[:, dims], labels, bins=10)
-        names = analysis.label_names(config)
-        factors = {d: names[int(np.argmax(row))] for d, row in zip(dims, info, strict=True)}
+        info = analysis.mutual_information(means, labels)  # the same rule as tools/latents.py
+        factors = analysis.best_factors(info, analysis.label_names(config), dims)
     grid = visualize.traversal(vae, centre, dims, values)
     start = "the prior mean" if FLAGS.image_index < 0 else f"image {FLAGS.image_index}"
     path = visualize.save_outputs(
