@@ -24,6 +24,23 @@ from tfvae import data, evaluate, model, visualize
 from tfvae.steps import Steps
 
 NUM_SHOWN = 8  # images shown in reconstruction and sample summaries, one row each
+EXIT_STOPPED = 75  # exit code of a run stopped by a signal with a checkpoint saved: resumable
+
+
+class Stopped(Exception):  # noqa: N818 (a resumable stop, not an error)
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; rerunning resumes it.
+
+    Attributes:
+      signal_name: 'SIGINT' or 'SIGTERM'.
+      step: the optimizer step of the saved checkpoint.
+    """
+
+    def __init__(self, signal_name: str, step: int):
+        super().__init__(
+            f"{signal_name}: checkpoint saved at step {step}; rerun the same command to resume."
+        )
+        self.signal_name = signal_name
+        self.step = step
 
 
 def compute_dtype(config) -> str:
@@ -117,7 +134,11 @@ def train_and_evaluate(config, model_dir: str, max_steps: int | None = None) -> 
         checkpoint then holds the exact data position, so a rerun continues seamlessly.
 
     Returns:
-      Validation metrics of the last epoch: per-example nats and bits/dim.
+      Validation metrics of the last epoch: per-example nats and bits/dim. Stopping at
+      `max_steps` returns {} (no validation).
+
+    Raises:
+      Stopped: on SIGINT/SIGTERM, after saving a checkpoint.
     """
     check_model_dir(config, model_dir)
     strategy = make_strategy(config)
@@ -227,11 +248,7 @@ def _train_epoch(config, steps, train_data, steps_per_epoch, writer, manager, st
             manager.save(checkpoint_number=step)
             progress.close()
             if stop.signal_name:
-                print(
-                    f"{stop.signal_name}: checkpoint saved at step {step}; "
-                    "rerun the same command to resume.",
-                    flush=True,
-                )
+                raise Stopped(stop.signal_name, step)
             return False
     progress.close()
     steps.step.assign(step)
@@ -302,6 +319,9 @@ def main(argv):
     try:
         config = config_lib.from_flags(flags.FLAGS)
         train_and_evaluate(config, flags.FLAGS.model_dir, flags.FLAGS.max_steps)
+    except Stopped as stopped:
+        print(stopped, flush=True)
+        sys.exit(EXIT_STOPPED)
     except (ValueError, NotImplementedError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
