@@ -23,13 +23,17 @@ from tfvae import data, objectives
 from tfvae import model as model_lib
 
 CONVENTIONS = ("discrete", "density", "report")
+BITS_PER_DIM_CONVENTIONS = {
+    "discrete": "NLL / (D ln 2), D = H*W*C: a probability over the 256 pixel values",
+    "density": "(NLL + D ln 256) / (D ln 2): a density on [0,1], uniform dequantization",
+}
 
 
 def bits_per_dim(nll_nats, num_dims: int, convention: str, num_pixels: int | None = None):
     """Converts negative log-likelihoods in nats per example to bits.
 
     Args:
-      nll_nats: float or array [B], -log p(x) in nats per example.
+      nll_nats: float, array or tensor [B], -log p(x) in nats per example.
       num_dims: D = H * W * C.
       convention: 'discrete', 'density' or 'report' (see the module docstring).
       num_pixels: H * W, needed by 'report'.
@@ -37,7 +41,8 @@ def bits_per_dim(nll_nats, num_dims: int, convention: str, num_pixels: int | Non
     Returns:
       Bits per dimension ('report': bits per pixel), same shape as nll_nats.
     """
-    nll_nats = np.asarray(nll_nats, np.float64)
+    if not tf.is_tensor(nll_nats):  # a float32 tensor stays one (graph use, e.g. an export)
+        nll_nats = np.asarray(nll_nats, np.float64)
     if convention == "discrete":
         return nll_nats / (num_dims * math.log(2))
     if convention == "density":
@@ -103,12 +108,22 @@ def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_si
         groups = size // group_size
         grouped = tf.reshape(log_w[: groups * group_size], [groups, group_size, batch])
         group_sum += tf.reduce_sum(tf.reduce_logsumexp(grouped, 1), 0)
-    num_groups = num_samples // group_size
+    num_samples = tf.cast(num_samples, tf.float32)  # a Python int or an int32 tensor
+    num_groups = tf.math.floor(num_samples / group_size)
     return {
-        "log_likelihood": log_sum - math.log(num_samples),
+        "log_likelihood": log_sum - tf.math.log(num_samples),
         "elbo": weight_sum / num_samples,
         "iwae_bound": group_sum / num_groups - math.log(group_size),
     }
+
+
+def estimate_bounds(model, x, example_ids, seed, num_samples, chunk_size=100, group_size=1):
+    """The traceable body of `bounds` (call it inside a `tf.function`, e.g. an export).
+
+    Args as `bounds`, except num_samples may be an int32 scalar tensor and seed and example_ids
+    are tensors (int64 [2], int [B]). Returns the same dict of float32 [B] nats.
+    """
+    return _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_size)
 
 
 _COMPILED = weakref.WeakKeyDictionary()  # model -> {(K, chunk, group): tf.function}
@@ -237,10 +252,7 @@ def summarize(config, results, num_samples: int) -> dict:
     try:
         convention = convention_for(config.likelihood)
         summary["bits_per_dim"] = float(bits_per_dim(nll.mean(), dims, convention))
-        summary["bits_per_dim_convention"] = {
-            "discrete": "NLL / (D ln 2), D = H*W*C: a probability over the 256 pixel values",
-            "density": "(NLL + D ln 256) / (D ln 2): a density on [0,1], uniform dequantization",
-        }[convention]
+        summary["bits_per_dim_convention"] = BITS_PER_DIM_CONVENTIONS[convention]
     except ValueError as refusal:
         summary["bits_per_dim"] = None
         summary["bits_per_dim_convention"] = str(refusal)

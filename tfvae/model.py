@@ -130,7 +130,7 @@ def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False)
         **shared,
     )
     vae = VAE(encoder, decoder)
-    vae.log_weights(tf.zeros([1, config.image_size, config.image_size, 3]), 1)  # creates weights
+    vae(tf.zeros([1, config.image_size, config.image_size, 3]))  # creates weights; Keras: built
     return vae
 
 

@@ -318,7 +318,11 @@ def main(argv):
     del argv
     try:
         config = config_lib.from_flags(flags.FLAGS)
-        train_and_evaluate(config, flags.FLAGS.model_dir, flags.FLAGS.max_steps)
+        metrics = train_and_evaluate(config, flags.FLAGS.model_dir, flags.FLAGS.max_steps)
+        if flags.FLAGS.export and metrics:  # all epochs done (not stopped at --max_steps)
+            from tfvae import export
+
+            print(f"exported to {export.export(flags.FLAGS.model_dir)}", flush=True)
     except Stopped as stopped:
         print(stopped, flush=True)
         sys.exit(EXIT_STOPPED)
@@ -331,6 +335,9 @@ def define_flags():
     config_lib.define_flags()
     flags.DEFINE_string("model_dir", "runs/default", "Directory for config, checkpoints, events.")
     flags.DEFINE_integer("max_steps", None, "Stop after this many steps in total (resumable).")
+    flags.DEFINE_bool(
+        "export", False, "After the last epoch, export a SavedModel to MODEL_DIR/export/<next>/."
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,264 @@
+"""SavedModel export: loads without tfvae or TFP, with both loaders, and matches the model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import config as config_lib
+from tfvae import evaluate, export, likelihoods, model, train
+from tfvae.steps import Steps
+
+NUM_SAMPLES, SEED = 20, [1, 2]
+VARIANTS = {  # name -> Config overrides: every upsampling and every likelihood at least once
+    "deconv_logistic": dict(upsampling="deconv", likelihood="discretized_logistic"),
+    "nearest_gaussian": dict(upsampling="nearest", likelihood="gaussian"),
+    "bilinear_bernoulli": dict(upsampling="bilinear", likelihood="bernoulli"),
+    "deconv_fixed_gaussian": dict(likelihood="gaussian", gaussian_scale=0.1),
+}
+
+# Runs in a fresh interpreter where tfvae and TFP cannot be imported: every signature of every
+# export through tf.saved_model.load and through TF1's session loader (TF Serving's path).
+CONSUMER = r"""
+import json, os, sys
+sys.modules["tfvae"] = None
+sys.modules["tensorflow_probability"] = None
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+
+def inputs_for(name, images, z):
+    return {
+        "encode": {"images": images}, "reconstruct": {"images": images},
+        "serving_default": {"images": images}, "decode": {"z": z},
+        "sample": {"count": np.int32(3), "seed": np.array([1, 2], np.int64)},
+        "log_likelihood": {"images": images, "num_samples": np.int32(%(k)d),
+                           "seed": np.array([1, 2], np.int64)},
+    }[name]
+
+def request_tensors(request, signature):
+    specs = signature.structured_input_signature[1]
+    if "instances" in request:  # row form: stack each named input over the instances
+        columns = {k: [row[k] for row in request["instances"]] for k in request["instances"][0]}
+    else:
+        columns = request["inputs"]
+    return {k: tf.constant(np.asarray(v), specs[k].dtype) for k, v in columns.items()}
+
+root = sys.argv[1]
+inputs = np.load(os.path.join(root, "inputs.npz"))
+images, z = inputs["images"], inputs["z"]
+for variant in sorted(os.listdir(os.path.join(root, "exports"))):
+    path = os.path.join(root, "exports", variant, "1")
+    results = {}
+    loaded = tf.saved_model.load(path)
+    for name, signature in loaded.signatures.items():
+        for key, value in signature(**inputs_for(name, images, z)).items():
+            results[f"tf2/{name}/{key}"] = value.numpy()
+    requests = os.path.join(path, "assets.extra", "requests")
+    for file in sorted(os.listdir(requests)):
+        with open(os.path.join(requests, file)) as f:
+            request = json.load(f)
+        signature = loaded.signatures[request["signature_name"]]
+        out = signature(**request_tensors(request, signature))
+        results[f"request/{file}"] = np.array([len(v) for v in out.values()])
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        for name, signature in meta_graph.signature_def.items():
+            if name.startswith("__"):  # the init op, not a signature
+                continue
+            feed = {signature.inputs[k].name: v for k, v in inputs_for(name, images, z).items()}
+            fetch = {k: v.name for k, v in signature.outputs.items()}
+            for key, value in session.run(fetch, feed).items():
+                results[f"tf1/{name}/{key}"] = value
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    graph = saved.meta_graphs[0].graph_def
+    ops = {n.op for n in graph.node}
+    ops |= {n.op for f in graph.library.function for n in f.node_def}
+    functions = {f.signature.name for f in graph.library.function}
+    unknown = sorted(op for op in ops - functions if op_def_registry.get(op) is None)
+    results["unknown_ops"] = np.array(unknown, dtype=object)
+    np.savez(os.path.join(root, f"out_{variant}.npz"), **results)
+print("consumer ok")
+""" % {"k": NUM_SAMPLES}  # noqa: UP031 (the script's own braces stay literal)
+
+
+def _make_run(directory, base, **overrides):
+    """A run directory with config.json and a checkpoint of freshly initialised weights."""
+    config = base.replace(**overrides)
+    keras.utils.set_random_seed(0)
+    steps = Steps(config, tf.distribute.get_strategy())
+    for v in steps.model.non_trainable_variables:  # moving statistics away from 0 and 1
+        v.assign(v + tf.random.uniform(v.shape, 0.1, 0.5))
+    config_lib.save(config, os.path.join(directory, "config.json"))
+    tf.train.CheckpointManager(steps.checkpoint, directory, 1).save(checkpoint_number=0)
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Exports of every variant plus a run trained with mixed_bfloat16, consumed without tfvae."""
+    root = tmp_path_factory.mktemp("export")
+    base = config_lib.Config(
+        data_dir=str(root.parent / "tfvae-data"), image_size=16, width=4, latent_dim=3, k=2,
+        batch_size=16, train_size=32, val_size=16, epochs=1, learning_rate=1e-3,
+    )  # fmt: skip
+    runs = {name: _make_run(root / name, base, **o) for name, o in VARIANTS.items()}
+    runs["trained_bfloat16"] = str(root / "trained_bfloat16")
+    train.train_and_evaluate(
+        base.replace(mixed_precision="mixed_bfloat16"), runs["trained_bfloat16"]
+    )
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, [4, 16, 16, 3]).astype(np.uint8)
+    z = rng.normal(size=[5, 3]).astype(np.float32)
+    np.savez(root / "inputs.npz", images=images, z=z)
+    for name, run in runs.items():
+        export.export(run, export_dir=str(root / "exports" / name))  # -> exports/NAME/1
+    consumer = subprocess.run(
+        [sys.executable, "-c", CONSUMER, str(root)], capture_output=True, text=True, timeout=300
+    )
+    assert consumer.returncode == 0, consumer.stderr[-3000:]
+    outputs = {n: dict(np.load(root / f"out_{n}.npz", allow_pickle=True)) for n in runs}
+    return runs, outputs, images, z
+
+
+@pytest.mark.parametrize("variant", [*VARIANTS, "trained_bfloat16"])
+def test_signatures_match_the_model_in_both_loaders(exported, variant):
+    runs, outputs, images, z = exported
+    out = outputs[variant]
+    config, vae, _ = model.restore(runs[variant])
+    x = tf.cast(images, tf.float32) / 255.0
+    q = vae.encode(x)
+    p = vae.decode(z)
+    expected = {
+        "encode/loc": q.mean(),
+        "encode/scale": q.stddev(),
+        "decode/pixels": likelihoods.point_estimate(p),
+        **{f"decode/{k}": v for k, v in export.likelihood_parameters(p).items()},
+    }
+    bounds = evaluate.bounds(vae, x, NUM_SAMPLES, 8, SEED, np.arange(4))
+    expected["log_likelihood/log_likelihood"] = bounds["log_likelihood"]
+    expected["log_likelihood/elbo"] = bounds["elbo"]
+    for loader in ("tf2", "tf1"):
+        for key, value in expected.items():
+            np.testing.assert_allclose(out[f"{loader}/{key}"], value, rtol=1e-5, atol=1e-4)
+        levels = {
+            "reconstruct/reconstructions": vae.reconstruct(x),
+            "decode/images": likelihoods.point_estimate(p),
+            "sample/images": vae.sample(z=out[f"{loader}/sample/z"]),
+        }
+        for key, pixels in levels.items():  # uint8 images within one level
+            difference = out[f"{loader}/{key}"].astype(int) - np.round(pixels.numpy() * 255)
+            assert np.abs(difference).max() <= 1, key
+        np.testing.assert_array_equal(
+            out[f"{loader}/serving_default/reconstructions"],
+            out[f"{loader}/reconstruct/reconstructions"],
+        )
+    np.testing.assert_array_equal(  # same seed, same draws, whichever loader
+        out["tf1/sample/z"], tf.random.stateless_normal([3, 3], SEED, alg="philox")
+    )
+    np.testing.assert_array_equal(out["tf1/sample/images"], out["tf2/sample/images"])
+    if config.likelihood == "bernoulli":
+        assert "tf2/log_likelihood/bits_per_dim" not in out
+    else:
+        convention = evaluate.convention_for(config.likelihood)
+        bits = evaluate.bits_per_dim(-bounds["log_likelihood"].numpy(), 16 * 16 * 3, convention)
+        np.testing.assert_allclose(out["tf2/log_likelihood/bits_per_dim"], bits, rtol=1e-5)
+    assert list(out["unknown_ops"]) == []  # stock TensorFlow ops only
+    requests = [k for k in out if k.startswith("request/")]
+    assert len(requests) == 5 and all(out[k].min() >= 1 for k in requests)
+
+
+def test_metadata_states_the_contract(exported):
+    runs, _, _, _ = exported
+    path = os.path.join(
+        os.path.dirname(runs["trained_bfloat16"]), "exports", "trained_bfloat16", "1"
+    )
+    with open(os.path.join(path, "assets.extra", export.METADATA_FILE)) as f:
+        metadata = json.load(f)
+    assert metadata["config"]["mixed_precision"] == "mixed_bfloat16"
+    assert metadata["step"] == 2 and metadata["checkpoint"] == "ckpt-2"
+    assert metadata["max_num_samples"] == export.DEFAULT_MAX_NUM_SAMPLES
+    assert set(metadata["signatures"]) == {
+        "serving_default", "encode", "decode", "reconstruct", "sample", "log_likelihood"
+    }  # fmt: skip
+    assert metadata["signatures"]["sample"]["inputs"] == {"count": "int32 []", "seed": "int64 [2]"}
+    assert "256 pixel values" in metadata["bits_per_dim_convention"]
+    assert set(likelihoods.POINT_ESTIMATES) == set(config_lib.LIKELIHOODS)
+
+
+def test_bad_inputs_fail_naming_the_input(exported):
+    runs, _, images, _ = exported
+    path = os.path.join(
+        os.path.dirname(runs["trained_bfloat16"]), "exports", "trained_bfloat16", "1"
+    )
+    signatures = tf.saved_model.load(path).signatures
+    for bad in (images[:, :8, :8], images[..., :1]):  # wrong size, wrong channel count
+        with pytest.raises(tf.errors.InvalidArgumentError, match="input `images` must be uint8"):
+            signatures["reconstruct"](images=tf.constant(bad))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="uint8"):
+        signatures["reconstruct"](images=tf.constant(images, tf.float32))
+    seed = tf.constant(SEED, tf.int64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"num_samples must be in \[1, "):
+        signatures["log_likelihood"](images=images, num_samples=tf.constant(0), seed=seed)
+
+
+def test_refusals_write_nothing(tmp_path, tiny_config):
+    config_lib.save(tiny_config, str(tmp_path / "empty" / "config.json"))
+    with pytest.raises(ValueError, match="has no checkpoint yet"):
+        export.export(str(tmp_path / "empty"))
+    assert not (tmp_path / "empty" / "export").exists()
+    run = _make_run(tmp_path / "run", tiny_config)
+    with pytest.raises(ValueError, match="Flag `--version` is '0'"):
+        export.export(run, version=0)
+    assert not (tmp_path / "run" / "export").exists()
+    first = export.export(run)
+    assert first.endswith(os.path.join("export", "1"))
+    before = sorted(os.listdir(first))
+    with pytest.raises(ValueError, match="exists; pass --overwrite"):
+        export.export(run, version=1)
+    assert sorted(os.listdir(first)) == before
+    original = tf.saved_model.save
+
+    def failing_save(*args, **kwargs):
+        original(*args, **kwargs)
+        raise OSError("disk full")
+
+    tf.saved_model.save = failing_save
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            export.export(run, version=1, overwrite=True)
+    finally:
+        tf.saved_model.save = original
+    assert os.listdir(tmp_path / "run" / "export") == ["1"]  # no staging folder left
+    assert sorted(os.listdir(first)) == before
+    assert export.export(run, version=1, overwrite=True) == first
+    assert export.next_version(str(tmp_path / "run" / "export")) == 2
+
+
+def test_cli_exports_after_training_and_saved_model_cli_runs_it(tmp_path):
+    args = [
+        "--image_size=16", "--width=4", "--latent_dim=3", "--k=2", "--batch_size=16",
+        "--train_size=32", "--val_size=16", "--epochs=1", "--export",
+        f"--data_dir={tmp_path.parent / 'tfvae-data'}", f"--model_dir={tmp_path}",
+    ]  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "tfvae.train", *args], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"exported to {tmp_path / 'export' / '1'}" in run.stdout
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run(
+        [cli, "run", "--dir", str(tmp_path / "export" / "1"), "--tag_set", "serve",
+         "--signature_def", "sample", "--input_exprs", "count=4;seed=[1,2]"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "Result for output key images" in shown.stdout
