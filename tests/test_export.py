@@ -103,18 +103,24 @@ def _make_run(directory, base, **overrides):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Exports of every variant plus a run trained with mixed_bfloat16, consumed without tfvae."""
-    root = tmp_path_factory.mktemp("export")
+def runs(tmp_path_factory):
+    """Run directories of every variant plus one trained with mixed_bfloat16."""
+    root = tmp_path_factory.mktemp("runs")
     base = config_lib.Config(
         data_dir=str(root.parent / "tfvae-data"), image_size=16, width=4, latent_dim=3, k=2,
         batch_size=16, train_size=32, val_size=16, epochs=1, learning_rate=1e-3,
     )  # fmt: skip
     runs = {name: _make_run(root / name, base, **o) for name, o in VARIANTS.items()}
     runs["trained_bfloat16"] = str(root / "trained_bfloat16")
-    train.train_and_evaluate(
-        base.replace(mixed_precision="mixed_bfloat16"), runs["trained_bfloat16"]
-    )
+    bfloat16 = base.replace(mixed_precision="mixed_bfloat16")
+    train.train_and_evaluate(bfloat16, runs["trained_bfloat16"])
+    return runs
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, runs):
+    """Every run exported, then consumed in a process without tfvae or TFP."""
+    root = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, [4, 16, 16, 3]).astype(np.uint8)
     z = rng.normal(size=[5, 3]).astype(np.float32)
@@ -126,12 +132,12 @@ def exported(tmp_path_factory):
     )
     assert consumer.returncode == 0, consumer.stderr[-3000:]
     outputs = {n: dict(np.load(root / f"out_{n}.npz", allow_pickle=True)) for n in runs}
-    return runs, outputs, images, z
+    return root, outputs, images, z
 
 
 @pytest.mark.parametrize("variant", [*VARIANTS, "trained_bfloat16"])
-def test_signatures_match_the_model_in_both_loaders(exported, variant):
-    runs, outputs, images, z = exported
+def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
+    _, outputs, images, z = exported
     out = outputs[variant]
     config, vae, _ = model.restore(runs[variant])
     x = tf.cast(images, tf.float32) / 255.0
@@ -177,10 +183,8 @@ def test_signatures_match_the_model_in_both_loaders(exported, variant):
 
 
 def test_metadata_states_the_contract(exported):
-    runs, _, _, _ = exported
-    path = os.path.join(
-        os.path.dirname(runs["trained_bfloat16"]), "exports", "trained_bfloat16", "1"
-    )
+    root, _, _, _ = exported
+    path = os.path.join(root, "exports", "trained_bfloat16", "1")
     with open(os.path.join(path, "assets.extra", export.METADATA_FILE)) as f:
         metadata = json.load(f)
     assert metadata["config"]["mixed_precision"] == "mixed_bfloat16"
@@ -195,10 +199,8 @@ def test_metadata_states_the_contract(exported):
 
 
 def test_bad_inputs_fail_naming_the_input(exported):
-    runs, _, images, _ = exported
-    path = os.path.join(
-        os.path.dirname(runs["trained_bfloat16"]), "exports", "trained_bfloat16", "1"
-    )
+    root, _, images, _ = exported
+    path = os.path.join(root, "exports", "trained_bfloat16", "1")
     signatures = tf.saved_model.load(path).signatures
     for bad in (images[:, :8, :8], images[..., :1]):  # wrong size, wrong channel count
         with pytest.raises(tf.errors.InvalidArgumentError, match="input `images` must be uint8"):

@@ -121,3 +121,88 @@ def pipeline_images_per_second(config, max_batches: int = 200) -> float:
     for images in iterator:
         count += int(images.shape[0])
     return count / (time.perf_counter() - start)
+
+
+def export_timings(model_dir: str, export_dir: str, batch_size: int = 32, repeats: int = 20):
+    """Seconds to export and load a run, and ms per call of its signatures beside the model.
+
+    Latencies (ms per call of `batch_size` images, median of `repeats` after a warm-up) of
+    `reconstruct` and `sample` from the SavedModel through tf.saved_model.load and TF1's session
+    loader, beside the in-process model: its eager API (`VAE.reconstruct`, `VAE.sample`) and
+    the same compiled functions before saving.
+
+    Returns:
+      {"export_s", "load_tf2_s", "load_tf1_s", and "<signature>/<runner>_ms" for each pair}.
+    """
+    from tfvae import data, export, model
+
+    start = time.perf_counter()
+    path = export.export(model_dir, export_dir)
+    timings = {"export_s": time.perf_counter() - start}
+    config, vae, _ = model.restore(model_dir)
+    module = export.ExportModule(vae, config, 10, 10)
+    images = tf.cast(
+        tf.random.stateless_uniform(
+            [batch_size, config.image_size, config.image_size, 3],
+            [0, 5],
+            maxval=256,
+            dtype=tf.int32,
+        ),
+        tf.uint8,
+    )
+    count, seed = tf.constant(batch_size), tf.constant([1, 2], tf.int64)
+    z = tf.random.stateless_normal([batch_size, config.latent_dim], seed, alg="philox")
+    start = time.perf_counter()
+    loaded = tf.saved_model.load(path)
+    timings["load_tf2_s"] = time.perf_counter() - start
+    runners = {
+        "reconstruct": {
+            "eager_api": lambda: vae.reconstruct(data.to_unit_interval(images)),
+            "compiled_in_process": lambda: module.reconstruct(images)["reconstructions"],
+            "saved_model": lambda: loaded.signatures["reconstruct"](images=images)[
+                "reconstructions"
+            ],
+        },
+        "sample": {
+            "eager_api": lambda: vae.sample(z=z),
+            "compiled_in_process": lambda: module.sample(count, seed)["images"],
+            "saved_model": lambda: loaded.signatures["sample"](count=count, seed=seed)["images"],
+        },
+    }
+    for name, by_runner in runners.items():
+        for runner, fn in by_runner.items():
+            timings[f"{name}/{runner}_ms"] = 1e3 * _median_seconds(fn, repeats)
+    timings.update(_tf1_timings(path, images.numpy(), batch_size, repeats))
+    return timings
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    """Median seconds of one call of fn (returning a tensor), after one warm-up call."""
+    np.asarray(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.asarray(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _tf1_timings(path: str, images: np.ndarray, batch_size: int, repeats: int) -> dict:
+    """Load time and signature latencies through TF1's session loader (TF Serving's path)."""
+    timings = {}
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        start = time.perf_counter()
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        timings["load_tf1_s"] = time.perf_counter() - start
+        feeds = {
+            "reconstruct": {"images": images},
+            "sample": {"count": batch_size, "seed": np.array([1, 2], np.int64)},
+        }
+        for name, inputs in feeds.items():
+            signature = meta_graph.signature_def[name]
+            feed = {signature.inputs[k].name: v for k, v in inputs.items()}
+            fetch = [v.name for v in signature.outputs.values()]
+            timings[f"{name}/tf1_session_ms"] = 1e3 * _median_seconds(
+                lambda fetch=fetch, feed=feed: session.run(fetch, feed)[0], repeats
+            )
+    return timings

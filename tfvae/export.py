@@ -22,6 +22,7 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfvae import data, evaluate, likelihoods
 from tfvae import model as model_lib
@@ -70,6 +71,17 @@ def likelihood_parameters(distribution) -> dict[str, tf.Tensor]:
     return parameters
 
 
+def posterior_moments(q) -> dict[str, tf.Tensor]:
+    """Mean and std of q(z|x), each float32 [N, Z].
+
+    A diagonal Gaussian's own parameters are read directly: its mean() and stddev() add
+    broadcast ops that ONNX has no counterpart for.
+    """
+    if isinstance(q, tfp.distributions.MultivariateNormalDiag):
+        return {"loc": tf.identity(q.loc), "scale": tf.identity(q.scale.diag)}
+    return {"loc": q.mean(), "scale": q.stddev()}
+
+
 class ExportModule(tf.Module):
     """The signatures of one VAE over its plain TF variables (see the module docstring)."""
 
@@ -90,8 +102,7 @@ class ExportModule(tf.Module):
 
         @tf.function(input_signature=[images])
         def encode(images):
-            q = vae.encode(unit_images(images))
-            return {"loc": q.mean(), "scale": q.stddev()}
+            return posterior_moments(vae.encode(unit_images(images)))
 
         def decoded(z):
             p = vae.decode(z)
@@ -249,6 +260,7 @@ def export(
     overwrite: bool = False,
     max_num_samples: int = DEFAULT_MAX_NUM_SAMPLES,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    onnx: bool = False,
 ) -> str:
     """Exports the latest checkpoint of `model_dir` as EXPORT_DIR/<version>/; returns that path.
 
@@ -259,6 +271,8 @@ def export(
       overwrite: replace an existing version (otherwise it is refused).
       max_num_samples: largest K accepted by the log_likelihood signature.
       chunk_size: importance samples decoded at once per image (bounds memory).
+      onnx: also write assets.extra/encoder.onnx and decoder.onnx (the `onnx` extra), each
+        checked in onnxruntime against `encode` / `decode`.
 
     Raises:
       ValueError (one line, nothing written) for a run without a checkpoint, a bad version or
@@ -269,6 +283,8 @@ def export(
     for name, value in (("max_num_samples", max_num_samples), ("chunk_size", chunk_size)):
         if value < 1:
             raise ValueError(f"Flag `--{name}` is {value}; it must be an integer >= 1.")
+    if onnx:
+        _onnx_libraries()  # refuse before writing anything
     config, vae, checkpoint = model_lib.restore(model_dir)
     version = version or next_version(export_dir)
     target = os.path.join(export_dir, str(version))
@@ -287,6 +303,11 @@ def export(
         os.makedirs(os.path.join(extra, "requests"))
         table = signature_table(signatures)
         metadata = _metadata(config, checkpoint, model_dir, table, max_num_samples, chunk_size)
+        if onnx:
+            metadata["onnx"] = {
+                "files": ["encoder.onnx", "decoder.onnx"],
+                "largest_difference_from_tensorflow": write_onnx(module, extra),
+            }
         with open(os.path.join(extra, METADATA_FILE), "w") as f:
             json.dump(metadata, f, indent=2)
         for name, request in _example_requests(config).items():
@@ -297,6 +318,62 @@ def export(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _onnx_libraries():
+    """(tf2onnx, onnxruntime), or ValueError naming the extra that provides them."""
+    try:
+        import onnxruntime
+        import tf2onnx
+    except ImportError as missing:
+        raise ValueError(
+            f"Flag `--onnx` needs tf2onnx and onnxruntime ({missing.name} is missing); "
+            'install them with: pip install -e ".[onnx]"'
+        ) from None
+    return tf2onnx, onnxruntime
+
+
+def write_onnx(module: ExportModule, directory: str, opset: int = 17) -> dict[str, float]:
+    """Writes encoder.onnx (`encode`) and decoder.onnx (`decode`) and proves them in onnxruntime.
+
+    tf2onnx reports success even when an op has no ONNX counterpart, so each file is loaded in
+    onnxruntime and run on a probe batch against the TensorFlow function; ValueError if it fails
+    to load or differs by more than 1e-4 (one level for uint8 images).
+
+    Returns:
+      {"encoder": largest absolute difference, "decoder": ...} on the probe batches.
+    """
+    tf2onnx, onnxruntime = _onnx_libraries()
+    image_spec = module.encode.input_signature[0]
+    z_spec = module.decode.input_signature[0]
+    rng = np.random.default_rng(0)
+    probes = {
+        "encoder": (module.encode, rng.integers(0, 256, [2, *image_spec.shape[1:]], np.uint8)),
+        "decoder": (module.decode, rng.normal(size=[2, z_spec.shape[1]]).astype(np.float32)),
+    }
+    differences = {}
+    for name, (function, probe) in probes.items():
+        path = os.path.join(directory, f"{name}.onnx")
+        spec = list(function.input_signature)
+        tf2onnx.convert.from_function(function, input_signature=spec, opset=opset, output_path=path)
+        try:
+            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own error types
+            raise ValueError(f"{name}.onnx does not load in onnxruntime: {error}") from None
+        got = session.run(None, {session.get_inputs()[0].name: probe})
+        want = function(probe)
+        differences[name] = 0.0
+        for output, value in zip(session.get_outputs(), got, strict=True):
+            expected = want[output.name].numpy()
+            difference = float(np.abs(value.astype(np.float64) - expected.astype(np.float64)).max())
+            if difference > (1.0 if expected.dtype == np.uint8 else 1e-4):
+                raise ValueError(
+                    f"{name}.onnx output {output.name} differs from TensorFlow by "
+                    f"{difference:.3g}; not exported."
+                )
+            if expected.dtype != np.uint8:  # images may differ by one level (rounding)
+                differences[name] = max(differences[name], difference)
+    return differences
 
 
 def _move_into_place(staging: str, target: str) -> None:

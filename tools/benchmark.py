@@ -3,13 +3,14 @@
   python tools/benchmark.py --ks=1,5 --dtypes=float32,mixed_bfloat16 --batch_size=64
   python tools/benchmark.py --mode=eval --eval_k=2000 --eval_batch_size=5 --chunk_size=100
   python tools/benchmark.py --mode=data --flagfile=configs/iwae.flags   # input pipeline
+  python tools/benchmark.py --mode=export [--model_dir=runs/quickstart]  # SavedModel speed
 
 Model flags are the training flags (defaults: the report's 64x64 model, width 64, latent 128);
 `--flagfile=configs/...flags` benchmarks a config as it trains. Prints FLOPs per image, images/s,
 achieved GFLOP/s and its share of the matmul peak, and each dtype's speed-up over float32.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfvae import config as config_lib
 
@@ -17,8 +18,9 @@ config_lib.define_flags()
 flags.DEFINE_enum(
     "mode",
     "train",
-    ["train", "eval", "data"],
-    "Time the train step, log p(x) at K, or the input pipeline beside the train step.",
+    ["train", "eval", "data", "export"],
+    "Time the train step, log p(x) at K, the input pipeline beside the train step, or a "
+    "SavedModel export (export and load time, signature latency beside the in-process model).",
 )
 flags.DEFINE_integer("eval_k", 2000, "eval mode: importance samples per image.")
 flags.DEFINE_integer("eval_batch_size", 5, "eval mode: images per batch.")
@@ -27,7 +29,13 @@ flags.DEFINE_list("ks", ["1", "5"], "Importance samples k to time (overrides --k
 flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Layer dtype policies to time.")
 flags.DEFINE_integer("repeats", 10, "Timed train steps per setting (after 2 warm-up steps).")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square float32 matmul timed for the peak.")
-flags.DEFINE_string("model_dir", None, "Ignored: accepted so training flagfiles can be passed.")
+flags.DEFINE_string(
+    "model_dir",
+    None,
+    "export mode: the run to export (default: a freshly initialised model of the model flags); "
+    "other modes ignore it, so training flagfiles can be passed.",
+)
+flags.DEFINE_integer("export_batch_size", 32, "export mode: images per reconstruct/sample call.")
 flags.FLAGS.set_default("batch_size", 64)
 FLAGS = flags.FLAGS
 
@@ -41,6 +49,8 @@ def main(argv):
     from tfvae.steps import Steps
 
     base = config_lib.from_flags(FLAGS)
+    if FLAGS.mode == "export":
+        return _export(base)
     peak, median = benchmark.matmul_gflops(FLAGS.matmul_size)
     print(
         f"float32 matmul ({FLAGS.matmul_size}^2), best of 5 trials: {peak:.1f} GFLOP/s "
@@ -112,5 +122,43 @@ def _eval(config, channels, peak):
     )
 
 
+def _export(config):
+    import os
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+
+    from tfvae import benchmark
+    from tfvae import config as config_lib
+    from tfvae.steps import Steps
+
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = FLAGS.model_dir
+        if not model_dir:  # a freshly initialised model of the flags: export speed only
+            model_dir = os.path.join(scratch, "run")
+            keras.utils.set_random_seed(config.seed)
+            steps = Steps(config, tf.distribute.get_strategy())
+            config_lib.save(config, os.path.join(model_dir, "config.json"))
+            tf.train.CheckpointManager(steps.checkpoint, model_dir, 1).save(0)
+        timings = benchmark.export_timings(
+            model_dir, os.path.join(scratch, "export"), FLAGS.export_batch_size, FLAGS.repeats
+        )
+    print(
+        f"export {timings['export_s']:.1f} s; load: tf.saved_model.load "
+        f"{timings['load_tf2_s']:.1f} s, TF1 session loader {timings['load_tf1_s']:.1f} s\n"
+        f"ms per call of {FLAGS.export_batch_size} images (median of {FLAGS.repeats}):"
+    )
+    for name in ("reconstruct", "sample"):
+        compiled = timings[f"{name}/compiled_in_process_ms"]
+        cells = [
+            f"{runner} {timings[f'{name}/{runner}_ms']:.1f}"
+            f" ({timings[f'{name}/{runner}_ms'] / compiled:.2f}x)"
+            for runner in ("eager_api", "compiled_in_process", "saved_model", "tf1_session")
+        ]
+        print(f"  {name}: " + ", ".join(cells) + "  [ratio to compiled in-process]")
+
+
 if __name__ == "__main__":
+    logging.set_verbosity(logging.ERROR)
     app.run(main)

@@ -22,6 +22,12 @@ flags.DEFINE_string("version", None, "Integer version folder (default: the next 
 flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 flags.DEFINE_integer("max_num_samples", 10_000, "Largest K the log_likelihood signature accepts.")
 flags.DEFINE_integer("chunk_size", 100, "Importance samples decoded at once per image.")
+flags.DEFINE_bool(
+    "onnx",
+    False,
+    "Also write assets.extra/encoder.onnx and decoder.onnx, checked in onnxruntime "
+    '(needs pip install -e ".[onnx]").',
+)
 FLAGS = flags.FLAGS
 
 
@@ -37,6 +43,7 @@ def main(argv):
             FLAGS.overwrite,
             FLAGS.max_num_samples,
             FLAGS.chunk_size,
+            FLAGS.onnx,
         )
     except ValueError as error:
         sys.exit(f"error: {error}")
