@@ -77,7 +77,8 @@ def per_example_noise(seed, example_ids, num_samples: int, latent_dim: int) -> t
         example_seed = tf.random.experimental.stateless_fold_in(seed, example_id)
         return tf.random.stateless_normal([num_samples, latent_dim], example_seed, alg="philox")
 
-    noise = tf.vectorized_map(one_example, tf.cast(example_ids, tf.int64))  # [B, K, Z]
+    ids = tf.cast(example_ids, tf.int64)
+    noise = tf.map_fn(one_example, ids, fn_output_signature=tf.float32)  # [B, K, Z]
     return tf.transpose(noise, [1, 0, 2])
 
 
