@@ -150,6 +150,16 @@ def test_aggregate_posterior_kl_is_the_closed_form():
     stats = quality.aggregate_posterior(means, np.full((100, 2), 1e-3))
     np.testing.assert_allclose(stats["variance_of_means"], [100 / 99, 0.0], atol=1e-12)
     np.testing.assert_allclose(stats["mean_posterior_variance"], [1e-6, 1e-6])
+    np.testing.assert_allclose(stats["covariance_eigenvalues"], [100 / 99 + 1e-6, 1e-6])
+    # KL(N(m, S) || N(0, I)) = (tr S + m'm - Z - ln det S) / 2 with correlated means.
+    rng = np.random.default_rng(4)
+    means = rng.standard_normal((400, 2)) @ np.array([[1.0, 0.8], [0.0, 0.6]]) + [0.5, -0.2]
+    stats = quality.aggregate_posterior(means, np.full((400, 2), 0.3))
+    s = np.cov(means, rowvar=False) + 0.09 * np.eye(2)
+    m = means.mean(0)
+    expected = 0.5 * (np.trace(s) + m @ m - 2 - np.log(np.linalg.det(s)))
+    assert stats["kl_moment_matched_nats"] == pytest.approx(expected)
+    assert stats["kl_moment_matched_diagonal_nats"] < expected  # the correlation is ignored
 
 
 def test_temperature_scales_prior_draws(tiny_config):
