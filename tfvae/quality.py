@@ -1,13 +1,14 @@
-"""Sample quality: Frechet distances, a factor classifier for the built-in faces, diagnostics.
+"""Sample quality: Frechet distances, FID features, the metrics of a run, prior diagnostics.
 
 - Frechet distance (Heusel et al. 2017): the squared 2-Wasserstein distance between Gaussians
   fitted (mean, covariance) to two sets of features; FID when the features are InceptionV3's
   2048 pool features. It is biased upwards with few samples: compare runs at the same N.
 - For the built-in faces, the same distance in the 128 features of a small classifier trained
-  to read the 8 generative factors (`factor_classifier`), like "FID with a LeNet" on MNIST, and
-  that classifier's factor accuracy on reconstructions and on samples.
+  to read the 8 generative factors (tfvae.factor_classifier), like "FID with a LeNet" on MNIST,
+  and that classifier's factor accuracy on reconstructions and on samples.
 - Diagnostics of why prior samples can fail when reconstructions do not: the aggregate
-  posterior's moments against N(0, I), and decoding with batch statistics (`sample_diagnostics`).
+  posterior's moments against N(0, I) (`aggregate_posterior`), and decoding prior draws with
+  batch statistics instead of the moving ones (`decode_with_batch_statistics`).
 
 Images are float32 [N, H, W, 3] in [0, 1]; features and statistics are float64.
 """
@@ -205,6 +206,15 @@ def _in_batches(function, array, batch_size: int = 250) -> np.ndarray:
     )
 
 
+def _aggregate_of(vae, images, batch_size: int = 250) -> dict:
+    """`aggregate_posterior` of the posteriors of images float32 [N, H, W, 3] in [0, 1]."""
+    posteriors = [vae.encode(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return aggregate_posterior(
+        np.concatenate([q.mean() for q in posteriors]),
+        np.concatenate([q.stddev() for q in posteriors]),
+    )
+
+
 def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0):
     """The images compared: real, reconstructed, sampled and the diagnostic decodings.
 
@@ -212,7 +222,8 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0):
       (sets, labels, diagnostics): sets maps a name to float32 [N, H, W, 3] in [0, 1]:
       'validation' and 'train' (the first N of each split), 'reconstructions' (of the
       validation images), 'samples_t{T}' (z = T * eps, the same eps for every T),
-      'samples_t1.0_batch_statistics' (batch norm in training mode) and
+      'samples_t1.0_batch_statistics' (batch norm in training mode, over batches of
+      batch_size * k codes as in training) and
       'samples_aggregate_gaussian' (z from the moment-matched aggregate posterior of the train
       images); labels maps 'validation' and 'train' to their labels [N, L]; diagnostics holds
       `aggregate_posterior` of the train images.
@@ -221,23 +232,20 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0):
     for split in ("validation", "train"):
         batch = next(iter(data.load_config_split(config, split, num_samples).batch(num_samples)))
         sets[split] = data.to_unit_interval(batch["image"]).numpy()
-        labels[split] = batch["labels"].numpy()
-    if len(sets["validation"]) < 2:
+        labels[split] = batch["labels"].numpy() if "labels" in batch else None
+    if min(len(sets["validation"]), len(sets["train"])) < 2:
         raise ValueError(f"Flag `--num_samples` is {num_samples}; it must be >= 2.")
+    count = len(sets["validation"])  # N: fewer than asked when the split is smaller
     sets["reconstructions"] = _in_batches(vae.reconstruct, sets["validation"])
-    eps = vae.prior.sample(num_samples, seed=[seed, 2]).numpy()  # [N, Z]
+    eps = vae.prior.sample(count, seed=[seed, 2]).numpy()  # [N, Z]
     for temperature in temperatures:
         sets[f"samples_t{temperature}"] = _in_batches(lambda z: vae.sample(z=z), temperature * eps)
     sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
         vae, eps, config.batch_size * config.k
     )
-    posteriors = [vae.encode(sets["train"][i : i + 250]) for i in range(0, num_samples, 250)]
-    aggregate = aggregate_posterior(
-        np.concatenate([q.mean() for q in posteriors]),
-        np.concatenate([q.stddev() for q in posteriors]),
-    )
+    aggregate = _aggregate_of(vae, sets["train"])
     noise = np.random.default_rng(seed).standard_normal(eps.shape)
-    z = aggregate["mean"] + noise @ np.linalg.cholesky(aggregate["covariance"]).T
+    z = aggregate["mean"] + noise @ np.linalg.cholesky(aggregate["covariance"]).T  # [N, Z]
     sets["samples_aggregate_gaussian"] = _in_batches(
         lambda c: vae.sample(z=c), z.astype(np.float32)
     )
