@@ -39,12 +39,15 @@ def loss_curves(model_dir: str) -> dict:
     }  # fmt: skip
 
 
-def upsampling_comparison(runs, real_images, num_samples: int = 256, seed: int = 0) -> dict:
+def upsampling_comparison(
+    runs, real_images, num_samples: int = 256, seed: int = 0, temperature: float = 1.0
+) -> dict:
     """Samples of each run from the same prior draws, and their checkerboard energy.
 
     Args:
       runs: [(name, config, vae)]; all with the same latent size.
       real_images: float32 [N, H, W, 3] in [0, 1], the reference checkerboard level of data.
+      temperature: T of the prior draws, z = T eps (N(0, T^2 I) for the default prior).
 
     Returns:
       {"samples": float32 [runs, num_samples, H, W, 3], "checkerboard": {name: (mean, sem)},
@@ -53,7 +56,9 @@ def upsampling_comparison(runs, real_images, num_samples: int = 256, seed: int =
     latent_dims = {config.latent_dim for _, config, _ in runs}
     if len(latent_dims) != 1:
         raise ValueError(f"The runs have latent sizes {sorted(latent_dims)}; they must match.")
-    z = runs[0][2].prior.sample(num_samples, seed=[seed, 0])
+    if not temperature > 0:
+        raise ValueError(f"Flag `--temperature` is {temperature}; it must be > 0.")
+    z = temperature * runs[0][2].prior.sample(num_samples, seed=[seed, 0])
     samples = np.stack([vae.sample(z=z).numpy() for _, _, vae in runs])
 
     def mean_sem(images):

@@ -23,7 +23,13 @@ CROPS = ("realnvp", "center", "none")
 
 # Fields that control how long or how verbosely a run goes, not what it computes: a resumed run
 # may change them without being refused (e.g. training a finished run for more epochs).
-RUN_CONTROL_FIELDS = ("epochs", "log_every_steps", "images_every_epochs", "checkpoints_to_keep")
+RUN_CONTROL_FIELDS = (
+    "epochs",
+    "log_every_steps",
+    "images_every_epochs",
+    "checkpoints_to_keep",
+    "sample_temperature",
+)
 
 
 def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
@@ -80,6 +86,9 @@ class Config:
     # Run control.
     log_every_steps: int = _field(20, "Steps between scalar summaries and progress updates.")
     images_every_epochs: int = _field(1, "Epochs between image summaries.")
+    sample_temperature: float = _field(
+        1.0, "Temperature T of the prior samples in image summaries: z ~ N(0, T^2 I)."
+    )
     checkpoints_to_keep: int = _field(3, "Checkpoints kept in model_dir.")
 
     def __post_init__(self):
@@ -119,6 +128,8 @@ def _errors(c: Config):
     for name in ("beta_1", "beta_2"):
         if not 0 <= getattr(c, name) < 1:
             yield f"Flag `--{name}` is {getattr(c, name)}; it must be in [0, 1)."
+    if not c.sample_temperature > 0:
+        yield f"Flag `--sample_temperature` is {c.sample_temperature}; it must be > 0."
     if c.gaussian_scale < 0:
         yield f"Flag `--gaussian_scale` is {c.gaussian_scale}; it must be >= 0 (0 = learned)."
     if not c.posterior_scale_floor > 0:

@@ -95,13 +95,24 @@ class VAE(keras.Model):
         """Point estimate of p(x | z = E_q[z]), float32 [B, H, W, C] in [0, 1]."""
         return likelihoods.point_estimate(self.decode(self.encode(x).mean()))
 
-    def sample(self, n=None, seed=None, z=None):
+    def sample(self, n=None, seed=None, z=None, temperature=1.0):
         """Images decoded from prior draws (or from given z [N, Z]), float32 [N, H, W, C] in [0, 1].
 
         Each image is the point estimate of p(x|z) (see likelihoods.point_estimate).
+
+        Args:
+          n: number of prior draws (when z is None).
+          seed: int [2] stateless seed of the draws (None: stateful).
+          z: float32 [N, Z] codes to decode instead of drawing.
+          temperature: T > 0; the draws are T * eps, eps ~ prior, so z ~ N(0, T^2 I) for the
+            default prior (NVAE samples at T < 1). Only for draws: with z given it must be 1.
         """
+        if not temperature > 0:
+            raise ValueError(f"Argument `temperature` is {temperature}; it must be > 0.")
         if z is None:
-            z = self.prior.sample(n, seed=seed)
+            z = temperature * self.prior.sample(n, seed=seed)
+        elif temperature != 1.0:
+            raise ValueError("Argument `temperature` applies to prior draws; scale a given z.")
         return likelihoods.point_estimate(self.decode(z))
 
 

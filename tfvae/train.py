@@ -177,9 +177,9 @@ def train_and_evaluate(config, model_dir: str, max_steps: int | None = None) -> 
                 tf.constant("\n".join(f"    {k} = {v}" for k, v in config.to_dict().items())),
             )
     shown = next(iter(val_data.batch(NUM_SHOWN).take(1)))["image"]
-    prior_draws = model.standard_normal(config.latent_dim).sample(
+    prior_draws = config.sample_temperature * model.standard_normal(config.latent_dim).sample(
         NUM_SHOWN * 2, seed=[config.seed, 1]
-    )
+    )  # [2 NUM_SHOWN, Z], z ~ N(0, T^2 I)
     stop = _StopRequest()
     metrics = {}
     with stop.installed():

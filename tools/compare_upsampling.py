@@ -19,6 +19,7 @@ flags.DEFINE_string("output_dir", "runs/compare_upsampling", "Where figures and 
 flags.DEFINE_integer("num_shown", 6, "Samples shown per run.")
 flags.DEFINE_integer("num_samples", 256, "Samples behind each checkerboard measure.")
 flags.DEFINE_integer("seed", 0, "Seed of the shared prior draws.")
+flags.DEFINE_float("temperature", 1.0, "Temperature T of the prior draws: z ~ N(0, T^2 I).")
 FLAGS = flags.FLAGS
 
 
@@ -30,7 +31,7 @@ def main(argv):
         runs = [(d, *model.restore(d)[:2]) for d in FLAGS.model_dirs]
         result = analysis.upsampling_comparison(
             [(f"{c.upsampling} ({os.path.basename(d.rstrip('/'))})", c, v) for d, c, v in runs],
-            analysis.real_images(runs[0][1]), FLAGS.num_samples, FLAGS.seed,
+            analysis.real_images(runs[0][1]), FLAGS.num_samples, FLAGS.seed, FLAGS.temperature,
         )  # fmt: skip
     except ValueError as error:
         sys.exit(f"error: {error}")
@@ -41,7 +42,8 @@ def main(argv):
         FLAGS.output_dir, "upsampling_samples",
         {"checkerboard_mean_and_standard_error": result["checkerboard"],
          "data_checkerboard_mean_and_standard_error": result["data_checkerboard"],
-         "num_samples": FLAGS.num_samples, "seed": FLAGS.seed, "runs": names},
+         "num_samples": FLAGS.num_samples, "seed": FLAGS.seed, "runs": names,
+         "temperature": FLAGS.temperature},
         result["samples"][:, : FLAGS.num_shown],
         title="The same prior draws through each decoder (below: centre crops enlarged)",
         row_labels=labels, zoom=(size // 4, size // 4, size // 2),

@@ -4,7 +4,8 @@
 
 Top row: z' = alpha z0 + (1 - alpha) z1 decoded; bottom row: x' = alpha x0 + (1 - alpha) x1 with
 x0, x1 the decodings of z0, z1; alpha in {0, 0.1, ..., 1}. The endpoints are two prior draws
-(as in the report) or two encoded validation images. Writes model_dir/figures/interpolation.*.
+(as in the report; --temperature=T draws them from N(0, T^2 I)) or two encoded validation
+images. Writes model_dir/figures/interpolation.*.
 """
 
 import os
@@ -19,6 +20,7 @@ flags.DEFINE_bool("from_images", False, "Endpoints: two encoded validation image
 flags.DEFINE_list("indices", ["0", "1"], "With --from_images: the two validation images.")
 flags.DEFINE_bool("spherical", False, "Add a row of spherical (slerp) latent interpolation.")
 flags.DEFINE_integer("seed", 0, "Seed of the prior draws.")
+flags.DEFINE_float("temperature", 1.0, "Temperature T of the prior endpoints: z ~ N(0, T^2 I).")
 FLAGS = flags.FLAGS
 
 
@@ -26,6 +28,8 @@ def main(argv):
     del argv
     from tfvae import data, model, visualize
 
+    if not FLAGS.temperature > 0:
+        sys.exit(f"error: Flag `--temperature` is {FLAGS.temperature}; it must be > 0.")
     try:
         config, vae, _ = model.restore(FLAGS.model_dir)
     except ValueError as error:
@@ -35,7 +39,7 @@ def main(argv):
         pair = [next(iter(images.skip(int(i)).batch(1)))["image"] for i in FLAGS.indices]
         z0, z1 = (vae.encode(data.to_unit_interval(x)).mean()[0] for x in pair)
     else:
-        z0, z1 = tf.unstack(vae.prior.sample(2, seed=[FLAGS.seed, 0]))
+        z0, z1 = tf.unstack(FLAGS.temperature * vae.prior.sample(2, seed=[FLAGS.seed, 0]))
     rows = [visualize.latent_interpolation(vae, z0, z1)]
     labels = ["latent"]
     if FLAGS.spherical:
@@ -49,6 +53,7 @@ def main(argv):
     path = visualize.save_outputs(
         os.path.join(FLAGS.model_dir, "figures"), "interpolation",
         {"alphas": visualize.ALPHAS, "rows": labels, "z0": z0, "z1": z1,
+         "temperature": None if FLAGS.from_images else FLAGS.temperature,
          "mean_abs_change_between_frames": dict(zip(labels, steps, strict=True))},
         grid, title="alpha x0 + (1 - alpha) x1: in latent space (top) and in pixel space",
         row_labels=labels, column_labels=[f"a={a:.1f}" for a in visualize.ALPHAS],
