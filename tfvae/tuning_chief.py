@@ -1,0 +1,118 @@
+"""The chief of a distributed search: keras-tuner's oracle server with bounded waits.
+
+keras-tuner's own chief (keras_tuner/src/distribute/oracle_chief.py) waits forever for a worker
+that died holding a trial (keras-tuner#915) and polls every 20 s once the oracle is done. This
+one serves the same gRPC service, notes when each trial and worker was last heard from (workers
+send a heartbeat every worker_timeout_s / 4 while a trial runs) and stops the search, resumably,
+when a running trial's worker has been silent for worker_timeout_s, or when, once workers have
+come, none asked for a trial for that long (before the first worker, it waits). A rerun of the
+chief reloads the oracle, and the trials that were running continue from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent import futures
+
+import grpc
+import keras_tuner as kt
+from keras_tuner.src import protos
+from keras_tuner.src.distribute import oracle_chief
+
+POLL_S = 0.2  # seconds between the chief's looks at its workers
+
+
+class _Servicer(oracle_chief.OracleServicer):
+    """keras-tuner's servicer, noting when each worker and trial was last heard from."""
+
+    def __init__(self, oracle):
+        super().__init__(oracle)
+        self.started = self.last_contact = time.monotonic()
+        self.seen = {}  # tuner_id or trial_id -> time.monotonic() of the last call naming it
+
+    def _touch(self, *keys):
+        self.last_contact = time.monotonic()
+        self.seen.update(dict.fromkeys(keys, self.last_contact))
+
+    def CreateTrial(self, request, context):  # noqa: N802
+        response = super().CreateTrial(request, context)
+        self._touch(request.tuner_id, response.trial.trial_id)
+        return response
+
+    def GetTrial(self, request, context):  # noqa: N802 (also the workers' heartbeat)
+        self._touch(request.trial_id)
+        return super().GetTrial(request, context)
+
+    def UpdateTrial(self, request, context):  # noqa: N802
+        self._touch(request.trial_id)
+        return super().UpdateTrial(request, context)
+
+    def EndTrial(self, request, context):  # noqa: N802
+        self._touch(request.trial.trial_id)
+        return super().EndTrial(request, context)
+
+
+@kt.synchronized
+def verdict(oracle, servicer: _Servicer, timeout_s: float) -> str | None:
+    """None while the search goes on; 'done' when it has finished; else why it must stop.
+
+    Runs under the oracle's lock (the gRPC thread changes the same state).
+    """
+    now = time.monotonic()
+
+    def silent(key):
+        return now - servicer.seen.get(key, servicer.started) > timeout_s
+
+    lost = [f"{tuner} (trial {t.trial_id})" for tuner, t in oracle.ongoing_trials.items()
+            if silent(t.trial_id)]  # fmt: skip
+    if lost:
+        return (
+            f"worker {', '.join(lost)} silent for over {timeout_s:g} s (--worker_timeout_s): "
+            "the search stops; rerun the chief and workers to resume (running trials continue "
+            "from their checkpoints)."
+        )
+    if oracle.ongoing_trials:
+        return None
+    if servicer.stop_triggered:  # the oracle is done: wait for the live workers to hear it
+        return None if [t for t in oracle.tuner_ids if not silent(t)] else "done"
+    if servicer.seen and now - servicer.last_contact > timeout_s:  # workers came and went
+        return (
+            f"no worker asked for a trial for over {timeout_s:g} s (--worker_timeout_s): the "
+            "search stops; start workers with the same flags and rerun the chief to resume."
+        )
+    return None
+
+
+def serve(oracle, timeout_s: float, stop) -> None:
+    """Serves `oracle` at KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT until the search is done.
+
+    Raises tuning.Stopped when a worker is lost (see `verdict`) or on SIGINT/SIGTERM (`stop` is
+    a tuning.StopRequest); ValueError when the address cannot be listened on.
+    """
+    from tfvae.tuning import Stopped
+
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    servicer = _Servicer(oracle)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise ValueError(f"The chief cannot listen on {address} (KERASTUNER_ORACLE_IP/PORT).")
+    server.start()
+    print(f"chief: serving the oracle on {address}", flush=True)
+    try:
+        while True:
+            time.sleep(POLL_S)
+            if stop.signal_name:
+                raise Stopped(f"{stop.signal_name}: the chief stopped; rerun it to resume.")
+            outcome = verdict(oracle, servicer, timeout_s)
+            if outcome == "done":
+                return
+            if outcome:
+                raise Stopped(outcome)
+    finally:
+        server.stop(grace=1)

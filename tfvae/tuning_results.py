@@ -1,0 +1,190 @@
+"""A search's results, built from the trials' own records on disk (TUNE_DIR/trials/*/tuning.json).
+
+Reading the records rather than keras-tuner's oracle makes the table the same for a one-process
+search and a distributed one (a worker's oracle client holds no trials): a table (Markdown),
+results.csv and results.json, results.png (objective per trial and against each searched
+hyper-parameter) and best.flags (the best trial's flags, for `python -m tfvae.train`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import json
+import os
+import statistics
+
+from tfvae import config as config_lib
+
+RECORD = "tuning.json"
+
+
+def collect(tune_dir: str) -> list[dict]:
+    """The trials' records, ordered by trial id. Each is a dict with trial_id, tuner_id, values
+    (searched hyper-parameters), epochs, parent (hyperband), status (running, stopped, failed,
+    completed), message, objective (validation IWAE-score_k bound, bits/dim), bound_nats,
+    active_units, start_steps (the checkpoint step at each start: [0] for a trial run once,
+    [0, 40] for one resumed at step 40, [120] for one continuing a hyperband parent), final_step,
+    wall_seconds (over all its starts) and config."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(tune_dir, "trials", "*", RECORD))):
+        with open(path) as f:
+            rows.append(json.load(f))
+    return rows
+
+
+def best(rows: list[dict]) -> dict | None:
+    """The completed trial with the lowest objective (the first of equals), or None."""
+    done = [r for r in rows if r["status"] == "completed"]
+    return min(done, key=lambda r: r["objective"]) if done else None
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _wall(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def format_table(rows: list[dict], names: list[str], score_k: int = 5) -> str:
+    """A Markdown table of every trial, best objective in bold, then one line per failure and
+    a summary of what the search found (best, spread, best per choice)."""
+    top = best(rows)
+    header = ["trial", *names, "epochs", f"IWAE-{score_k} bits/dim", "status", "wall time"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        epochs = str(r.get("epochs", ""))
+        if r.get("parent"):
+            epochs += f" (from {r['parent']})"
+        objective = f"{r['objective']:.4f}" if r["status"] == "completed" else "-"
+        if r is top:
+            objective = f"**{objective}**"
+        cells = [r["trial_id"], *(_format(r["values"].get(n, "")) for n in names), epochs,
+                 objective, r["status"], _wall(r.get("wall_seconds", 0.0))]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"trial {r['trial_id']} {r['status']}: {r['message']}" for r in rows if r["message"]]
+    return "\n".join(lines + summary_lines(rows, names))
+
+
+def summary_lines(rows: list[dict], names: list[str]) -> list[str]:
+    """What the search found: the best trial, the spread of completed trials, best per choice."""
+    done = [r for r in rows if r["status"] == "completed"]
+    top = best(rows)
+    if not top:
+        return [f"no completed trial among {len(rows)}."]
+    values = sorted(r["objective"] for r in done)
+    lines = [
+        f"best: trial {top['trial_id']}, {top['objective']:.4f} bits/dim; {len(done)} of "
+        f"{len(rows)} trials completed, spanning {values[0]:.4f} to {values[-1]:.4f} "
+        f"(median {statistics.median(values):.4f})."
+    ]
+    for name in names:
+        by_value = {}
+        for r in done:
+            by_value.setdefault(r["values"].get(name), []).append(r["objective"])
+        if 1 < len(by_value) <= 6 and len(by_value) < len(done):  # a choice, not a range
+            parts = [f"{_format(v)} {min(o):.4f} (n={len(o)})" for v, o in sorted(by_value.items())]
+            lines.append(f"best per {name}: " + ", ".join(parts) + ".")
+    return lines
+
+
+def _columns(names):
+    return ["trial_id", "status", *names, "epochs", "parent", "objective", "bound_nats",
+            "active_units", "start_steps", "final_step", "wall_seconds", "tuner_id",
+            "message"]  # fmt: skip
+
+
+def write(tune_dir: str, rows: list[dict], names: list[str], score_k: int = 5) -> dict:
+    """Writes results.{csv,json,md,png} and, with a completed trial, best.flags; returns paths."""
+    paths = {e: os.path.join(tune_dir, f"results.{e}") for e in ("csv", "json", "md", "png")}
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, _columns(names), extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, **r["values"]})
+    objective = f"validation IWAE-{score_k} bound in bits/dim (lower is better)"
+    with open(paths["json"], "w") as f:
+        json.dump({"objective": objective, "searched": names, "trials": rows}, f, indent=2)
+    with open(paths["md"], "w") as f:
+        f.write(format_table(rows, names, score_k) + "\n")
+    plot(rows, names, paths["png"], objective)
+    top = best(rows)
+    if top:
+        paths["flags"] = os.path.join(tune_dir, "best.flags")
+        with open(paths["flags"], "w") as f:
+            f.write(best_flags(top, tune_dir, len(rows), objective))
+    return paths
+
+
+def best_flags(row: dict, tune_dir: str, num_trials: int, objective: str) -> str:
+    """The best trial's Config as a flagfile for `python -m tfvae.train`, training it afresh
+    in TUNE_DIR/best (its own run stays in TUNE_DIR/trials/ID)."""
+    config = config_lib.Config(**row["config"])
+    lines = [
+        f"# Best of {num_trials} trials in {tune_dir}: trial {row['trial_id']}, "
+        f"{row['objective']:.4f} bits/dim ({objective}).",
+        f"# Its run: {os.path.join(tune_dir, 'trials', row['trial_id'])}. Train it afresh with",
+        f"#   python -m tfvae.train --flagfile={os.path.join(tune_dir, 'best.flags')}",
+    ]
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        lines.append(f"--{field.name}={str(value).lower() if isinstance(value, bool) else value}")
+    lines.append(f"--model_dir={os.path.join(tune_dir, 'best')}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], names: list[str], path: str, objective: str) -> None:
+    """results.png: the objective per trial, then against each searched hyper-parameter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r["status"] == "completed"]
+    columns = min(3, len(names) + 1)
+    count = -(-(len(names) + 1) // columns)
+    fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.4 * count), squeeze=False)
+    axes = axes.ravel()
+    top = best(rows)
+    x = [int(r["trial_id"]) for r in done]
+    axes[0].scatter(x, [r["objective"] for r in done], c=[r.get("epochs", 0) for r in done],
+                    cmap="viridis", zorder=3)  # fmt: skip
+    for r in rows:
+        if r["status"] != "completed":
+            axes[0].axvline(int(r["trial_id"]), color="tab:red", alpha=0.4, linestyle=":")
+    axes[0].set_title("per trial (colour: epochs; red: not completed)", fontsize=9)
+    axes[0].set_xlabel("trial")
+    for ax, name in zip(axes[1:], names, strict=False):
+        _plot_against(ax, done, name)
+    for ax in axes[: len(names) + 1]:
+        ax.set_ylabel("bits/dim", fontsize=9)
+        ax.grid(alpha=0.3)
+        if top:
+            ax.axhline(top["objective"], color="tab:orange", linewidth=0.8, zorder=1)
+    for ax in axes[len(names) + 1 :]:
+        ax.axis("off")
+    fig.suptitle(f"{len(rows)} trials: {objective}; orange line: best", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_against(ax, done, name):
+    values = [r["values"].get(name) for r in done]
+    objectives = [r["objective"] for r in done]
+    if any(isinstance(v, str | bool) for v in values):
+        categories = sorted({str(v) for v in values})
+        positions = [categories.index(str(v)) for v in values]
+        ax.scatter(positions, objectives, zorder=3)
+        ax.set_xticks(range(len(categories)), categories)
+        ax.set_xlim(-0.5, len(categories) - 0.5)
+    else:
+        ax.scatter(values, objectives, zorder=3)
+        positive = [v for v in values if v is not None and v > 0]
+        if positive and max(positive) / min(positive) > 20:
+            ax.set_xscale("log")
+    ax.set_xlabel(name)
