@@ -47,7 +47,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from tfvae import train, tuning, tuning_results
+    from tfvae import train, tuning
 
     try:
         config = config_lib.from_flags(FLAGS)
@@ -64,7 +64,7 @@ def main(argv):
         print(f"worker done; the chief writes the results to {FLAGS.tune_dir}")
         return
     names = [entry.name for entry in tuning.parse_search(FLAGS.search, config, FLAGS.tuner)]
-    print(tuning_results.format_table(rows, names, FLAGS.score_k))
+    print(tuning.results.format_table(rows, names, FLAGS.score_k))
     print(f"written to {FLAGS.tune_dir}: results.csv, results.json, results.md, results.png, "
           "best.flags")  # fmt: skip
 

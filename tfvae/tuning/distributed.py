@@ -1,4 +1,4 @@
-"""The chief of a distributed search: keras-tuner's oracle server with bounded waits.
+"""A distributed search: keras-tuner's chief and workers, with bounded waits.
 
 keras-tuner's own chief (keras_tuner/src/distribute/oracle_chief.py) waits forever for a worker
 that died holding a trial (keras-tuner#915) and polls every 20 s once the oracle is done. This
@@ -12,6 +12,8 @@ chief reloads the oracle, and the trials that were running continue from their c
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from concurrent import futures
 
@@ -21,6 +23,65 @@ from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief
 
 POLL_S = 0.2  # seconds between the chief's looks at its workers
+
+
+def role() -> str:
+    """'chief', 'worker' or 'single', from keras-tuner's KERASTUNER_* environment variables."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "single"
+    missing = [v for v in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID") if v not in os.environ]
+    if missing:
+        raise ValueError(f"KERASTUNER_ORACLE_IP is set but not {' and '.join(missing)}.")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
+class BoundedStub:
+    """keras-tuner's gRPC stub with every call's wait bounded (keras-tuner's own is an hour)."""
+
+    def __init__(self, stub, timeout_s: float, address: str):
+        self._stub, self._timeout_s, self._address = stub, timeout_s, address
+
+    def __getattr__(self, name):
+        from tfvae.tuning.tuner import Stopped
+
+        method = getattr(self._stub, name)
+
+        def call(request, **kwargs):
+            try:
+                return method(request, **{**kwargs, "timeout": self._timeout_s})
+            except grpc.RpcError as error:
+                raise Stopped(
+                    f"The chief at {self._address} did not answer {name} within "
+                    f"{self._timeout_s:g} s (--worker_timeout_s; {error.code().name}): this "
+                    "worker stops, a running trial checkpointed; rerun it to resume."
+                ) from None
+
+        return call
+
+
+class Heartbeat:
+    """A worker's thread telling the chief, every worker_timeout_s / 4, that its trial runs.
+
+    If the chief does not answer, the worker stops itself (SIGTERM: the trial checkpoints).
+    """
+
+    def __init__(self, tuner, trial_id: str):
+        self._done = threading.Event()
+        threading.Thread(target=self._run, args=(tuner, trial_id), daemon=True).start()
+
+    def _run(self, tuner, trial_id):
+        from tfvae.tuning.tuner import Stopped
+
+        while not self._done.wait(tuner.worker_timeout_s / 4):
+            try:
+                tuner.oracle.get_trial(trial_id)
+            except Stopped as lost:
+                tuner._lost = str(lost)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    def stop(self):
+        self._done.set()
 
 
 class _Servicer(oracle_chief.OracleServicer):
@@ -90,7 +151,7 @@ def serve(oracle, timeout_s: float, stop) -> None:
     Raises tuning.Stopped when a worker is lost (see `verdict`) or on SIGINT/SIGTERM (`stop` is
     a tuning.StopRequest); ValueError when the address cannot be listened on.
     """
-    from tfvae.tuning import Stopped
+    from tfvae.tuning.tuner import Stopped
 
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     servicer = _Servicer(oracle)

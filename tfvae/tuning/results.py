@@ -14,10 +14,29 @@ import glob
 import json
 import os
 import statistics
+import tempfile
 
 from tfvae import config as config_lib
 
-RECORD = "tuning.json"
+RECORD = "tuning.json"  # a trial's own record, beside its checkpoints
+
+
+def write_json(path: str, value) -> None:
+    """Writes JSON atomically (temporary file in the same folder, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as f:
+        json.dump(value, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(f.name, path)
+
+
+def read_json(path: str):
+    """The JSON value in `path`, or None if there is no such file."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def collect(tune_dir: str) -> list[dict]:
@@ -98,20 +117,24 @@ def _columns(names):
             "message"]  # fmt: skip
 
 
-def write(tune_dir: str, rows: list[dict], names: list[str], score_k: int = 5) -> dict:
-    """Writes results.{csv,json,md,png} and, with a completed trial, best.flags; returns paths."""
+def write(tune_dir: str, rows: list[dict], space: list[str], score_k: int = 5) -> dict:
+    """Writes results.{csv,json,md,png} and, with a completed trial, best.flags; returns paths.
+
+    `space` holds the search entries as text (NAME=SPEC), in order.
+    """
+    names = [entry.split("=", 1)[0] for entry in space]
     paths = {e: os.path.join(tune_dir, f"results.{e}") for e in ("csv", "json", "md", "png")}
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, _columns(names), extrasaction="ignore")
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, **r["values"]})
-    objective = f"validation IWAE-{score_k} bound in bits/dim (lower is better)"
+    objective = f"validation IWAE-{score_k} bound in bits/dim, lower is better"
     with open(paths["json"], "w") as f:
-        json.dump({"objective": objective, "searched": names, "trials": rows}, f, indent=2)
+        json.dump({"objective": objective, "space": space, "trials": rows}, f, indent=2)
     with open(paths["md"], "w") as f:
         f.write(format_table(rows, names, score_k) + "\n")
-    plot(rows, names, paths["png"], objective)
+    plot(rows, space, paths["png"], objective)
     top = best(rows)
     if top:
         paths["flags"] = os.path.join(tune_dir, "best.flags")
@@ -137,29 +160,54 @@ def best_flags(row: dict, tune_dir: str, num_trials: int, objective: str) -> str
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], names: list[str], path: str, objective: str) -> None:
-    """results.png: the objective per trial, then against each searched hyper-parameter."""
+def plot(rows: list[dict], space: list[str], path: str, objective: str) -> None:
+    """results.png: the objective per trial, then against each searched hyper-parameter (space:
+    entries as text; a choice's values in their given order, a range on its own scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, NullFormatter
+
+    names = [entry.split("=", 1)[0] for entry in space]
 
     done = [r for r in rows if r["status"] == "completed"]
-    columns = min(3, len(names) + 1)
+    columns = len(names) + 1 if len(names) < 4 else 3
     count = -(-(len(names) + 1) // columns)
-    fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.4 * count), squeeze=False)
+    fig, axes = plt.subplots(count, columns, figsize=(4 * columns, 3.6 * count), squeeze=False)
     axes = axes.ravel()
     top = best(rows)
     x = [int(r["trial_id"]) for r in done]
-    axes[0].scatter(x, [r["objective"] for r in done], c=[r.get("epochs", 0) for r in done],
-                    cmap="viridis", zorder=3)  # fmt: skip
+    epochs = [r.get("epochs", 0) for r in done]
+    points = axes[0].scatter(x, [r["objective"] for r in done], c=epochs, cmap="viridis", zorder=3)
+    if len(set(epochs)) > 1:  # hyperband: trials of several budgets
+        fig.colorbar(points, ax=axes[0], label="epochs")
     for r in rows:
         if r["status"] != "completed":
             axes[0].axvline(int(r["trial_id"]), color="tab:red", alpha=0.4, linestyle=":")
-    axes[0].set_title("per trial (colour: epochs; red: not completed)", fontsize=9)
+    axes[0].set_title("per trial (red: not completed)", fontsize=9)
     axes[0].set_xlabel("trial")
-    for ax, name in zip(axes[1:], names, strict=False):
-        _plot_against(ax, done, name)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax, entry in zip(axes[1:], space, strict=False):
+        name, spec = entry.split("=", 1)
+        values = [r["values"].get(name) for r in done]
+        objectives = [r["objective"] for r in done]
+        if ":" not in spec:  # a choice: one column per value
+            choices = spec.split(",")
+            ax.scatter([choices.index(str(v)) for v in values], objectives, zorder=3)
+            ax.set_xticks(range(len(choices)), choices)
+            ax.set_xlim(-0.5, len(choices) - 0.5)
+        else:
+            ax.scatter(values, objectives, zorder=3)
+            low, high = (float(v) for v in spec.split(":")[:2])  # the whole searched range
+            if spec.endswith(":log"):
+                ax.set_xscale("log")
+                ax.set_xlim(low / 1.2, high * 1.2)
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            else:
+                ax.set_xlim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+                ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.set_xlabel(name)
     for ax in axes[: len(names) + 1]:
         ax.set_ylabel("bits/dim", fontsize=9)
         ax.grid(alpha=0.3)
@@ -171,20 +219,3 @@ def plot(rows: list[dict], names: list[str], path: str, objective: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _plot_against(ax, done, name):
-    values = [r["values"].get(name) for r in done]
-    objectives = [r["objective"] for r in done]
-    if any(isinstance(v, str | bool) for v in values):
-        categories = sorted({str(v) for v in values})
-        positions = [categories.index(str(v)) for v in values]
-        ax.scatter(positions, objectives, zorder=3)
-        ax.set_xticks(range(len(categories)), categories)
-        ax.set_xlim(-0.5, len(categories) - 0.5)
-    else:
-        ax.scatter(values, objectives, zorder=3)
-        positive = [v for v in values if v is not None and v > 0]
-        if positive and max(positive) / min(positive) > 20:
-            ax.set_xscale("log")
-    ax.set_xlabel(name)
