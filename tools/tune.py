@@ -1,4 +1,4 @@
-"""Hyper-parameter search over tfvae's own training with keras-tuner.
+r"""Hyper-parameter search over tfvae's own training with keras-tuner.
 
   python tools/tune.py --flagfile=configs/quickstart.flags --tuner=hyperband --max_trials=12 \
     --search='upsampling=deconv,nearest,bilinear latent_dim=16,32,64 learning_rate=1e-4:3e-3:log' \

@@ -167,55 +167,66 @@ def plot(rows: list[dict], space: list[str], path: str, objective: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator, NullFormatter
 
-    names = [entry.split("=", 1)[0] for entry in space]
-
-    done = [r for r in rows if r["status"] == "completed"]
-    columns = len(names) + 1 if len(names) < 4 else 3
-    count = -(-(len(names) + 1) // columns)
+    panels = len(space) + 1
+    columns = panels if panels <= 4 else 3
+    count = -(-panels // columns)
     fig, axes = plt.subplots(count, columns, figsize=(4 * columns, 3.6 * count), squeeze=False)
     axes = axes.ravel()
-    top = best(rows)
-    x = [int(r["trial_id"]) for r in done]
-    epochs = [r.get("epochs", 0) for r in done]
-    points = axes[0].scatter(x, [r["objective"] for r in done], c=epochs, cmap="viridis", zorder=3)
-    if len(set(epochs)) > 1:  # hyperband: trials of several budgets
-        fig.colorbar(points, ax=axes[0], label="epochs")
-    for r in rows:
-        if r["status"] != "completed":
-            axes[0].axvline(int(r["trial_id"]), color="tab:red", alpha=0.4, linestyle=":")
-    axes[0].set_title("per trial (red: not completed)", fontsize=9)
-    axes[0].set_xlabel("trial")
-    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    done = [r for r in rows if r["status"] == "completed"]
+    _plot_trials(fig, axes[0], rows, done)
     for ax, entry in zip(axes[1:], space, strict=False):
-        name, spec = entry.split("=", 1)
-        values = [r["values"].get(name) for r in done]
-        objectives = [r["objective"] for r in done]
-        if ":" not in spec:  # a choice: one column per value
-            choices = spec.split(",")
-            ax.scatter([choices.index(str(v)) for v in values], objectives, zorder=3)
-            ax.set_xticks(range(len(choices)), choices)
-            ax.set_xlim(-0.5, len(choices) - 0.5)
-        else:
-            ax.scatter(values, objectives, zorder=3)
-            low, high = (float(v) for v in spec.split(":")[:2])  # the whole searched range
-            if spec.endswith(":log"):
-                ax.set_xscale("log")
-                ax.set_xlim(low / 1.2, high * 1.2)
-                ax.xaxis.set_minor_formatter(NullFormatter())
-            else:
-                ax.set_xlim(low - 0.05 * (high - low), high + 0.05 * (high - low))
-                ax.xaxis.set_major_locator(MaxNLocator(5))
-        ax.set_xlabel(name)
-    for ax in axes[: len(names) + 1]:
+        _plot_against(ax, done, *entry.split("=", 1))
+    top = best(rows)
+    for ax in axes[:panels]:
         ax.set_ylabel("bits/dim", fontsize=9)
         ax.grid(alpha=0.3)
         if top:
             ax.axhline(top["objective"], color="tab:orange", linewidth=0.8, zorder=1)
-    for ax in axes[len(names) + 1 :]:
+    for ax in axes[panels:]:
         ax.axis("off")
     fig.suptitle(f"{len(rows)} trials: {objective}; orange line: best", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_trials(fig, ax, rows, done):
+    """The objective per trial id, coloured by epochs when they differ (hyperband)."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [r.get("epochs", 0) for r in done]
+    x = [int(r["trial_id"]) for r in done]
+    points = ax.scatter(x, [r["objective"] for r in done], c=epochs, cmap="viridis", zorder=3)
+    if len(set(epochs)) > 1:
+        fig.colorbar(points, ax=ax, label="epochs")
+    for r in rows:
+        if r["status"] != "completed":
+            ax.axvline(int(r["trial_id"]), color="tab:red", alpha=0.4, linestyle=":")
+    ax.set_title("per trial (red: not completed)", fontsize=9)
+    ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _plot_against(ax, done, name, spec):
+    """The objective against one searched flag: a column per choice, or the searched range."""
+    from matplotlib.ticker import MaxNLocator, NullFormatter
+
+    values = [r["values"].get(name) for r in done]
+    objectives = [r["objective"] for r in done]
+    if ":" not in spec:
+        choices = spec.split(",")
+        ax.scatter([choices.index(str(v)) for v in values], objectives, zorder=3)
+        ax.set_xticks(range(len(choices)), choices)
+        ax.set_xlim(-0.5, len(choices) - 0.5)
+    else:
+        ax.scatter(values, objectives, zorder=3)
+        low, high = (float(v) for v in spec.split(":")[:2])
+        if spec.endswith(":log"):
+            ax.set_xscale("log")
+            ax.set_xlim(low / 1.2, high * 1.2)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        else:
+            ax.set_xlim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.set_xlabel(name)

@@ -123,13 +123,10 @@ class Tuner(kt.Tuner):
         self.worker_timeout_s = float(worker_timeout_s)
         self._stop, self._lost = StopRequest(), None
         super().__init__(oracle=oracle, directory=tune_dir, project_name="oracle")
-        if (
-            distributed.role() == "worker"
-        ):  # keras-tuner wrapped the oracle in a client: bound its calls
+        if distributed.role() == "worker":  # keras-tuner wrapped the oracle in a client
             address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-            self.oracle.stub = distributed.BoundedStub(
-                self.oracle.stub, self.worker_timeout_s, address
-            )
+            stub = distributed.BoundedStub(self.oracle.stub, self.worker_timeout_s, address)
+            self.oracle.stub = stub  # every call to the chief bounded
 
     def search(self, *args, **kwargs):
         restore = self._stop.install()
@@ -165,9 +162,8 @@ class Tuner(kt.Tuner):
             parent=values.get("tuner/trial_id"),
         )  # fmt: skip
         print(f"trial {trial.trial_id}: {_describe(values)}", flush=True)
-        heartbeat = (
-            distributed.Heartbeat(self, trial.trial_id) if distributed.role() == "worker" else None
-        )
+        worker = distributed.role() == "worker"  # tells the chief it is alive while it trains
+        heartbeat = distributed.Heartbeat(self, trial.trial_id) if worker else None
         start = time.perf_counter()
         try:
             result = self._train_and_score(record, values, model_dir)
@@ -175,7 +171,7 @@ class Tuner(kt.Tuner):
             self._end(record, model_dir, start, "stopped", str(stopped))
             message = self._lost or f"trial {trial.trial_id}: {stopped}"
             raise Stopped(message, stopped.signal_name, stopped.step) from None
-        except (ValueError, FloatingPointError) as error:
+        except (ValueError, FloatingPointError, OSError) as error:  # e.g. a parent run missing
             self._end(record, model_dir, start, "failed", str(error))
             raise kt.errors.FailedTrialError(str(error)) from None
         finally:
