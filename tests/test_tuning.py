@@ -176,6 +176,31 @@ def _flags(config):
     ]
 
 
+def _die_with_parent():
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _namespace_of(keeper):
+    """nsenter's prefix into `keeper`'s own network namespace once its loopback is up, or []."""
+    import subprocess
+
+    namespace = ["nsenter", f"--net=/proc/{keeper.pid}/ns/net"]
+    for _ in range(100):
+        try:
+            private = os.readlink(f"/proc/{keeper.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+            up = subprocess.run([*namespace, "ip", "-o", "link", "show", "lo"], capture_output=True)
+        except OSError:  # no nsenter or ip, or the keeper is gone
+            return []
+        if private and b",UP" in up.stdout:
+            return namespace
+        if keeper.poll() is not None:
+            return []
+        time.sleep(0.1)
+    return []
+
+
 class _Processes:
     """Tune processes on 127.0.0.1, in a private network namespace where `unshare -n` works;
     each dies with the test (PR_SET_PDEATHSIG) and is killed at the end."""
@@ -189,34 +214,21 @@ class _Processes:
             keeper = subprocess.Popen(
                 ["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep 600"],
                 stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
         except OSError:
             keeper = None
         if keeper is not None:
             self.procs.append(keeper)
-            for _ in range(50):
-                namespace = ["nsenter", f"--net=/proc/{keeper.pid}/ns/net"]
-                up = subprocess.run(
-                    [*namespace, "ip", "-o", "link", "show", "lo"], capture_output=True, text=True
-                )
-                if ",UP" in up.stdout:
-                    self.prefix = namespace
-                    break
-                if keeper.poll() is not None:
-                    break
-                time.sleep(0.1)
+            self.prefix = _namespace_of(keeper)
         if not self.prefix:  # plain loopback: a free port
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 self.port = s.getsockname()[1]
 
     def start(self, tuner_id, args, log_path):
-        import ctypes
         import subprocess
         import sys
-
-        def die_with_parent():
-            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
         env = dict(
             os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
@@ -226,7 +238,8 @@ class _Processes:
         with open(log_path, "w") as log:
             proc = subprocess.Popen(
                 [*self.prefix, sys.executable, os.path.join(ROOT, "tools", "tune.py"), *args],
-                env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent, cwd=ROOT,
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                preexec_fn=_die_with_parent,
             )  # fmt: skip
         self.procs.append(proc)
         return proc
