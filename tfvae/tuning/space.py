@@ -16,7 +16,7 @@ UNSEARCHABLE = {
     **{name: "it defines the validation data every trial is scored on"
        for name in ("dataset", "data_dir", "image_size", "crop", "val_size")},
     **{name: "it does not change what a run computes"
-       for name in ("log_every_steps", "images_every_epochs", "checkpoints_to_keep")},
+       for name in config_lib.RUN_CONTROL_FIELDS if name != "epochs"},
 }  # fmt: skip
 
 
@@ -166,7 +166,7 @@ class Settings:
                     f"search {name}: {saved_space.get(name, 'absent')} (saved) vs "
                     f"{space.get(name, 'absent')} (requested)"
                 )
-        ignore = config_lib.RUN_CONTROL_FIELDS[1:]
+        ignore = [name for name in config_lib.RUN_CONTROL_FIELDS if name != "epochs"]
         saved_base = config_lib.Config(**saved.get("base", {}))
         lines += config_lib.differences(saved_base, config_lib.Config(**self.base), ignore)
         return lines
