@@ -64,7 +64,9 @@ def test_bernoulli_logits_zero_is_one_bit_per_dim_on_binary_pixels():
     np.testing.assert_allclose(-dist.log_prob(x) / (48 * math.log(2)), [1.0, 1.0], rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "discretized_logistic"])
+@pytest.mark.parametrize(
+    "name", ["bernoulli", "gaussian", "discretized_logistic", "discretized_logistic_mixture"]
+)
 @pytest.mark.parametrize("params_dtype", [tf.float32, tf.float16, tf.bfloat16])
 def test_likelihoods_have_image_events_and_float32_log_probs(name, params_dtype):
     channels = likelihoods.parameter_channels(name)
@@ -86,3 +88,148 @@ def test_fixed_scale_gaussian_needs_one_channel_per_colour():
 def test_unknown_likelihood_is_one_clear_error():
     with pytest.raises(ValueError, match="'poisson' is unknown; accepted"):
         likelihoods.parameter_channels("poisson")
+
+
+# The mixture of discretized logistics (PixelCNN++).
+
+
+def _mixture_params(rng, components, extreme=False):
+    """Random (logits [M], locs, scales, coefficients [M, 3]) in [0, 1] pixel units."""
+    if extreme:  # floor and huge scales, means outside [0, 1], saturated coefficients and logits
+        scales = rng.choice([1e-3, 1e-3, 5.0, 0.01], size=(components, 3))
+        return (
+            rng.choice([-30.0, 0.0, 30.0], size=components),
+            rng.choice([-0.4, 0.0, 0.5, 1.0, 1.3], size=(components, 3)),
+            scales,
+            rng.choice([-1.0, 1.0, 0.0], size=(components, 3)),
+        )
+    return (
+        3 * rng.normal(size=components),
+        rng.uniform(-0.1, 1.1, size=(components, 3)),
+        np.exp(rng.uniform(np.log(2e-3), np.log(1.0), size=(components, 3))),
+        np.tanh(2 * rng.normal(size=(components, 3))),
+    )
+
+
+@pytest.mark.parametrize("components,extreme", [(6, False), (4, True)])
+def test_mixture_sums_to_one_over_all_256_cubed_colours(components, extreme):
+    params = _mixture_params(np.random.default_rng(components), components, extreme)
+    dist = likelihoods.DiscretizedLogisticMixture(*params)
+    green, blue = np.meshgrid(LEVELS, LEVELS, indexing="ij")  # [256, 256]
+
+    @tf.function
+    def total_probability():
+        def red_slice(red):  # P summed over the 65,536 colours with this red, float64
+            colours = tf.stack([tf.fill([256 * 256], red), green.ravel(), blue.ravel()], -1)
+            log_prob = dist.log_prob(colours)  # [65536] float32
+            return tf.reduce_sum(tf.exp(tf.cast(log_prob, tf.float64)))
+
+        return tf.reduce_sum(tf.map_fn(red_slice, LEVELS, fn_output_signature=tf.float64))
+
+    np.testing.assert_allclose(total_probability().numpy(), 1.0, rtol=2e-6)
+
+
+def test_mixture_equals_tfp_pixel_cnn_mixture_in_float64():
+    rng = np.random.default_rng(7)
+    components = 5
+    logits, locs, scales, coefficients = (
+        np.stack([p, q])[:, None]  # [2 pixels, 1, ...]: a random and an extreme pixel
+        for p, q in zip(
+            _mixture_params(rng, components),
+            _mixture_params(rng, components, extreme=True),
+            strict=True,
+        )
+    )
+    values = rng.integers(0, 256, size=(40, 2, 1, 3)).astype(np.float64)  # [40, 2, 1, 3]
+    values[:4] = [[[[0, 0, 0]]], [[[255, 255, 255]]], [[[0, 255, 0]]], [[[255, 0, 128]]]]
+    closed_form = likelihoods.DiscretizedLogisticMixture(logits, locs, scales, coefficients)
+    got = closed_form.log_prob((values / 255.0).astype(np.float32)).numpy()  # [40, 2, 1]
+
+    # TFP's PixelCNN works in [-1, 1]: its locations are 2 loc - 1, its scales 2 scale, and its
+    # channel means add coefficient x (2 v / 255 - 1) of earlier channels (pixel_cnn.py, _log_prob).
+    centred = 2.0 * values / 255.0 - 1.0  # [40, 2, 1, 3]
+    a, b, c = (coefficients[..., i] for i in range(3))  # each [2, 1, M]
+    red, green = centred[..., 0:1], centred[..., 1:2]  # [40, 2, 1, 1]
+    tfp_locs = np.stack(
+        [
+            np.broadcast_to(2 * locs[..., 0] - 1, (40, 2, 1, components)),
+            2 * locs[..., 1] - 1 + a * red,
+            2 * locs[..., 2] - 1 + b * red + c * green,
+        ],
+        axis=-1,
+    )  # [40, 2, 1, M, 3]
+    owner = type("PixelCNNParameters", (), dict(_low=0.0, _high=255.0, dtype=tf.float64))()
+    reference = tfp.distributions.PixelCNN._make_mixture_dist(
+        owner, np.broadcast_to(logits, (40, 2, 1, components)), tfp_locs, 2 * scales
+    )  # event [2, 1, 3]: sum over the two pixels, so compare per-pixel sums
+    expected = reference.log_prob(values).numpy()  # [40]
+    np.testing.assert_allclose(got.sum((1, 2)), expected, rtol=1e-5, atol=1e-3)
+    assert got.dtype == np.float32 and np.all(np.isfinite(got))
+
+
+def test_mixture_samples_follow_its_probabilities():
+    # One pixel, two components with strongly coupled channels and wide bins.
+    dist = likelihoods.DiscretizedLogisticMixture(
+        [0.0, 1.0], [[0.3, 0.5, 0.4], [0.7, 0.2, 0.9]], [[2e-3] * 3, [3e-3] * 3],
+        [[0.9, -0.8, 0.5], [-0.6, 0.7, -1.0]],
+    )  # fmt: skip
+    samples = dist.sample(40_000, seed=[5, 6]).numpy()  # [40000, 3]
+    levels = np.round(samples * 255)
+    np.testing.assert_allclose(samples * 255, levels, atol=1e-3)
+    colours, counts = np.unique(levels, axis=0, return_counts=True)
+    common = counts > 400
+    assert common.sum() >= 10 and counts[common].sum() > 0.5 * len(samples)
+    probs = np.exp(dist.log_prob(colours[common] / 255.0).numpy())
+    frequency = counts[common] / len(samples)
+    standard_error = np.sqrt(probs * (1 - probs) / len(samples))
+    assert np.all(np.abs(frequency - probs) < 5 * standard_error)
+
+
+def test_mixture_parameter_layout_and_point_estimate_by_hand():
+    components = 2
+    logits = [0.0, 4.0]  # component 1 is the most probable
+    locs = np.array([[0.9, 0.9, 0.9], [0.2, 0.4, 0.6]]) - 0.5  # the decoder adds 0.5
+    raw_coefficients = np.arctanh([[0.0, 0.0, 0.0], [0.5, -0.5, 0.25]])
+    params = np.concatenate(
+        [logits, locs.ravel(), np.zeros(3 * components), raw_coefficients.ravel()]
+    ).reshape(1, 1, 1, 10 * components)
+    dist = likelihoods.make("discretized_logistic_mixture", params, mixture_components=components)
+    assert dist.event_shape == [1, 1, 3] and dist.batch_shape == [1]
+    red = round(0.2 * 255)
+    green = round((0.4 + 0.5 * (red / 255 - 0.5)) * 255)
+    blue = round((0.6 - 0.5 * (red / 255 - 0.5) + 0.25 * (green / 255 - 0.5)) * 255)
+    image = likelihoods.point_estimate(dist).numpy().reshape(3) * 255
+    np.testing.assert_allclose(image, [red, green, blue], atol=1e-4)
+
+
+def test_mixture_gradients_are_finite_at_extreme_parameters():
+    params = [tf.Variable(p, dtype=tf.float32) for p in _mixture_params(
+        np.random.default_rng(3), 4, extreme=True)]  # fmt: skip
+    colours = np.array([[0, 0, 0], [255, 255, 255], [0, 128, 255], [17, 200, 3]]) / 255.0
+    with tf.GradientTape() as tape:
+        log_prob = likelihoods.DiscretizedLogisticMixture(*params).log_prob(colours)
+    assert np.all(np.isfinite(log_prob))
+    assert all(np.all(np.isfinite(g)) for g in tape.gradient(log_prob, params))
+
+
+def test_mixture_needs_rgb_and_ten_channels_per_component():
+    assert likelihoods.parameter_channels("discretized_logistic_mixture") == 100
+    assert (
+        likelihoods.parameter_channels("discretized_logistic_mixture", mixture_components=3) == 30
+    )
+    with pytest.raises(ValueError, match="needs 3 channels"):
+        likelihoods.parameter_channels("discretized_logistic_mixture", channels=1)
+
+
+def test_a_vae_with_the_mixture_builds_scores_and_displays(tiny_config):
+    from tfvae import model
+
+    config = tiny_config.replace(likelihood="discretized_logistic_mixture", mixture_components=3)
+    vae = model.build(config, "mixed_bfloat16")
+    assert vae.decoder.blocks[-1].filters == 30  # 10 parameters per component
+    x = tf.round(tf.random.stateless_uniform([2, 16, 16, 3], [0, 1]) * 255) / 255
+    log_w = vae.log_weights(x, 4, seed=[1, 1])
+    assert log_w.shape == [4, 2] and log_w.dtype == tf.float32 and np.all(np.isfinite(log_w))
+    images = vae.sample(3, seed=[2, 2]).numpy()
+    assert images.shape == (3, 16, 16, 3) and np.all((images >= 0) & (images <= 1))
+    np.testing.assert_allclose(images * 255, np.round(images * 255), atol=1e-3)  # on the grid

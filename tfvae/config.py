@@ -16,7 +16,7 @@ import tempfile
 from typing import Any
 
 UPSAMPLINGS = ("deconv", "nearest", "bilinear")
-LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic")
+LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic", "discretized_logistic_mixture")
 MIXED_PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored")
 CROPS = ("realnvp", "center", "none")
@@ -59,6 +59,9 @@ class Config:
     likelihood: str = _field("discretized_logistic", "Pixel likelihood p(x|z).", LIKELIHOODS)
     gaussian_scale: float = _field(
         0.0, "Fixed std of the gaussian likelihood in [0,1] pixel units (0 = learned per pixel)."
+    )
+    mixture_components: int = _field(
+        10, "Logistic components per pixel of --likelihood=discretized_logistic_mixture."
     )
     width: int = _field(64, "Channels of the first encoder stage; doubles every stage.")
     latent_dim: int = _field(128, "Size of the latent code z.")
@@ -114,6 +117,7 @@ def _errors(c: Config):
         if f.metadata["choices"] and value not in f.metadata["choices"]:
             yield (f"Flag `--{f.name}` is {value!r}; accepted: {', '.join(f.metadata['choices'])}.")
     positive = ("width", "latent_dim", "kernel_size", "k", "batch_size", "epochs")
+    positive += ("mixture_components",)
     for name in positive + ("log_every_steps", "images_every_epochs", "checkpoints_to_keep"):
         if getattr(c, name) < 1:
             yield f"Flag `--{name}` is {getattr(c, name)}; it must be an integer >= 1."

@@ -56,11 +56,16 @@ def bits_per_dim(nll_nats, num_dims: int, convention: str, num_pixels: int | Non
 
 def convention_for(likelihood: str) -> str:
     """The honest bits/dim convention of a pixel likelihood; ValueError for Bernoulli."""
-    conventions = {"discretized_logistic": "discrete", "gaussian": "density"}
+    conventions = {
+        "discretized_logistic": "discrete",
+        "discretized_logistic_mixture": "discrete",
+        "gaussian": "density",
+    }
     if likelihood not in conventions:
         raise ValueError(
             f"Likelihood {likelihood!r} gives no bits/dim: a Bernoulli on 8-bit pixels is a "
-            "cross-entropy, not a likelihood of the data; accepted: discretized_logistic, gaussian."
+            "cross-entropy, not a likelihood of the data; accepted: "
+            f"{', '.join(conventions)}."
         )
     return conventions[likelihood]
 

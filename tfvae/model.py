@@ -138,6 +138,7 @@ def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False)
         upsampling=config.upsampling,
         likelihood=config.likelihood,
         gaussian_scale=config.gaussian_scale,
+        mixture_components=config.mixture_components,
         **shared,
     )
     vae = VAE(encoder, decoder)

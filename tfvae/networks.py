@@ -177,6 +177,7 @@ class Decoder(keras.Model):
         upsampling="deconv",
         likelihood="discretized_logistic",
         gaussian_scale=0.0,
+        mixture_components=10,
         dtype="float32",
         synchronized_batch_norm=False,
         **kwargs,
@@ -188,7 +189,10 @@ class Decoder(keras.Model):
             )
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale
-        out_channels = likelihoods.parameter_channels(likelihood, gaussian_scale)
+        self.mixture_components = mixture_components
+        out_channels = likelihoods.parameter_channels(
+            likelihood, gaussian_scale, mixture_components=mixture_components
+        )
         top_channels = width * 2 ** (num_stages - 1)
         self.to_map = keras.layers.Dense(4 * 4 * top_channels, use_bias=False, dtype=dtype)
         self.reshape = keras.layers.Reshape((4, 4, top_channels), dtype=dtype)
@@ -220,7 +224,9 @@ class Decoder(keras.Model):
             h = block(h)  # [N, 2h, 2w, c / 2], the last block: [N, H, W, P]
             if stage < len(self.norms):
                 h = tf.nn.relu(self.norms[stage](h, training=training))
-        return likelihoods.make(self.likelihood, h, self.gaussian_scale)  # [N, H, W, P] params
+        return likelihoods.make(  # h: [N, H, W, P] params
+            self.likelihood, h, self.gaussian_scale, self.mixture_components
+        )
 
 
 def _upsampling_block(upsampling, channels, kernel_size, use_bias, dtype):
