@@ -84,6 +84,47 @@ def train_images_per_second(steps, batch_size: int, repeats: int, warmup: int = 
     return batch_size / _time(lambda: steps.train_step(images, seed)["loss"], repeats)
 
 
+def train_step_rows(base, likelihood_names, ks, dtypes, repeats: int, peak_gflops: float):
+    """Times the train step for every (likelihood, k, dtype), yielding one dict per setting.
+
+    Each row: likelihood, k, dtype, gflop_per_image (convolutions and dense layers only),
+    images_per_second, gflops, percent_of_peak, and the speed ratios `vs_float32` (same
+    likelihood and k) and `vs_first_likelihood` (same k and dtype; None where not measured).
+    All settings run in one process, one after another, so ratios compare like with like.
+    """
+    import keras
+
+    from tfvae import likelihoods
+    from tfvae.steps import Steps
+
+    speeds = {}
+    for name in likelihood_names:
+        channels = likelihoods.parameter_channels(
+            name, base.gaussian_scale, mixture_components=base.mixture_components
+        )
+        for k in ks:
+            config = base.replace(likelihood=name, k=k)
+            flops = train_step_flops(config, channels)
+            for dtype in dtypes:
+                keras.utils.set_random_seed(config.seed)
+                steps = Steps(config, tf.distribute.get_strategy(), dtype)
+                speed = train_images_per_second(steps, config.batch_size, repeats)
+                speeds[name, k, dtype] = speed
+                float32 = speeds.get((name, k, "float32"))
+                first = speeds.get((likelihood_names[0], k, dtype))
+                yield dict(
+                    likelihood=name,
+                    k=k,
+                    dtype=dtype,
+                    gflop_per_image=flops / 1e9,
+                    images_per_second=speed,
+                    gflops=speed * flops / 1e9,
+                    percent_of_peak=100 * speed * flops / 1e9 / peak_gflops,
+                    vs_float32=speed / float32 if float32 and dtype != "float32" else None,
+                    vs_first_likelihood=speed / first if name != likelihood_names[0] else None,
+                )
+
+
 def log_likelihood_images_per_second(vae, config, num_samples, batch_size, chunk_size) -> float:
     """Images/s of evaluate.log_likelihood on one fixed random batch (after a warm-up call)."""
     from tfvae import evaluate

@@ -4,11 +4,14 @@
   python tools/benchmark.py --mode=eval --eval_k=2000 --eval_batch_size=5 --chunk_size=100
   python tools/benchmark.py --mode=data --flagfile=configs/iwae.flags   # input pipeline
   python tools/benchmark.py --mode=export [--model_dir=runs/quickstart]  # SavedModel speed
+  python tools/benchmark.py --likelihoods=discretized_logistic,discretized_logistic_mixture
 
 Model flags are the training flags (defaults: the report's 64x64 model, width 64, latent 128);
 `--flagfile=configs/...flags` benchmarks a config as it trains. Prints FLOPs per image, images/s,
 achieved GFLOP/s and its share of the matmul peak, and each dtype's speed-up over float32.
 """
+
+import sys
 
 from absl import app, flags, logging
 
@@ -27,6 +30,11 @@ flags.DEFINE_integer("eval_batch_size", 5, "eval mode: images per batch.")
 flags.DEFINE_integer("chunk_size", 100, "eval mode: samples decoded at once per image.")
 flags.DEFINE_list("ks", ["1", "5"], "Importance samples k to time (overrides --k).")
 flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Layer dtype policies to time.")
+flags.DEFINE_list(
+    "likelihoods",
+    [],
+    "Likelihoods to time in one run, speed ratios against the first (default: --likelihood).",
+)
 flags.DEFINE_integer("repeats", 10, "Timed train steps per setting (after 2 warm-up steps).")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square float32 matmul timed for the peak.")
 flags.DEFINE_string(
@@ -42,11 +50,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    import keras
-    import tensorflow as tf
 
     from tfvae import benchmark, likelihoods
-    from tfvae.steps import Steps
 
     base = config_lib.from_flags(FLAGS)
     if FLAGS.mode == "export":
@@ -56,32 +61,41 @@ def main(argv):
         f"float32 matmul ({FLAGS.matmul_size}^2), best of 5 trials: {peak:.1f} GFLOP/s "
         f"(median {median:.1f}); '% peak' below is against the best"
     )
-    channels = likelihoods.parameter_channels(base.likelihood, base.gaussian_scale)
+    channels = likelihoods.parameter_channels(
+        base.likelihood, base.gaussian_scale, mixture_components=base.mixture_components
+    )
     if FLAGS.mode == "eval":
         return _eval(base, channels, peak)
     if FLAGS.mode == "data":
         return _data(base)
-    header = f"{'k':>3} {'dtype':>15} {'GFLOP/img':>10} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}"
+    names = FLAGS.likelihoods or [base.likelihood]
+    unknown = sorted(set(names) - set(config_lib.LIKELIHOODS))
+    if unknown:
+        sys.exit(
+            f"error: Flag `--likelihoods` has {', '.join(unknown)}; accepted: "
+            f"{', '.join(config_lib.LIKELIHOODS)}."
+        )
     print(
         f"{base.image_size}x{base.image_size}, width {base.width}, latent {base.latent_dim}, "
-        f"{base.upsampling}, batch {base.batch_size}\n{header}"
+        f"{base.upsampling}, batch {base.batch_size}, mixture components "
+        f"{base.mixture_components}\n{'likelihood':>28} {'k':>3} {'dtype':>15} {'GFLOP/img':>10} "
+        f"{'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}  ratios"
     )
-    for k in map(int, FLAGS.ks):
-        config = base.replace(k=k)
-        flops = benchmark.train_step_flops(config, channels)
-        float32_speed = None
-        for dtype in FLAGS.dtypes:
-            keras.utils.set_random_seed(config.seed)
-            steps = Steps(config, tf.distribute.get_strategy(), dtype)
-            speed = benchmark.train_images_per_second(steps, config.batch_size, FLAGS.repeats)
-            gflops = speed * flops / 1e9
-            float32_speed = speed if dtype == "float32" else float32_speed
-            ratio = f"  {speed / float32_speed:.2f}x float32" if float32_speed else ""
-            print(
-                f"{k:>3} {dtype:>15} {flops / 1e9:>10.3f} {speed:>8.1f} {gflops:>8.1f} "
-                f"{100 * gflops / peak:>6.1f}%{ratio}",
-                flush=True,
-            )
+    rows = benchmark.train_step_rows(
+        base, names, [int(k) for k in FLAGS.ks], FLAGS.dtypes, FLAGS.repeats, peak
+    )
+    for row in rows:
+        ratios = [
+            f"{row[key]:.2f}x {label}"
+            for key, label in (("vs_float32", "float32"), ("vs_first_likelihood", names[0]))
+            if row[key]
+        ]
+        print(
+            f"{row['likelihood']:>28} {row['k']:>3} {row['dtype']:>15} "
+            f"{row['gflop_per_image']:>10.3f} {row['images_per_second']:>8.1f} "
+            f"{row['gflops']:>8.1f} {row['percent_of_peak']:>6.1f}%  {', '.join(ratios)}",
+            flush=True,
+        )
 
 
 def _data(config):
