@@ -3,8 +3,9 @@
 bits/dim counts every dimension D = H * W * C:
 - 'discrete': log p(x) is a probability over the 256 values of each channel;
   bits/dim = NLL / (D ln 2).
-- 'density': log p(x) is a density on [0, 1]^D; with uniform dequantization the discrete
-  likelihood of the 8-bit data is at least p(x) / 256^D, so bits/dim = (NLL + D ln 256) / (D ln 2).
+- 'density': log p(x) is a density on [0, 1]^D, scored at uniformly dequantized pixels
+  (v + u) / 256 (see `bounds`), so -log P(v) <= NLL + D ln 256 in expectation and
+  bits/dim = (NLL + D ln 256) / (D ln 2) bounds the discrete NLL.
 - 'report': the convention of the report this package grew from, NLL log2(e) / (H W), per pixel
   rather than per dimension and without the dequantization term; shown only for comparison.
 A Bernoulli likelihood on non-binary pixels gives no likelihood of the data: no bits/dim.
@@ -19,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import data, objectives
+from tfvae import data, likelihoods, objectives
 from tfvae import model as model_lib
 
 CONVENTIONS = ("discrete", "density", "report")
@@ -87,13 +88,46 @@ def per_example_noise(seed, example_ids, num_samples: int, latent_dim: int) -> t
     return tf.transpose(noise, [1, 0, 2])
 
 
-def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_size):
+def per_sample_uniform(seed, example_ids, start, num, image_shape) -> tf.Tensor:
+    """Dequantization noise float32 [num, B, H, W, C] in [0, 1) for samples start..start+num-1.
+
+    Sample k of example e depends on (seed, e, k) only, so an estimate does not depend on
+    batching or chunking: example e has its own Philox key (from seed and e, a stream apart from
+    per_example_noise's) and sample k the counters [k M, (k + 1) M), M = ceil(D / 4) (Philox
+    makes 4 words per counter), so one draw covers a whole chunk of samples.
+    """
+    image_shape = tf.cast(image_shape, tf.int32)
+    num = tf.cast(num, tf.int32)
+    dims = tf.reduce_prod(image_shape)  # D
+    blocks = (dims + 3) // 4  # M counters per sample
+    seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), -1)
+
+    def one_example(example_id):
+        example_seed = tf.random.experimental.stateless_fold_in(seed, example_id)
+        key, _ = tf.raw_ops.StatelessRandomGetKeyCounter(seed=example_seed)
+        first = tf.cast(start, tf.int64) * tf.cast(blocks, tf.int64)  # sample start's counter
+        counter = tf.cast(tf.stack([first, 0]), tf.uint64)
+        words = tf.raw_ops.StatelessRandomUniformV2(
+            shape=tf.stack([num, 4 * blocks]),
+            key=key,
+            counter=counter,
+            alg=1,  # 1: Philox
+        )  # [num, 4 M]
+        return tf.reshape(words[:, :dims], tf.concat([[num], image_shape], 0))
+
+    noise = tf.map_fn(
+        one_example, tf.cast(example_ids, tf.int64), fn_output_signature=tf.float32
+    )  # [B, num, H, W, C]
+    return tf.transpose(noise, tf.concat([[1, 0], tf.range(2, tf.rank(noise))], 0))
+
+
+def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_size, dequantize):
     """The compiled body of `bounds`: one encoder pass, a loop over sample chunks."""
     q = model.encode(x)
     latent_dim = q.event_shape[-1]
     gaussian = isinstance(q, tfp.distributions.MultivariateNormalLinearOperator)
     noise = per_example_noise(seed, example_ids, num_samples, latent_dim) if gaussian else None
-    batch = tf.shape(x)[0]
+    batch, image_shape = tf.shape(x)[0], tf.shape(x)[1:]
     chunk = max(group_size, chunk_size - chunk_size % group_size)  # whole groups per chunk
     log_sum = tf.fill([batch], -np.inf)  # running log sum_k w_k
     weight_sum = tf.zeros([batch])  # running sum_k log w_k
@@ -107,7 +141,11 @@ def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_si
             z = model_lib.reparameterize(q, noise[start : start + size])
         else:
             z = q.sample(size, seed=tf.random.experimental.stateless_fold_in(seed, start))
-        terms = model.joint_terms(x, q, z)
+        scored = x  # [B, H, W, C], or one dequantized x per sample [size, B, H, W, C]
+        if dequantize:
+            u = per_sample_uniform(seed, example_ids, start, size, image_shape)
+            scored = likelihoods.dequantize(x, u)
+        terms = model.joint_terms(scored, q, z)
         log_w = objectives.log_weights_from_terms(terms)  # [size, B]
         log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(log_w, 0)]), 0)
         weight_sum += tf.reduce_sum(log_w, 0)
@@ -123,20 +161,46 @@ def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_si
     }
 
 
-def estimate_bounds(model, x, example_ids, seed, num_samples, chunk_size=100, group_size=1):
+def estimate_bounds(
+    model, x, example_ids, seed, num_samples, chunk_size=100, group_size=1, dequantize=False
+):
     """The traceable body of `bounds` (call it inside a `tf.function`, e.g. an export).
 
     Args as `bounds`, except num_samples may be an int32 scalar tensor and seed and example_ids
     are tensors (int64 [2], int [B]). Returns the same dict of float32 [B] nats.
     """
-    return _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_size)
+    return _bounds_graph(
+        model, x, example_ids, seed, num_samples, chunk_size, group_size, dequantize
+    )
 
 
-_COMPILED = weakref.WeakKeyDictionary()  # model -> {(K, chunk, group): tf.function}
+_COMPILED = weakref.WeakKeyDictionary()  # model -> {(K, chunk, group, dequantize): tf.function}
 
 
-def bounds(model, x, num_samples=2000, chunk_size=100, seed=None, example_ids=None, group_size=1):
+def bounds(
+    model,
+    x,
+    num_samples=2000,
+    chunk_size=100,
+    seed=None,
+    example_ids=None,
+    group_size=1,
+    dequantize=False,
+):
     """Importance-sampled log p(x) and two bounds from the same K samples per example.
+
+    With `dequantize` (for a density p on [0, 1]^D, given pixels x = v / 255), sample k is a pair
+    (u_k, z_k): u_k ~ U[0, 1)^D drawn from (seed, example id, k), z_k ~ q(z | x), and the decoder
+    scores x_k = (v + u_k) / 256. Why this bounds the discrete NLL: the 8-bit image v is the bin
+    [v/256, (v+1)/256)^D of x, so P(v) = int_bin p(x) dx = 256^-D E_u[p((v + u)/256)], and with
+    p(x) = int p(x|z) p(z) dz,
+      P(v) 256^D = E_{u ~ U, z ~ q(z|v)} [w(u, z)],  w = p(x_u | z) p(z) / q(z | v)
+    (q may depend on the observed v, not on u: the proposal of the pair is U(u) q(z|v)). So
+    (1/K) sum_k w_k is unbiased for P(v) 256^D; by Jensen E[log (1/K) sum_k w_k] <= log P(v) +
+    D ln 256, non-decreasing in K (Burda et al.'s argument, with (u, z) as the latent), and by the
+    law of large numbers it converges to it as K grows. "log_likelihood" then estimates log P(v) +
+    D ln 256 from below: the 'density' convention's bits/dim bounds the discrete NLL (mass of p
+    outside [0, 1]^D only lowers P(v)). Without `dequantize`, log p(x) at x itself.
 
     Args:
       model: anything keeping the VAE contract (`encode`, `joint_terms`).
@@ -148,6 +212,8 @@ def bounds(model, x, num_samples=2000, chunk_size=100, seed=None, example_ids=No
       example_ids: int [B] identities of the examples (default 0..B-1); with a Gaussian q, an
         example's samples depend only on (seed, its id), not on batch or chunking.
       group_size: k of the reported IWAE-k bound; K // k disjoint groups are averaged.
+      dequantize: score the decoder at (v + u_k) / 256 as above (x must be v / 255, uint8 pixels
+        converted by data.to_unit_interval); for density likelihoods (likelihoods.is_density).
 
     Returns:
       Dict of float32 [B] in nats per example: "log_likelihood" = logsumexp_k log w_k - log K,
@@ -163,7 +229,7 @@ def bounds(model, x, num_samples=2000, chunk_size=100, seed=None, example_ids=No
         seed = np.random.default_rng().integers(0, 2**31, size=2)
     if example_ids is None:
         example_ids = tf.range(tf.shape(x)[0])
-    key = (num_samples, chunk_size, group_size)
+    key = (num_samples, chunk_size, group_size, bool(dequantize))
     functions = _COMPILED.setdefault(model, {})
     if key not in functions:
         functions[key] = tf.function(
@@ -172,13 +238,18 @@ def bounds(model, x, num_samples=2000, chunk_size=100, seed=None, example_ids=No
     return functions[key](x, tf.cast(example_ids, tf.int64), tf.cast(seed, tf.int64))
 
 
-def log_likelihood(model, x, num_samples=2000, chunk_size=100, seed=None, example_ids=None):
+def log_likelihood(
+    model, x, num_samples=2000, chunk_size=100, seed=None, example_ids=None, dequantize=False
+):
     """Importance-sampled log p(x), float32 [B] in nats: logsumexp_k log w_k - log K.
 
-    x is float32 [B, H, W, C] in [0, 1]; see `bounds` for the arguments. The K samples are
-    streamed in chunks inside one compiled loop, so memory is bounded by chunk_size * B.
+    x is float32 [B, H, W, C] in [0, 1]; see `bounds` for the arguments (`dequantize`: log P(v)
+    + D ln 256 of a density, from below). The K samples are streamed in chunks inside one
+    compiled loop, so memory is bounded by chunk_size * B.
     """
-    return bounds(model, x, num_samples, chunk_size, seed, example_ids)["log_likelihood"]
+    return bounds(model, x, num_samples, chunk_size, seed, example_ids, 1, dequantize)[
+        "log_likelihood"
+    ]
 
 
 def active_units(model, dataset, threshold: float = 1e-2, batch_size: int = 100):
@@ -212,7 +283,9 @@ def evaluate_split(
     """Importance-sampled log p(x) and bounds for each example of a split, plus active units.
 
     Example i of the split always gets the same samples for a given seed, whatever the batch
-    size or chunking. `progress(num_images)` is called after each batch.
+    size or chunking. A density likelihood is scored at dequantized pixels (see `bounds`), so
+    its "log_likelihood" estimates log P(v) + D ln 256 from below. `progress(num_images)` is
+    called after each batch.
 
     Returns:
       {"log_likelihood", "elbo", "iwae_bound": float64 [N] nats, "active_units": int,
@@ -220,12 +293,15 @@ def evaluate_split(
     """
     dataset = data.load_config_split(config, split, num_examples)
     group_size = min(config.k, num_samples)
+    dequantize = likelihoods.is_density(config.likelihood)  # scored at (v + u) / 256
     per_example = {"log_likelihood": [], "elbo": [], "iwae_bound": []}
     start = 0
     for batch in dataset.batch(batch_size):
         images = data.to_unit_interval(batch["image"])
         ids = np.arange(start, start + len(images))
-        results = bounds(vae, images, num_samples, chunk_size, [seed, 0], ids, group_size)
+        results = bounds(
+            vae, images, num_samples, chunk_size, [seed, 0], ids, group_size, dequantize
+        )
         for name, values in results.items():
             per_example[name].append(values.numpy().astype(np.float64))
         start += len(images)

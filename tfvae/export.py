@@ -133,7 +133,10 @@ class ExportModule(tf.Module):
             with tf.control_dependencies([check]):
                 x = unit_images(images)
             ids = tf.range(tf.shape(x)[0])
-            results = evaluate.estimate_bounds(vae, x, ids, seed, num_samples, chunk_size)
+            dequantize = likelihoods.is_density(config.likelihood)  # at (v + u) / 256
+            results = evaluate.estimate_bounds(
+                vae, x, ids, seed, num_samples, chunk_size, 1, dequantize
+            )
             out = {"log_likelihood": results["log_likelihood"], "elbo": results["elbo"]}
             if convention:
                 out["bits_per_dim"] = evaluate.bits_per_dim(

@@ -71,12 +71,16 @@ class VAE(keras.Model):
         return self.joint_terms(x, q, z, training=training)
 
     def joint_terms(self, x, q, z, training=False):
-        """log p(x|z), log p(z), log q(z|x) for given z float32 [K, B, Z]: each float32 [K, B]."""
+        """log p(x|z), log p(z), log q(z|x) for given z float32 [K, B, Z]: each float32 [K, B].
+
+        x is float32 [B, H, W, C], or [K, B, H, W, C] to score each sample at its own x (the
+        dequantized pixels of a density likelihood; q stays the one given).
+        """
         shape = tf.shape(z)
         decoded = self.decode(tf.reshape(z, [-1, shape[2]]), training=training)  # batch [K*B]
-        image_shape = tf.shape(x)[1:]
+        image_shape = tf.shape(x)[-3:]
         x_tiled = tf.reshape(
-            tf.broadcast_to(x[None], tf.concat([shape[:2], image_shape], 0)),
+            tf.broadcast_to(x, tf.concat([shape[:2], image_shape], 0)),
             tf.concat([[-1], image_shape], 0),
         )  # [K*B, H, W, C]
         log_px_z = tf.reshape(decoded.log_prob(x_tiled), shape[:2])

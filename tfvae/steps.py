@@ -3,6 +3,10 @@
 Each step is one `tf.function` around `strategy.run`; the Python loop over steps stays outside.
 A replica's loss is its share of the global-batch mean (sum over its examples / global batch),
 so the optimizer's cross-replica sum of gradients is the gradient of the global mean.
+
+A density likelihood (likelihoods.is_density) is scored at dequantized pixels (v + u_k) / 256,
+u_k ~ U[0, 1)^D fresh for each of the K samples and each step, drawn like the latent noise; the
+encoder sees v / 255 as always (see evaluate.bounds for why this bounds the discrete NLL).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfvae import data, model, objectives
+from tfvae import data, likelihoods, model, objectives
 
 
 def _terms_sums(terms: dict) -> dict:
@@ -69,16 +73,38 @@ class Steps:
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
 
-    def _replica_train_step(self, images, noise):
+    def _terms(self, images, noise, uniform, training):
+        """Log-weight terms [K, B] of uint8 images [B, H, W, C] given the step's noise.
+
+        noise: float32 [K, B, Z] latent noise; uniform: float32 [K, B, H, W, C] in [0, 1) for a
+        density likelihood, else None.
+        """
+        x = data.to_unit_interval(images)  # [B, H, W, C] float32 in [0, 1]
+        if uniform is None:
+            return self.model.log_weight_terms(x, self.config.k, training=training, noise=noise)
+        q = self.model.encode(x, training=training)
+        z = model.reparameterize(q, noise)  # [K, B, Z]
+        return self.model.joint_terms(likelihoods.dequantize(x, uniform), q, z, training)
+
+    def _uniform(self, shape, seed):
+        """Dequantization noise [K, B, H, W, C] from the step's seed, or None (discrete)."""
+        if not likelihoods.is_density(self.config.likelihood):
+            return None
+        size = self.config.image_size
+        seed = tf.random.experimental.stateless_fold_in(seed, -1)  # a stream apart from z's
+        return tf.random.stateless_uniform([*shape, size, size, 3], seed, alg="philox")
+
+    def _replica_train_step(self, images, noise, uniform=None):
         config = self.config
         local_batch = tf.shape(images)[0]
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         offset = tf.cast(replica, tf.int32) * local_batch
         noise = noise[:, offset : offset + local_batch]  # this replica's rows of the global batch
-        x = data.to_unit_interval(images)  # [B, H, W, C] float32 in [0, 1]
+        if uniform is not None:
+            uniform = uniform[:, offset : offset + local_batch]
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            terms = self.model.log_weight_terms(x, config.k, training=True, noise=noise)
+            terms = self._terms(images, noise, uniform, training=True)
             sums = _terms_sums(terms)
             loss = -sums["bound"] / config.batch_size  # this replica's share of the mean
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
@@ -94,7 +120,9 @@ class Steps:
         noise = tf.random.stateless_normal(
             [config.k, config.batch_size, config.latent_dim], seed, alg="philox"
         )  # [K, B, Z]
-        sums = self.strategy.run(self._replica_train, args=(images, noise))
+        uniform = self._uniform([config.k, config.batch_size], seed)  # [K, B, H, W, C] or None
+        args = (images, noise) if uniform is None else (images, noise, uniform)
+        sums = self.strategy.run(self._replica_train, args=args)
         means = {
             k: self.strategy.reduce("SUM", v, axis=None) / self.config.batch_size
             for k, v in sums.items()
@@ -106,8 +134,7 @@ class Steps:
         seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
         shape = [self.config.k, tf.shape(images)[0], self.config.latent_dim]
         noise = tf.random.stateless_normal(shape, seed, alg="philox")  # [K, B, Z]
-        x = data.to_unit_interval(images)
-        terms = self.model.log_weight_terms(x, self.config.k, training=False, noise=noise)
+        terms = self._terms(images, noise, self._uniform(shape[:2], seed), training=False)
         sums = _terms_sums(terms)
         sums["count"] = tf.cast(tf.shape(images)[0], tf.float32)
         return sums
