@@ -90,7 +90,8 @@ def train_step_rows(base, likelihood_names, ks, dtypes, repeats: int, peak_gflop
     Each row: likelihood, k, dtype, gflop_per_image (convolutions and dense layers only),
     images_per_second, gflops, percent_of_peak, and the speed ratios `vs_float32` (same
     likelihood and k) and `vs_first_likelihood` (same k and dtype; None where not measured).
-    All settings run in one process, one after another, so ratios compare like with like.
+    All settings run in one process, the likelihoods of one (k, dtype) back to back, so the
+    ratios compare settings measured under the same machine load.
     """
     import keras
 
@@ -98,14 +99,14 @@ def train_step_rows(base, likelihood_names, ks, dtypes, repeats: int, peak_gflop
     from tfvae.steps import Steps
 
     speeds = {}
-    for name in likelihood_names:
-        channels = likelihoods.parameter_channels(
-            name, base.gaussian_scale, mixture_components=base.mixture_components
-        )
-        for k in ks:
-            config = base.replace(likelihood=name, k=k)
-            flops = train_step_flops(config, channels)
-            for dtype in dtypes:
+    for k in ks:
+        for dtype in dtypes:
+            for name in likelihood_names:  # innermost: compared settings run back to back
+                config = base.replace(likelihood=name, k=k)
+                channels = likelihoods.parameter_channels(
+                    name, base.gaussian_scale, mixture_components=base.mixture_components
+                )
+                flops = train_step_flops(config, channels)
                 keras.utils.set_random_seed(config.seed)
                 steps = Steps(config, tf.distribute.get_strategy(), dtype)
                 speed = train_images_per_second(steps, config.batch_size, repeats)
