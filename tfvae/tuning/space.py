@@ -85,7 +85,8 @@ def parse_search(text: str, base, tuner: str = "random") -> list[Entry]:
     if "bernoulli" in likelihoods:
         raise ValueError(
             "--search: likelihood bernoulli gives no bits/dim to compare (a cross-entropy on "
-            "8-bit pixels, not a likelihood); accepted: discretized_logistic, gaussian."
+            "8-bit pixels, not a likelihood); accepted: "
+            f"{', '.join(v for v in config_lib.LIKELIHOODS if v != 'bernoulli')}."
         )
     return entries
 
