@@ -261,3 +261,17 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(tiny_config, t
     assert run.returncode == 0, run.stderr
     assert _read_json(os.path.join(model_dir, "metrics.json"))["checkpoint"] == ("ckpt-4")
     assert "skipping unreadable checkpoint" in run.stderr and "ckpt-5" in run.stderr
+
+
+def test_tasks_are_counted_from_tf_config(monkeypatch, tiny_config):
+    from tfvae import cluster
+
+    cluster_spec = {"chief": ["a:1"], "worker": ["b:1", "c:1"], "ps": ["d:1"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster_spec}))
+    assert cluster.num_tasks() == 3  # parameter servers are not workers
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"]}}))
+    assert cluster.num_tasks() == 1
+    assert train.make_strategy(tiny_config) is tf.distribute.get_strategy()  # auto, one task
+    assert cluster.role(tf.distribute.get_strategy()) == cluster.Role(True, 0, 1)
+    monkeypatch.delenv("TF_CONFIG")
+    assert cluster.num_tasks() == 0
