@@ -269,6 +269,9 @@ def test_tasks_are_counted_from_tf_config(monkeypatch, tiny_config):
     cluster_spec = {"chief": ["a:1"], "worker": ["b:1", "c:1"], "ps": ["d:1"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster_spec}))
     assert cluster.num_tasks() == 3  # parameter servers are not workers
+    for task, chief in ((dict(type="chief", index=0), True), (dict(type="worker", index=0), False)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster_spec, "task": task}))
+        assert cluster.is_chief_task() == chief
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"]}}))
     assert cluster.num_tasks() == 1
     assert train.make_strategy(tiny_config) is tf.distribute.get_strategy()  # auto, one task

@@ -35,6 +35,15 @@ def num_tasks() -> int:
     return sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
 
 
+def is_chief_task() -> bool:
+    """False only where TF_CONFIG names this process a non-chief task of a multi-task cluster."""
+    spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task, jobs = spec.get("task", {}), spec.get("cluster", {})
+    if num_tasks() <= 1 or not task or task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in jobs
+
+
 def make_strategy(config) -> tf.distribute.Strategy:
     """The strategy of `config.strategy`.
 

@@ -183,7 +183,8 @@ def main(argv):
     try:
         config = config_lib.from_flags(flags.FLAGS)
         metrics = train_and_evaluate(config, flags.FLAGS.model_dir, flags.FLAGS.max_steps)
-        if flags.FLAGS.export and metrics:  # all epochs done (not stopped at --max_steps)
+        done = bool(metrics)  # all epochs done (not stopped at --max_steps)
+        if flags.FLAGS.export and done and cluster.is_chief_task():  # run outputs: chief only
             from tfvae import export
 
             print(f"exported to {export.export(flags.FLAGS.model_dir)}", flush=True)
