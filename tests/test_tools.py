@@ -68,7 +68,7 @@ def test_bpp_without_a_checkpoint_says_to_train_first(tmp_path):
 
     config_lib.save(config_lib.Config(), str(tmp_path / "config.json"))
     run = _tool("bpp", f"--model_dir={tmp_path}")
-    assert run.returncode != 0 and "has no readable checkpoint yet; train it first" in run.stderr
+    assert run.returncode != 0 and "has no checkpoint yet; train it first" in run.stderr
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ exit from the `with` block, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -48,15 +49,18 @@ def _private_network() -> subprocess.Popen | None:
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nsenter")):
         return None
     holder = subprocess.Popen(["unshare", "-n", "sleep", "infinity"])
-    for _ in range(50):  # wait until unshare has exec'd into the new namespace
-        up = subprocess.run(
-            ["nsenter", "-t", str(holder.pid), "-n", "ip", "link", "set", "lo", "up"],
-            capture_output=True,
-        )
-        own = os.readlink("/proc/self/ns/net")
-        if up.returncode == 0 and os.readlink(f"/proc/{holder.pid}/ns/net") != own:
-            return holder
+    own = os.readlink("/proc/self/ns/net")
+    for _ in range(100):  # first wait until unshare has entered the new namespace, then lo up
         time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{holder.pid}/ns/net") == own:
+                continue
+        enter = ["nsenter", "-t", str(holder.pid), "-n", "ip"]
+        up = subprocess.run([*enter, "link", "set", "lo", "up"], capture_output=True)
+        shown = subprocess.run([*enter, "-o", "link", "show", "lo"], capture_output=True, text=True)
+        if up.returncode == 0 and ",UP" in shown.stdout:
+            return holder
+        break
     holder.kill()
     holder.wait()
     return None
@@ -106,7 +110,10 @@ class LocalCluster:
         self.processes[index].send_signal(signum)
 
     def wait(self, timeout_s: float, indices=None) -> list[int | None]:
-        """Exit codes of the workers (None: still running at the deadline, then killed)."""
+        """Exit codes of the workers `indices` (default all); None: still running at the deadline.
+
+        Processes still running are killed when the `with` block ends.
+        """
         deadline = time.monotonic() + timeout_s
         codes = []
         for i in indices if indices is not None else range(len(self.processes)):

@@ -212,7 +212,7 @@ def restore(model_dir: str, dtype: str = "float32", strategy=None):
     checkpoint = newest_readable_checkpoint(model_dir)
     if checkpoint is None:
         raise ValueError(
-            f"--model_dir={model_dir} has no readable checkpoint yet; train it first "
+            f"--model_dir={model_dir} has no checkpoint yet; train it first "
             f"(python -m tfvae.train --model_dir={model_dir} ...)."
         )
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
