@@ -33,3 +33,12 @@ def tiny_config(tmp_path):
         beta_1=0.9,
         log_every_steps=2,
     )
+
+
+@pytest.fixture(scope="session")
+def two_cpus():
+    """One MirroredStrategy over the two logical CPUs, shared by all tests: strategies made
+    separately in one process reuse collective instance keys and clash."""
+    return tf.distribute.MirroredStrategy(
+        [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    )

@@ -31,6 +31,8 @@ def test_json_round_trip(tmp_path):
         (dict(learning_rate=0.0), "`--learning_rate` is 0.0"),
         (dict(dataset="imagenet"), "accepted: builtin, celeb_a, folder:PATH"),
         (dict(mixed_precision="float64"), "accepted: auto, float32, mixed_float16"),
+        (dict(strategy="ps"), "`--strategy` is 'ps'; accepted: auto, default, mirrored, multi"),
+        (dict(collective_timeout_s=0), "`--collective_timeout_s` is 0; it must be an integer"),
     ],
 )
 def test_each_invalid_value_is_one_line_naming_it(changes, message):
@@ -52,7 +54,8 @@ def test_flags_cover_every_field_with_help_and_build_the_config():
 
 def test_differences_ignore_run_control_fields():
     saved = config_lib.Config()
-    assert config_lib.differences(saved, saved.replace(epochs=300, log_every_steps=5)) == []
+    resumed = saved.replace(epochs=300, log_every_steps=5, collective_timeout_s=60)
+    assert config_lib.differences(saved, resumed) == []
     assert config_lib.differences(saved, saved.replace(k=1, width=32)) == [
         "width: 64 (saved) vs 32 (requested)",
         "k: 5 (saved) vs 1 (requested)",

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfvae import config as config_lib
-from tfvae import data, train
+from tfvae import data, loop, train
 from tfvae.steps import Steps
 
 
@@ -46,12 +46,11 @@ def test_mixed_precision_steps_give_finite_float32_losses(tiny_config, dtype):
     assert all(v.dtype == tf.float32 for v in steps.model.trainable_variables)
 
 
-def test_two_replicas_give_the_same_loss_and_weights_as_one(tiny_config):
+def test_two_replicas_give_the_same_loss_and_weights_as_one(tiny_config, two_cpus):
     config = tiny_config.replace(batch_size=8)
     images = _batch(config)
-    cpus = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     results = []
-    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(cpus)):
+    for strategy in (tf.distribute.get_strategy(), two_cpus):
         steps = _steps(config, strategy)
         distributed = next(
             iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(images)))
@@ -109,7 +108,7 @@ def test_a_batch_not_divisible_by_the_replicas_is_refused(tiny_config, tmp_path)
 
 def test_a_non_finite_loss_names_the_step():
     with pytest.raises(FloatingPointError, match="non-finite by step 7"):
-        train._mean_scalars([{"loss": 1.0}, {"loss": float("nan")}], 7)
+        loop.mean_scalars([{"loss": 1.0}, {"loss": float("nan")}], 7)
 
 
 def test_xla_compiled_step_matches_the_plain_step(tiny_config):

@@ -248,3 +248,60 @@ def _tf1_timings(path: str, images: np.ndarray, batch_size: int, repeats: int) -
                 lambda fetch=fetch, feed=feed: session.run(fetch, feed)[0], repeats
             )
     return timings
+
+
+def distributed_train_images_per_second(config, repeats: int, warmup: int = 2) -> float:
+    """Images/s per worker of the train step under this process's strategy (TF_CONFIG's workers).
+
+    The global batch is config.batch_size random uint8 images, split across replicas as in
+    training; each worker's share over the seconds per step (the slowest worker sets the pace).
+    """
+    import keras
+
+    from tfvae import cluster
+    from tfvae.steps import Steps
+
+    strategy = cluster.make_strategy(config)
+    keras.utils.set_random_seed(config.seed)
+    steps = Steps(config, strategy)
+    shape = [config.batch_size, config.image_size, config.image_size, 3]
+    images = tf.cast(
+        tf.random.stateless_uniform(shape, [0, 3], maxval=256, dtype=tf.int32), tf.uint8
+    )
+    batches = iter(cluster.distribute(strategy, tf.data.Dataset.from_tensors(images).repeat()))
+    seed = tf.constant([config.seed, 0], tf.int64)
+    for _ in range(warmup):
+        steps.train_step(next(batches), seed)["loss"].numpy()
+    seconds = _time(lambda: steps.train_step(next(batches), seed)["loss"], repeats)
+    return config.batch_size / cluster.role(strategy).num_workers / seconds
+
+
+def local_workers_images_per_second(config, num_workers: int, repeats: int, timeout_s=600):
+    """Images/s of each of `num_workers` local worker processes (tfvae.local_cluster).
+
+    Each worker runs `python -m tfvae.benchmark` with TF_CONFIG naming all of them; the global
+    batch is config.batch_size. Returns a list of floats, one per worker.
+    """
+    import json
+    import sys
+
+    from tfvae.local_cluster import LocalCluster
+
+    command = [sys.executable, "-m", "tfvae.benchmark", json.dumps(config.to_dict()), str(repeats)]
+    with LocalCluster([command] * num_workers) as cluster:
+        codes = cluster.wait(timeout_s)
+        outputs = [cluster.output(i) for i in range(num_workers)]
+    if codes != [0] * num_workers:
+        raise RuntimeError(f"benchmark workers exited {codes}:\n{outputs[0][-2000:]}")
+    return [float(out.split("images_per_second_per_worker=")[1].split()[0]) for out in outputs]
+
+
+if __name__ == "__main__":  # one worker of local_workers_images_per_second
+    import json
+    import sys
+
+    from tfvae import config as config_lib
+
+    _config = config_lib.Config(**json.loads(sys.argv[1]))
+    _speed = distributed_train_images_per_second(_config, int(sys.argv[2]))
+    print(f"images_per_second_per_worker={_speed}", flush=True)

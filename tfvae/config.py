@@ -18,7 +18,7 @@ from typing import Any
 UPSAMPLINGS = ("deconv", "nearest", "bilinear")
 LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic", "discretized_logistic_mixture")
 MIXED_PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 CROPS = ("realnvp", "center", "none")
 
 # Fields that control how long or how verbosely a run goes, not what it computes: a resumed run
@@ -29,6 +29,7 @@ RUN_CONTROL_FIELDS = (
     "images_every_epochs",
     "checkpoints_to_keep",
     "sample_temperature",
+    "collective_timeout_s",
 )
 
 
@@ -83,7 +84,15 @@ class Config:
         MIXED_PRECISIONS,
     )
     strategy: str = _field(
-        "auto", "tf.distribute strategy; auto = mirrored when several GPUs are visible.", STRATEGIES
+        "auto",
+        "tf.distribute strategy; auto = multi_worker when TF_CONFIG lists several tasks, else "
+        "mirrored when several GPUs are visible, else default (one device).",
+        STRATEGIES,
+    )
+    collective_timeout_s: int = _field(
+        300,
+        "Seconds an all-reduce waits for the other workers before the run stops with an error "
+        "(multi_worker; a crashed worker is also noticed by TensorFlow's heartbeats, ~10 s).",
     )
     jit_compile: bool = _field(False, "Compile the train and eval steps with XLA.")
     # Run control.
@@ -118,7 +127,8 @@ def _errors(c: Config):
             yield (f"Flag `--{f.name}` is {value!r}; accepted: {', '.join(f.metadata['choices'])}.")
     positive = ("width", "latent_dim", "kernel_size", "k", "batch_size", "epochs")
     positive += ("mixture_components",)
-    for name in positive + ("log_every_steps", "images_every_epochs", "checkpoints_to_keep"):
+    counts = ("log_every_steps", "images_every_epochs", "checkpoints_to_keep")
+    for name in positive + counts + ("collective_timeout_s",):
         if getattr(c, name) < 1:
             yield f"Flag `--{name}` is {getattr(c, name)}; it must be an integer >= 1."
     size = c.image_size

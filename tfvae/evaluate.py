@@ -269,6 +269,53 @@ def active_units(model, dataset, threshold: float = 1e-2, batch_size: int = 100)
     return int(np.sum(activity > threshold)), activity
 
 
+def padded_batches(images: tf.data.Dataset, batch_size: int):
+    """One pass over `images` in batches of exactly `batch_size`, the last one padded.
+
+    Args:
+      images: a finite tf.data of uint8 [H, W, C] images.
+      batch_size: the global batch (a multiple of the replicas: every replica gets rows).
+
+    Returns:
+      (dataset of {"image": uint8 [B, H, W, C], "index": int64 [B] (position in `images`),
+       "weight": float32 [B] (1, or 0 for padding)}, number of batches).
+    """
+    count = int(images.cardinality())
+    num_batches = -(-count // batch_size)
+    spec = images.element_spec
+
+    def real(image, index):
+        return {"image": image, "index": index, "weight": tf.constant(1.0)}
+
+    def padding(index):
+        return {"image": tf.zeros(spec.shape, spec.dtype), "index": index, "weight": 0.0}
+
+    indexed = tf.data.Dataset.zip(images, tf.data.Dataset.range(count)).map(real)
+    pad = tf.data.Dataset.range(count, num_batches * batch_size).map(padding)
+    return indexed.concatenate(pad).batch(batch_size, drop_remainder=True), num_batches
+
+
+_DISTRIBUTED = weakref.WeakKeyDictionary()  # model -> {(K, chunk, group, strategy): function}
+
+
+def _distributed_bounds(model, strategy, key):
+    """A compiled step: `_bounds_graph` on each replica's rows, gathered to the global batch."""
+    functions = _DISTRIBUTED.setdefault(model, {})
+    if (*key, strategy) not in functions:
+
+        def replica(batch, seed):
+            x = data.to_unit_interval(batch["image"])
+            results = _bounds_graph(model, x, batch["index"], seed, *key)
+            return {**results, "index": batch["index"], "weight": batch["weight"]}
+
+        def step(batch, seed):
+            results = strategy.run(replica, args=(batch, seed))
+            return {k: strategy.gather(v, axis=0) for k, v in results.items()}  # [B] each
+
+        functions[(*key, strategy)] = tf.function(step)
+    return functions[(*key, strategy)]
+
+
 def evaluate_split(
     config,
     vae,
@@ -279,35 +326,41 @@ def evaluate_split(
     chunk_size=100,
     seed=0,
     progress=None,
+    strategy=None,
 ) -> dict:
     """Importance-sampled log p(x) and bounds for each example of a split, plus active units.
 
     Example i of the split always gets the same samples for a given seed, whatever the batch
-    size or chunking. A density likelihood is scored at dequantized pixels (see `bounds`), so
-    its "log_likelihood" estimates log P(v) + D ln 256 from below. `progress(num_images)` is
-    called after each batch.
+    size, chunking, or number of replicas and workers. Under a strategy with several replicas
+    (MultiWorkerMirroredStrategy: several workers) each replica estimates `batch_size` examples
+    of every global batch, the last one padded, and every worker receives all results. A density
+    likelihood is scored at dequantized pixels (see `bounds`), so its "log_likelihood" estimates
+    log P(v) + D ln 256 from below. `progress(num_images)` is called after each batch.
 
     Returns:
       {"log_likelihood", "elbo", "iwae_bound": float64 [N] nats, "active_units": int,
        "activity": float64 [Z]}; the IWAE bound uses the run's training k.
     """
+    from tfvae import cluster
+
+    strategy = strategy or tf.distribute.get_strategy()
     dataset = data.load_config_split(config, split, num_examples)
-    group_size = min(config.k, num_samples)
+    count = int(dataset.cardinality())
+    global_batch = batch_size * strategy.num_replicas_in_sync
+    batches, num_batches = padded_batches(dataset.map(lambda ex: ex["image"]), global_batch)
+    iterator = iter(cluster.distribute(strategy, batches.repeat()))  # counted: no end all-reduce
     dequantize = likelihoods.is_density(config.likelihood)  # scored at (v + u) / 256
-    per_example = {"log_likelihood": [], "elbo": [], "iwae_bound": []}
-    start = 0
-    for batch in dataset.batch(batch_size):
-        images = data.to_unit_interval(batch["image"])
-        ids = np.arange(start, start + len(images))
-        results = bounds(
-            vae, images, num_samples, chunk_size, [seed, 0], ids, group_size, dequantize
-        )
-        for name, values in results.items():
-            per_example[name].append(values.numpy().astype(np.float64))
-        start += len(images)
+    key = (num_samples, chunk_size, min(config.k, num_samples), dequantize)
+    step = _distributed_bounds(vae, strategy, key)
+    out = {name: np.zeros(count) for name in ("log_likelihood", "elbo", "iwae_bound")}
+    for _ in range(num_batches):
+        results = step(next(iterator), tf.constant([seed, 0], tf.int64))
+        real = results["weight"].numpy() > 0
+        index = results["index"].numpy()[real]
+        for name, values in out.items():
+            values[index] = results[name].numpy()[real]
         if progress:
-            progress(len(images))
-    out = {name: np.concatenate(values) for name, values in per_example.items()}
+            progress(int(real.sum()))
     out["active_units"], out["activity"] = active_units(vae, dataset)
     return out
 

@@ -7,7 +7,11 @@ and event [H, W, C] over x in [0, 1]. Pixels are float32 in [0, 1]; log-probabil
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import re
+import sys
 
 import keras
 import tensorflow as tf
@@ -150,8 +154,56 @@ def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False)
     return vae
 
 
-def restore(model_dir: str, dtype: str = "float32"):
-    """Rebuilds a run's VAE from `model_dir/config.json` and its latest checkpoint.
+def _checkpoint_candidates(model_dir: str) -> list[str]:
+    """Checkpoint prefixes in model_dir, newest first: the manager's record, then other files."""
+    recorded = []
+    with contextlib.suppress(Exception):  # an unreadable record: fall back to the files
+        state = tf.train.get_checkpoint_state(model_dir)
+        if state is not None:
+            paths = state.all_model_checkpoint_paths
+            recorded = [os.path.join(model_dir, os.path.basename(p)) for p in paths]
+    on_disk = sorted(
+        (p[: -len(".index")] for p in glob.glob(os.path.join(model_dir, "ckpt-*.index"))),
+        key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0),
+    )
+    return list(dict.fromkeys(reversed(recorded + on_disk)))
+
+
+def _readable(prefix: str) -> bool:
+    """True if every tensor of the checkpoint at `prefix` can be read in full."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+        return True
+    except Exception:  # truncated or corrupt files raise many kinds of errors  # noqa: BLE001
+        return False
+
+
+def newest_readable_checkpoint(model_dir: str) -> str | None:
+    """The newest checkpoint of model_dir whose every tensor reads back, or None if none does.
+
+    Each unreadable newer one (a truncated file after a node was lost mid-write) is skipped with
+    one warning line on stderr naming it; nothing is deleted.
+    """
+    for prefix in _checkpoint_candidates(model_dir):
+        if os.path.exists(prefix + ".index") and _readable(prefix):
+            return prefix
+        print(
+            f"warning: skipping unreadable checkpoint {prefix} (truncated or corrupt); "
+            "trying the previous one",
+            file=sys.stderr,
+        )
+    return None
+
+
+def restore(model_dir: str, dtype: str = "float32", strategy=None):
+    """Rebuilds a run's VAE from `model_dir/config.json` and its newest readable checkpoint.
+
+    Args:
+      model_dir: a training run's directory.
+      dtype: Keras dtype policy of the layers.
+      strategy: a tf.distribute strategy to build the model under (default: none).
 
     Returns:
       (config, vae, checkpoint_path). Raises ValueError (one line) if either is missing.
@@ -162,12 +214,13 @@ def restore(model_dir: str, dtype: str = "float32"):
     if not os.path.exists(config_path):
         raise ValueError(f"--model_dir={model_dir} has no config.json: not a tfvae run.")
     config = config_lib.load(config_path)
-    checkpoint = tf.train.latest_checkpoint(model_dir)
+    checkpoint = newest_readable_checkpoint(model_dir)
     if checkpoint is None:
         raise ValueError(
             f"--model_dir={model_dir} has no checkpoint yet; train it first "
             f"(python -m tfvae.train --model_dir={model_dir} ...)."
         )
-    vae = build(config, dtype)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        vae = build(config, dtype)
     tf.train.Checkpoint(model=vae).restore(checkpoint).expect_partial()
     return config, vae, checkpoint

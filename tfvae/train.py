@@ -1,46 +1,34 @@
 """Train a VAE (k=1) or an IWAE (k>1): `python -m tfvae.train --flagfile=configs/iwae.flags`.
 
-One code path for one CPU, one GPU or many devices: the train and eval steps are `tf.function`s
-run under a `tf.distribute` strategy, the global batch split across replicas and the loss scaled
-by the global batch. Randomness is stateless, derived from (seed, step), so a resumed run
-replays exactly what an uninterrupted one would have done.
+One code path for one CPU, one GPU, several GPUs or several machines: the train and eval steps
+are `tf.function`s run under a `tf.distribute` strategy (tfvae.cluster), the global batch split
+across replicas and the loss scaled by the global batch. Randomness is stateless, derived from
+(seed, step), so a resumed run replays exactly what an uninterrupted one would have done.
+
+The parts, in the order of a run:
+  setup (here)          strategy, role, data, Steps, restore, the workers' agreement
+  tfvae.loop            the epoch loop: counted train steps, the stop protocol, validation
+  tfvae.outputs         config.json, events, images, checkpoints, the summary (chief only)
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import os
-import signal
 import sys
-import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
+from tfvae import cluster, data, loop, model
 from tfvae import config as config_lib
-from tfvae import data, evaluate, model, visualize
+from tfvae.loop import Stopped  # noqa: F401 (public: train.Stopped)
+from tfvae.outputs import NUM_SHOWN, RunOutputs
 from tfvae.steps import Steps
 
-NUM_SHOWN = 8  # images shown in reconstruction and sample summaries, one row each
 EXIT_STOPPED = 75  # exit code of a run stopped by a signal with a checkpoint saved: resumable
-
-
-class Stopped(Exception):  # noqa: N818 (a resumable stop, not an error)
-    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; rerunning resumes it.
-
-    Attributes:
-      signal_name: 'SIGINT' or 'SIGTERM'.
-      step: the optimizer step of the saved checkpoint.
-    """
-
-    def __init__(self, signal_name: str, step: int):
-        super().__init__(
-            f"{signal_name}: checkpoint saved at step {step}; rerun the same command to resume."
-        )
-        self.signal_name = signal_name
-        self.step = step
+make_strategy = cluster.make_strategy  # public: train.make_strategy(config)
 
 
 def compute_dtype(config) -> str:
@@ -52,15 +40,6 @@ def compute_dtype(config) -> str:
         if capability and tuple(capability) >= (7, 0):
             return "mixed_float16"
     return "float32"
-
-
-def make_strategy(config) -> tf.distribute.Strategy:
-    """Default strategy on one device; MirroredStrategy over all GPUs (or logical CPUs)."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if config.strategy == "default" or (config.strategy == "auto" and len(gpus) < 2):
-        return tf.distribute.get_strategy()
-    devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices)
 
 
 def check_model_dir(config, model_dir: str) -> None:
@@ -76,56 +55,23 @@ def check_model_dir(config, model_dir: str) -> None:
         )
 
 
-class _StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the training loop checks after each step."""
+@dataclasses.dataclass
+class _Run:
+    """What setup hands to the loop."""
 
-    def __init__(self):
-        self.signal_name = None
-
-    def _handle(self, signum, frame):
-        self.signal_name = signal.Signals(signum).name
-
-    @contextlib.contextmanager
-    def installed(self):
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-
-def _write_scalars(writer, step, scalars):
-    with writer.as_default(step=step):
-        for name, value in scalars.items():
-            tf.summary.scalar(name, value)
-
-
-def _write_images(writer, steps: Steps, shown, prior_draws, step):
-    """Inputs beside reconstructions, and samples from fixed prior draws (comparable over time)."""
-    inputs = data.to_unit_interval(shown)  # [N, H, W, C]
-    rows = tf.concat([inputs, steps.model.reconstruct(inputs)], axis=0)  # [2N, H, W, C]
-    with writer.as_default(step=step):
-        tf.summary.image("inputs_and_reconstructions", visualize.image_grid(rows, len(inputs)))
-        tf.summary.image(
-            "samples_from_fixed_prior_draws",
-            visualize.image_grid(steps.model.sample(z=prior_draws), NUM_SHOWN),
-        )
-
-
-def _describe(config, steps: Steps, compute: str) -> str:
-    m = steps.model
-    return (
-        f"tfvae: {config.upsampling} decoder, {config.likelihood} likelihood, k={config.k}, "
-        f"{config.image_size}x{config.image_size}, latent {config.latent_dim}, width "
-        f"{config.width}; parameters: encoder {m.encoder.count_params():,}, decoder "
-        f"{m.decoder.count_params():,}; {steps.strategy.num_replicas_in_sync} replica(s), "
-        f"{compute}"
-    )
+    config: config_lib.Config
+    steps: Steps
+    outputs: RunOutputs
+    train_data: tf.data.Dataset
+    val_data: tf.data.Dataset
+    steps_per_epoch: int
 
 
 def train_and_evaluate(config, model_dir: str, max_steps: int | None = None) -> dict:
     """Trains (or resumes) the run in `model_dir`, validating every epoch.
+
+    Under MultiWorkerMirroredStrategy every worker calls this with the same arguments; only the
+    chief writes into `model_dir`, which all workers share (they restore from it).
 
     Args:
       config: tfvae.config.Config.
@@ -138,10 +84,24 @@ def train_and_evaluate(config, model_dir: str, max_steps: int | None = None) -> 
       `max_steps` returns {} (no validation).
 
     Raises:
-      Stopped: on SIGINT/SIGTERM, after saving a checkpoint.
+      Stopped: on SIGINT/SIGTERM to any worker, after all saved one checkpoint at one step.
+      ValueError: a bad config, or workers that disagree on it (before anything is written).
     """
+    stop = cluster.StopRequest()
+    with stop.installed():
+        run = _setup(config, model_dir, max_steps, stop)
+        try:
+            return _train(run, stop, max_steps)
+        finally:
+            run.outputs.close()
+
+
+def _setup(config, model_dir, max_steps, stop) -> _Run:
+    """Strategy, data, state restored from the newest readable checkpoint; checked, then saved."""
     check_model_dir(config, model_dir)
     strategy = make_strategy(config)
+    stop.install()  # after the strategy, whose coordination service takes SIGTERM for itself
+    role = cluster.role(strategy)
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ValueError(
             f"Flag `--batch_size` is {config.batch_size}; it must be divisible by the "
@@ -158,160 +118,64 @@ def train_and_evaluate(config, model_dir: str, max_steps: int | None = None) -> 
     compute = compute_dtype(config)
     keras.utils.set_random_seed(config.seed)
     steps = Steps(config, strategy, compute)
-    config_lib.save(config, os.path.join(model_dir, "config.json"))
-    manager = tf.train.CheckpointManager(
-        steps.checkpoint, model_dir, max_to_keep=config.checkpoints_to_keep
-    )
-    if manager.latest_checkpoint:
-        steps.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    print(_describe(config, steps, compute), flush=True)
+    checkpoint = model.newest_readable_checkpoint(model_dir)
+    if checkpoint:
+        steps.checkpoint.restore(checkpoint).assert_existing_objects_matched()
+        print(f"resuming from {checkpoint} (step {int(steps.step)})", flush=True)
+    shared = {k: v for k, v in config.to_dict().items() if k != "data_dir"}  # a local cache
+    restored = os.path.basename(checkpoint) if checkpoint else None
+    agreed = dict(shared, compute_dtype=compute, max_steps=max_steps, checkpoint=restored)
+    cluster.check_agreement(strategy, role, agreed)
+    outputs = RunOutputs(config, model_dir, role, steps)
+    outputs.save_config()
+    print(_describe(config, steps, compute, role), flush=True)
+    return _Run(config, steps, outputs, train_data, val_data, steps_per_epoch)
 
-    writers = {
-        s: tf.summary.create_file_writer(os.path.join(model_dir, s))
-        for s in ("train", "validation")
-    }
-    if int(steps.step) == 0:
-        with writers["train"].as_default(step=0):
-            tf.summary.text(
-                "config",
-                tf.constant("\n".join(f"    {k} = {v}" for k, v in config.to_dict().items())),
-            )
-    shown = next(iter(val_data.batch(NUM_SHOWN).take(1)))["image"]
+
+def _train(run: _Run, stop, max_steps) -> dict:
+    """The epochs: train, validate, images, checkpoint; then the run's outputs (chief)."""
+    config, steps, outputs = run.config, run.steps, run.outputs
+    strategy = steps.strategy
+    shown = next(iter(run.val_data.batch(NUM_SHOWN).take(1)))["image"]
     prior_draws = config.sample_temperature * model.standard_normal(config.latent_dim).sample(
         NUM_SHOWN * 2, seed=[config.seed, 1]
     )  # [2 NUM_SHOWN, Z], z ~ N(0, T^2 I)
-    stop = _StopRequest()
+    images = run.train_data.map(lambda ex: ex["image"])
+    batches = loop.train_batches(
+        config, strategy, images, int(steps.epoch), int(steps.step_in_epoch)
+    )
+    val_images = run.val_data.map(lambda ex: ex["image"])
+    val_batches, num_val_batches = loop.validation_batches(config, strategy, val_images)
     metrics = {}
-    with stop.installed():
-        while int(steps.epoch) < config.epochs:
-            finished = _train_epoch(
-                config,
-                steps,
-                train_data,
-                steps_per_epoch,
-                writers["train"],
-                manager,
-                stop,
-                max_steps,
-            )
-            if not finished:
-                return metrics
-            epoch = int(steps.epoch) + 1  # completed epochs
-            metrics = _validate(config, steps, val_data, writers["validation"])
-            if epoch % config.images_every_epochs == 0 or epoch == config.epochs:
-                _write_images(writers["validation"], steps, shown, prior_draws, int(steps.step))
-            steps.epoch.assign(epoch)
-            steps.step_in_epoch.assign(0)
-            manager.save(checkpoint_number=int(steps.step))
+    while int(steps.epoch) < config.epochs:
+        args = (config, steps, batches, run.steps_per_epoch, outputs, stop, max_steps)
+        if not loop.train_epoch(*args):
+            return metrics
+        epoch = int(steps.epoch) + 1  # completed epochs
+        metrics = loop.validate(config, steps, val_batches, num_val_batches, outputs)
+        if epoch % config.images_every_epochs == 0 or epoch == config.epochs:
+            outputs.images(shown, prior_draws, int(steps.step))
+        steps.epoch.assign(epoch)
+        steps.step_in_epoch.assign(0)
+        outputs.save_checkpoint(int(steps.step))
     if not metrics:  # the run had already finished: report it
-        metrics = _validate(config, steps, val_data, writers["validation"])
-    print(_summary(config, model_dir, metrics), flush=True)
+        metrics = loop.validate(config, steps, val_batches, num_val_batches, outputs)
+    outputs.after_training(metrics)  # run outputs after training: the chief only
     return metrics
 
 
-def _train_epoch(config, steps, train_data, steps_per_epoch, writer, manager, stop, max_steps):
-    """Runs the rest of the current epoch; False if stopped early (checkpoint saved).
-
-    The counters live in Python during the epoch (reading a variable every step would make the
-    loop wait for the device) and are written to their variables before each save.
-    """
-    epoch, start, step = int(steps.epoch), int(steps.step_in_epoch), int(steps.step)
-    batches = data.batches(
-        train_data.map(lambda ex: ex["image"]),
-        config.batch_size,
-        shuffle_seed=config.seed * 1_000_003 + epoch,
-        skip_batches=start,
+def _describe(config, steps: Steps, compute: str, role: cluster.Role) -> str:
+    m = steps.model
+    line = (
+        f"tfvae: {config.upsampling} decoder, {config.likelihood} likelihood, k={config.k}, "
+        f"{config.image_size}x{config.image_size}, latent {config.latent_dim}, width "
+        f"{config.width}; parameters: encoder {m.encoder.count_params():,}, decoder "
+        f"{m.decoder.count_params():,}; {steps.strategy.num_replicas_in_sync} replica(s), "
+        f"{compute}"
     )
-    progress = _progress_bar(config, epoch, steps_per_epoch, start)
-    pending, last_time = [], time.perf_counter()
-    for in_epoch, images in enumerate(
-        steps.strategy.experimental_distribute_dataset(batches), start + 1
-    ):
-        pending.append(steps.train_step(images, tf.constant([config.seed, step], tf.int64)))
-        step += 1
-        if len(pending) == config.log_every_steps or in_epoch == steps_per_epoch:
-            now = time.perf_counter()
-            scalars = _mean_scalars(pending, step)
-            scalars["images_per_second"] = len(pending) * config.batch_size / (now - last_time)
-            scalars["learning_rate"] = config.learning_rate
-            _write_scalars(writer, step, scalars)
-            progress.update(len(pending))
-            progress.set_postfix(
-                loss=f"{scalars['loss']:.1f}", img_s=f"{scalars['images_per_second']:.0f}"
-            )
-            pending, last_time = [], now
-        if stop.signal_name or (max_steps is not None and step >= max_steps):
-            if pending:
-                _mean_scalars(pending, step)  # never save after a non-finite loss
-            steps.step.assign(step)
-            steps.step_in_epoch.assign(in_epoch)
-            manager.save(checkpoint_number=step)
-            progress.close()
-            if stop.signal_name:
-                raise Stopped(stop.signal_name, step)
-            return False
-    progress.close()
-    steps.step.assign(step)
-    return True
-
-
-def _mean_scalars(pending, step) -> dict:
-    """Means of the step outputs since the last report; stops on a non-finite loss."""
-    scalars = {k: float(np.mean([p[k] for p in pending])) for k in pending[0]}
-    if not np.isfinite(scalars["loss"]):
-        raise FloatingPointError(
-            f"The loss became non-finite by step {step}; training stopped and the last good "
-            "checkpoint is kept."
-        )
-    return scalars
-
-
-def _progress_bar(config, epoch, total, start):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        initial=start,
-        desc=f"epoch {epoch + 1}/{config.epochs}",
-        unit="step",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
-
-
-def _validate(config, steps, val_data, writer) -> dict:
-    """IWAE-k bound and ELBO (nats and bits/dim) on the whole validation split."""
-    sums = {}
-    batches = data.batches(
-        val_data.map(lambda ex: ex["image"]), config.batch_size, drop_remainder=False
-    )
-    for i, images in enumerate(steps.strategy.experimental_distribute_dataset(batches)):
-        for k, v in steps.eval_step(images, tf.constant([config.seed, -1 - i], tf.int64)).items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-    count = sums.pop("count")
-    metrics = {k: v / count for k, v in sums.items()}
-    if config.likelihood != "bernoulli":
-        convention = evaluate.convention_for(config.likelihood)
-        dims = config.image_size**2 * 3
-        for name in ("bound", "elbo"):
-            metrics[f"{name}_bits_per_dim"] = float(
-                evaluate.bits_per_dim(-metrics[name], dims, convention)
-            )
-    _write_scalars(writer, int(steps.step), metrics)
-    return metrics
-
-
-def _summary(config, model_dir, metrics) -> str:
-    bound = f"IWAE-{config.k} bound" if config.k > 1 else "ELBO"
-    lines = [f"validation {bound}: {metrics.get('bound', float('nan')):.2f} nats/image"]
-    if "bound_bits_per_dim" in metrics:
-        lines[0] += f" ({metrics['bound_bits_per_dim']:.4f} bits/dim, an upper bound on NLL)"
-    lines.append(
-        f"written to {model_dir}: config.json, checkpoints, TensorBoard events "
-        f"(tensorboard --logdir {model_dir})"
-    )
-    return "\n".join(lines)
+    if role.num_workers > 1:
+        line += f"; {role}" + ("" if role.is_chief else ", writing nothing to model_dir")
+    return line
 
 
 def main(argv):
@@ -319,7 +183,8 @@ def main(argv):
     try:
         config = config_lib.from_flags(flags.FLAGS)
         metrics = train_and_evaluate(config, flags.FLAGS.model_dir, flags.FLAGS.max_steps)
-        if flags.FLAGS.export and metrics:  # all epochs done (not stopped at --max_steps)
+        done = bool(metrics)  # all epochs done (not stopped at --max_steps)
+        if flags.FLAGS.export and done and cluster.is_chief_task():  # run outputs: chief only
             from tfvae import export
 
             print(f"exported to {export.export(flags.FLAGS.model_dir)}", flush=True)
@@ -328,6 +193,10 @@ def main(argv):
         sys.exit(EXIT_STOPPED)
     except (ValueError, NotImplementedError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except cluster.PEER_ERRORS as error:  # another worker died or hung
+        timeout = flags.FLAGS.collective_timeout_s
+        print(f"error: {cluster.describe_peer_error(error, timeout)}", file=sys.stderr)
         sys.exit(1)
 
 

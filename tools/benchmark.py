@@ -5,12 +5,14 @@
   python tools/benchmark.py --mode=data --flagfile=configs/iwae.flags   # input pipeline
   python tools/benchmark.py --mode=export [--model_dir=runs/quickstart]  # SavedModel speed
   python tools/benchmark.py --likelihoods=discretized_logistic,discretized_logistic_mixture
+  python tools/benchmark.py --mode=workers --workers=2 --batch_size=32  # local worker processes
 
 Model flags are the training flags (defaults: the report's 64x64 model, width 64, latent 128);
 `--flagfile=configs/...flags` benchmarks a config as it trains. Prints FLOPs per image, images/s,
 achieved GFLOP/s and its share of the matmul peak, and each dtype's speed-up over float32.
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -21,10 +23,12 @@ config_lib.define_flags()
 flags.DEFINE_enum(
     "mode",
     "train",
-    ["train", "eval", "data", "export"],
-    "Time the train step, log p(x) at K, the input pipeline beside the train step, or a "
-    "SavedModel export (export and load time, signature latency beside the in-process model).",
+    ["train", "eval", "data", "export", "workers"],
+    "Time the train step, log p(x) at K, the input pipeline beside the train step, a "
+    "SavedModel export (export and load time, signature latency beside the in-process model), "
+    "or the train step on one and on --workers local worker processes (MultiWorkerMirrored).",
 )
+flags.DEFINE_integer("workers", 2, "workers mode: local worker processes (batch_size each).")
 flags.DEFINE_integer("eval_k", 2000, "eval mode: importance samples per image.")
 flags.DEFINE_integer("eval_batch_size", 5, "eval mode: images per batch.")
 flags.DEFINE_integer("chunk_size", 100, "eval mode: samples decoded at once per image.")
@@ -56,6 +60,8 @@ def main(argv):
     base = config_lib.from_flags(FLAGS)
     if FLAGS.mode == "export":
         return _export(base)
+    if FLAGS.mode == "workers":
+        return _workers(base)
     peak, median = benchmark.matmul_gflops(FLAGS.matmul_size)
     print(
         f"float32 matmul ({FLAGS.matmul_size}^2), best of 5 trials: {peak:.1f} GFLOP/s "
@@ -116,6 +122,23 @@ def _data(config):
     )
 
 
+def _workers(config):
+    from tfvae import benchmark
+
+    one = benchmark.local_workers_images_per_second(config, 1, FLAGS.repeats)[0]
+    scaled = config.replace(batch_size=config.batch_size * FLAGS.workers)
+    each = benchmark.local_workers_images_per_second(scaled, FLAGS.workers, FLAGS.repeats)
+    efficiency = sum(each) / (FLAGS.workers * one)
+    print(
+        f"{config.image_size}x{config.image_size}, width {config.width}, k={config.k}, "
+        f"{config.batch_size} images per worker and step, {FLAGS.repeats} timed steps\n"
+        f"1 worker: {one:.1f} images/s\n{FLAGS.workers} workers: "
+        f"{', '.join(f'{s:.1f}' for s in each)} images/s per worker, {sum(each):.1f} in all; "
+        f"scaling efficiency {100 * efficiency:.0f}% (all processes share this machine's "
+        f"{os.cpu_count()} cores)"
+    )
+
+
 def _eval(config, channels, peak):
     from tfvae import benchmark, model
 
@@ -137,7 +160,6 @@ def _eval(config, channels, peak):
 
 
 def _export(config):
-    import os
     import tempfile
 
     import keras
