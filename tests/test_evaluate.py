@@ -197,7 +197,8 @@ def test_train_and_eval_steps_score_density_likelihoods_dequantized(tiny_config,
     config = tiny_config.replace(likelihood="gaussian", gaussian_scale=1e-4, k=2)
     run = steps.Steps(config, tf.distribute.get_strategy())
     train = run.train_step(images, tf.constant([0, 1], tf.int64))
-    sums = run.eval_step(images, tf.constant([0, -1], tf.int64))
+    batch = {"image": images, "index": tf.range(16, dtype=tf.int64), "weight": tf.ones([16])}
+    sums = run.eval_step(batch, tf.constant([0, -1], tf.int64))
     # Scored at v / 255 the reconstruction would be 8.29 nats per dimension, above ln 256.
     for reconstruction in (train["reconstruction"], sums["reconstruction"] / sums["count"]):
         assert reconstruction < 16 * 16 * 3 * math.log(256)
