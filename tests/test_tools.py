@@ -30,6 +30,7 @@ def _tool(name, *args):
 
 
 def test_bpp_writes_metrics_with_units_and_conventions(trained_run):
+    (trained_run / "metrics.json").write_text(json.dumps({"nll_nats": 0.0, "other_tool": 7}))
     run = _tool(
         "bpp",
         f"--model_dir={trained_run}",
@@ -40,6 +41,7 @@ def test_bpp_writes_metrics_with_units_and_conventions(trained_run):
     )
     assert run.returncode == 0, run.stderr
     metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["other_tool"] == 7 and metrics["nll_nats"] > 0  # merged, own keys replaced
     assert metrics["k"] == 20 and metrics["num_examples"] == 6
     assert metrics["bits_per_dim"] == pytest.approx(
         metrics["nll_nats"] / (16 * 16 * 3 * 0.6931471805599453)

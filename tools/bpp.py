@@ -33,7 +33,7 @@ def main(argv):
     del argv
     from tqdm import tqdm
 
-    from tfvae import cluster, evaluate, model
+    from tfvae import cluster, evaluate, model, quality
     from tfvae import config as config_lib
 
     for name in ("k", "batch_size", "chunk_size"):
@@ -75,9 +75,7 @@ def main(argv):
     if not role.is_chief:
         return
     path = os.path.join(FLAGS.model_dir, "metrics.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(metrics, f, indent=2)
-    os.replace(path + ".tmp", path)
+    quality.merge_metrics(path, metrics)  # keeps other tools' keys (sample quality)
     print(json.dumps(metrics, indent=2))
     print(f"written to {path}")
 

@@ -92,7 +92,9 @@ def _checkpoint_step(model_dir: str) -> int:
     """The optimizer step of the newest checkpoint in model_dir (0 without one)."""
     import tensorflow as tf
 
-    path = tf.train.latest_checkpoint(model_dir) if os.path.isdir(model_dir) else None
+    from tfvae import model
+
+    path = model.newest_readable_checkpoint(model_dir) if os.path.isdir(model_dir) else None
     return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE")) if path else 0
 
 
