@@ -14,6 +14,8 @@ A Bernoulli likelihood on non-binary pixels gives no likelihood of the data: no 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import weakref
 
 import numpy as np
@@ -363,6 +365,18 @@ def evaluate_split(
             progress(int(real.sum()))
     out["active_units"], out["activity"] = active_units(vae, dataset)
     return out
+
+
+PER_EXAMPLE_FILE = "log_likelihood_per_example.npz"
+
+
+def save_per_example(path: str, results: dict) -> None:
+    """Writes `evaluate_split`'s per-example arrays (float64 [N] nats, split order) to an .npz,
+    atomically: log_likelihood, elbo, iwae_bound."""
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile(dir=directory, delete=False, suffix=".npz") as f:
+        np.savez(f, **{k: results[k] for k in ("log_likelihood", "elbo", "iwae_bound")})
+    os.replace(f.name, path)
 
 
 def summarize(config, results, num_samples: int) -> dict:

@@ -5,7 +5,9 @@
 Rebuilds the model from model_dir/config.json, restores its newest readable checkpoint, estimates
 log p(x) = logsumexp_k log w_k - log K for each example with K samples, and prints and writes
 model_dir/metrics.json: NLL (nats) with its standard error, bits/dim with its convention, the
-report's bits-per-pixel figure, the ELBO and IWAE-k bound of the same samples, active units.
+report's bits-per-pixel figure, the ELBO and IWAE-k bound of the same samples, active units;
+and model_dir/log_likelihood_per_example.npz: each example's log p(x), ELBO and IWAE-k bound
+(float64 nats, in split order), for paired comparisons of runs on the same images.
 With TF_CONFIG listing several workers (the same command on each), the examples are split
 across them; every worker gets all results and the chief writes metrics.json.
 """
@@ -74,6 +76,7 @@ def main(argv):
     )
     if not role.is_chief:
         return
+    evaluate.save_per_example(os.path.join(FLAGS.model_dir, evaluate.PER_EXAMPLE_FILE), results)
     path = os.path.join(FLAGS.model_dir, "metrics.json")
     quality.merge_metrics(path, metrics)  # keeps other tools' keys (sample quality)
     print(json.dumps(metrics, indent=2))

@@ -20,6 +20,12 @@ flags.DEFINE_integer("num_shown", 6, "Samples shown per run.")
 flags.DEFINE_integer("num_samples", 256, "Samples behind each checkerboard measure.")
 flags.DEFINE_integer("seed", 0, "Seed of the shared prior draws.")
 flags.DEFINE_float("temperature", 1.0, "Temperature T of the prior draws: z ~ N(0, T^2 I).")
+flags.DEFINE_string("name", "upsampling_samples", "File name (no extension) of the samples figure.")
+flags.DEFINE_string(
+    "title",
+    "The same prior draws through each decoder (below: centre crops enlarged)",
+    "Title of the samples figure.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -39,13 +45,13 @@ def main(argv):
     labels = [f"{n}\ncheckerboard {m:.4f}" for n, (m, _) in result["checkerboard"].items()]
     size = runs[0][1].image_size
     visualize.save_outputs(
-        FLAGS.output_dir, "upsampling_samples",
+        FLAGS.output_dir, FLAGS.name,
         {"checkerboard_mean_and_standard_error": result["checkerboard"],
          "data_checkerboard_mean_and_standard_error": result["data_checkerboard"],
          "num_samples": FLAGS.num_samples, "seed": FLAGS.seed, "runs": names,
          "temperature": FLAGS.temperature},
         result["samples"][:, : FLAGS.num_shown],
-        title="The same prior draws through each decoder (below: centre crops enlarged)",
+        title=FLAGS.title,
         row_labels=labels, zoom=(size // 4, size // 4, size // 2),
     )  # fmt: skip
     kernels = sorted({c.kernel_size for _, c, _ in runs} | {3, 4})

@@ -1,0 +1,192 @@
+"""tools/reproduce.py: the plan, resuming, and one tiny end-to-end reproduction with REPORT.md."""
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tfvae import config as config_lib
+from tfvae import report, reproduce
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_plan_trains_each_distinct_setting_once(tmp_path):
+    base = config_lib.Config(dataset="builtin", k=1)
+    plan = reproduce.Plan(base, str(tmp_path))
+    assert list(plan.runs) == ["vae_deconv", "vae_nearest", "vae_bilinear", "iwae5_deconv"]
+    assert (plan.vae, plan.iwae) == ("vae_deconv", "iwae5_deconv")  # step 1's deconv is reused
+    plan = reproduce.Plan(dataclasses.replace(base, k=5), str(tmp_path), iwae_k=5)
+    assert sorted(plan.runs) == ["iwae5_bilinear", "iwae5_deconv", "iwae5_nearest", "vae_deconv"]
+    assert len(reproduce.Plan(dataclasses.replace(base, k=3), str(tmp_path)).runs) == 5
+    trains = [s.key for s in plan.steps if s.key.startswith("train")]
+    assert len(trains) == 4
+    with pytest.raises(ValueError, match="--iwae_k"):
+        reproduce.Plan(base, str(tmp_path), iwae_k=1)
+
+
+def test_fingerprint_follows_flagfile_content_and_dependencies(tmp_path):
+    flagfile = tmp_path / "a.flags"
+    flagfile.write_text("--epochs=2\n")
+    command = ["python", "-m", "tfvae.train", f"--flagfile={flagfile}"]
+    first = reproduce.fingerprint(command, [])
+    assert reproduce.fingerprint(command, []) == first
+    flagfile.write_text("--epochs=3\n")
+    assert reproduce.fingerprint(command, []) != first
+    assert reproduce.fingerprint(["x"], ["a"]) != reproduce.fingerprint(["x"], ["b"])
+
+
+class _StubPlan:
+    """A plan of plain Python commands: the Runner's bookkeeping without TensorFlow."""
+
+    def __init__(self, output_dir, commands):
+        self.output_dir, self.best = output_dir, None
+        self.steps = [
+            reproduce.Step(key, lambda p, c=code: ["python", "-c", c],
+                           lambda p, k=key: [os.path.join(output_dir, k)], deps)
+            for key, code, deps in commands
+        ]  # fmt: skip
+
+    def write_flagfiles(self):
+        pass
+
+
+def _touch(name):
+    return f"open({name!r}, 'w').close()"
+
+
+def test_runner_skips_finished_steps_and_names_a_failing_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    steps = [("a", _touch("a"), []), ("b", _touch("b"), ["a"])]
+    runner = reproduce.Runner(_StubPlan(str(tmp_path), steps))
+    runner.run()
+    assert runner.ran == ["a", "b"]
+    runner = reproduce.Runner(_StubPlan(str(tmp_path), steps))
+    runner.run()
+    assert runner.ran == []  # done: same fingerprints, outputs present
+    os.remove("b")  # a missing output is made again
+    runner = reproduce.Runner(_StubPlan(str(tmp_path), steps))
+    runner.run()
+    assert runner.ran == ["b"]
+    changed = [("a", _touch("a") + "  # changed", []), ("b", _touch("b"), ["a"])]
+    runner = reproduce.Runner(_StubPlan(str(tmp_path), changed))
+    runner.run()
+    assert runner.ran == ["a", "b"]  # a new command is redone, and what depends on it
+    failing = changed + [("c", "import sys; sys.exit(3)", [])]
+    with pytest.raises(RuntimeError, match="step 'c' failed with exit code 3"):
+        reproduce.Runner(_StubPlan(str(tmp_path), failing)).run()
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert set(state["steps"]) == {"a", "b"}
+    assert "[3/3 |" in capsys.readouterr().out
+
+
+def test_flattening_is_called_only_when_the_last_quarter_gains_little():
+    flat = np.concatenate([np.linspace(1000, 500, 10), np.full(30, 500.0)])
+    assert "it has flattened" in report.flattening_sentence("run", flat)
+    falling = np.linspace(1000, 500, 40)
+    assert "it is still falling" in report.flattening_sentence("run", falling)
+    assert "too few" in report.flattening_sentence("run", [3.0, 2.0])
+
+
+TINY = """--dataset=builtin
+--data_dir={data}
+--image_size=16
+--train_size=64
+--val_size=32
+--width=8
+--latent_dim=4
+--k=1
+--batch_size=16
+--epochs=2
+--learning_rate=0.001
+--beta_1=0.9
+--log_every_steps=2
+--output_dir={out}
+--eval_k=8
+--eval_examples=16
+--eval_batch_size=8
+--eval_chunk_size=4
+--quality_samples=16
+--classifier_epochs=1
+--classifier_train_size=200
+--fid=off
+"""
+
+
+def _reproduce(flagfile, log, timeout=600):
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tools", "reproduce.py"), f"--flagfile={flagfile}"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait(process, timeout=600):
+    try:
+        return process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.multiprocess
+def test_tiny_reproduction_stops_resumes_and_reports(tmp_path):
+    out = tmp_path / "out"
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text(TINY.format(data=tmp_path.parent / "tfvae-data", out=out))
+    log_path = tmp_path / "log"
+    # 1. Interrupted while the second training runs: exit 75, the first training kept.
+    with open(log_path, "w") as log:
+        process = _reproduce(flagfile, log)
+        deadline = time.monotonic() + 300
+        while "[2/19" not in log_path.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(6)  # inside the second training (or still starting it)
+        process.send_signal(signal.SIGTERM)
+        assert _wait(process) == reproduce.EXIT_STOPPED, log_path.read_text()[-3000:]
+    assert "run the same command again to resume" in log_path.read_text()
+    state = json.loads((out / "state.json").read_text())
+    assert "train vae_deconv" in state["steps"] and "train vae_nearest" not in state["steps"]
+    # 2. The same command resumes: the finished training is not redone; everything else is.
+    with open(log_path, "w") as log:
+        assert _wait(_reproduce(flagfile, log)) == 0, log_path.read_text()[-3000:]
+    text = log_path.read_text()
+    assert re.search(r"\[1/19 \| [0-9:]+\] train vae_deconv: done", text)
+    assert "18 steps run, 1 already done" in text
+    document = (out / "REPORT.md").read_text()
+    _check_report(document, out)
+    # 3. Again: nothing runs, nothing is rewritten.
+    stamp = (out / "REPORT.md").stat().st_mtime_ns
+    state = (out / "state.json").read_text()
+    with open(log_path, "w") as log:
+        assert _wait(_reproduce(flagfile, log), timeout=60) == 0
+    text = log_path.read_text()
+    assert "0 steps run, 19 already done" in text and ": python" not in text
+    assert (out / "REPORT.md").stat().st_mtime_ns == stamp
+    assert (out / "state.json").read_text() == state
+
+
+def _check_report(document, out):
+    """Every cell of the models table filled, every embedded figure present and non-empty."""
+    table = [line for line in document.splitlines() if line.startswith("| ")]
+    header = next(line for line in table if line.startswith("| run | upsampling"))
+    rows = [line for line in table if re.match(r"\| (vae|iwae)", line)]
+    assert len(rows) >= 2 * 4  # the models table and the log-likelihood table
+    for row in [header] + rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(cells) and not any(c.startswith("n/a") for c in cells), row
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", document)
+    assert len(figures) >= 10
+    for figure in figures:
+        assert (out / figure).stat().st_size > 1000, figure
+    assert (out / "export" / "1" / "saved_model.pb").exists()
+    for needed in ("## All models", "IWAE (k=5) minus that of the VAE", "Checkerboard energy",
+                   "z[", "Mean absolute change", "Prior samples of"):  # fmt: skip
+        assert needed in document

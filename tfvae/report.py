@@ -1,0 +1,470 @@
+"""REPORT.md of a reproduction (tfvae.reproduce): one table of all models, every figure, and
+sentences generated from the numbers of this run only (with their standard errors).
+
+Reads what the plan's commands wrote: each run's config.json, metrics.json and
+log_likelihood_per_example.npz, the figures' JSON, state.json (commands, wall seconds) and the
+export's metadata. Nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+
+import numpy as np
+
+from tfvae import config as config_lib
+
+CLEAR = 2.0  # a difference is called one only beyond this many standard errors
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _minutes(seconds) -> str:
+    if seconds is None:
+        return "n/a"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _num(value: float) -> str:
+    """A distance with three significant digits, without a decimal point from 100 up."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _pm(mean, sem, digits=1) -> str:
+    return f"{mean:.{digits}f} ± {sem:.{digits}f}"
+
+
+class Findings:
+    """The numbers of every run of a plan, gathered from its output directory."""
+
+    def __init__(self, plan, state: dict):
+        self.plan, self.state = plan, state
+        self.configs = {
+            n: config_lib.load(os.path.join(r.model_dir, "config.json"))
+            for n, r in plan.runs.items()
+        }
+        self.metrics = {n: plan.metrics(n) for n in plan.runs}
+        self.checkerboard, self.data_checkerboard = {}, None
+        for path in [os.path.join(plan.figures_dir, "upsampling_samples.json")] + [
+            os.path.join(r.model_dir, "figures", "upsampling_samples.json")
+            for r in plan.runs.values()
+            if r.role == "reference"
+        ]:
+            numbers = _read_json(path)
+            for label, value in numbers.get("checkerboard_mean_and_standard_error", {}).items():
+                self.checkerboard[label.rsplit("(", 1)[-1].rstrip(")")] = value
+            self.data_checkerboard = self.data_checkerboard or numbers.get(
+                "data_checkerboard_mean_and_standard_error"
+            )
+        self.curves = _read_json(os.path.join(plan.figures_dir, "loss_curves.json"))
+
+    def train_seconds(self, name: str):
+        return self.state["steps"].get(f"train {name}", {}).get("seconds")
+
+    def quality(self, name: str, temperature: float):
+        """('FID' or 'factor FD', value) of the prior samples at T, or (why not, None)."""
+        m = self.metrics[name]
+        for prefix, label in (("fid", "FID"), ("factor_fd", "factor FD")):
+            value = m.get(f"{prefix}_samples_t{temperature}")
+            if value is not None:
+                return label, value
+        return m.get("fid_skipped") or "not measured", None
+
+    def per_example(self, name: str):
+        from tfvae.evaluate import PER_EXAMPLE_FILE  # imports TensorFlow: only when writing
+
+        path = os.path.join(self.plan.runs[name].model_dir, PER_EXAMPLE_FILE)
+        return np.load(path)["log_likelihood"] if os.path.exists(path) else None
+
+
+def models_table(f: Findings) -> str:
+    """Markdown: one row per model, every number of section 4 and the sample quality."""
+    temperatures = f.plan.evaluation.temperatures
+    kind = next(
+        (
+            f.quality(n, temperatures[0])[0]
+            for n in f.plan.runs
+            if f.quality(n, temperatures[0])[1] is not None
+        ),
+        "sample quality",
+    )
+    header = (
+        [
+            "run",
+            "upsampling",
+            "k",
+            "likelihood",
+            "NLL nats (± s.e.)",
+            "bits/dim",
+            "active units",
+            "checkerboard (± s.e.)",
+        ]
+        + [f"{kind}, T={t}" for t in temperatures]
+        + ["training time"]
+    )
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, c in f.configs.items():
+        m = f.metrics[name]
+        bits = m.get("bits_per_dim")
+        board = f.checkerboard.get(name)
+        quality = []
+        for t in temperatures:
+            label, value = f.quality(name, t)
+            quality.append(_num(value) if value is not None else label)
+        label = name + (" (reference)" if f.plan.runs[name].role == "reference" else "")
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    label,
+                    c.upsampling,
+                    str(c.k),
+                    c.likelihood,
+                    _pm(m["nll_nats"], m["nll_nats_standard_error"] or 0.0),
+                    f"{bits:.3f}" if bits is not None else "n/a (no likelihood)",
+                    f"{m['active_units']} of {c.latent_dim}",
+                    _pm(*board, digits=4) if board else "n/a",
+                    *quality,
+                    _minutes(f.train_seconds(name)),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(rows)
+
+
+def upsampling_sentences(f: Findings) -> str:
+    """Which decoder leaves the most checkerboard energy, called only beyond 2 s.e."""
+    runs = [n for n in f.plan.upsampling_runs if n in f.checkerboard]
+    if not runs:
+        return "No checkerboard measure was made."
+    ranked = sorted(runs, key=lambda n: -f.checkerboard[n][0])
+    most, least = ranked[0], ranked[-1]
+    (a, sa), (b, sb) = f.checkerboard[most], f.checkerboard[least]
+    real = f.data_checkerboard
+    text = ", ".join(
+        f"{f.configs[n].upsampling} {_pm(*f.checkerboard[n], digits=4)}" for n in ranked
+    )
+    text = f"Checkerboard energy, most first: {text}"
+    text += f"; real validation images {_pm(*real, digits=4)}." if real else "."
+    if a - b > CLEAR * math.hypot(sa, sb):
+        text += (
+            f" {f.configs[most].upsampling} leaves the most energy at the checkerboard "
+            f"frequencies and {f.configs[least].upsampling} the least, a difference of "
+            f"{(a - b) / math.hypot(sa, sb):.1f} standard errors."
+        )
+    else:
+        text += " The decoders are within two standard errors of each other on this run."
+    return text
+
+
+def iwae_sentences(f: Findings) -> str:
+    """IWAE against VAE on the same images' log p(x) (paired), then each run's own bound."""
+    vae, iwae = f.plan.vae, f.plan.iwae
+    k = f.configs[iwae].k
+    lines = []
+    a, b = f.per_example(vae), f.per_example(iwae)
+    if a is not None and b is not None and len(a) == len(b) and len(a) > 1:
+        d = b - a
+        mean, sem = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+        evaluation = f.metrics[iwae].get("k")
+        verdict = (
+            f"the IWAE is the better model on this run ({mean / sem:.1f} standard errors)"
+            if mean > CLEAR * sem
+            else f"the VAE is the better model on this run ({-mean / sem:.1f} standard errors), "
+            "contrary to what the report found"
+            if mean < -CLEAR * sem
+            else "the two are not distinguishable on this run (within two standard errors)"
+        )
+        lines.append(
+            f"On the same {len(d)} validation images, log p(x) (K={evaluation}) of the IWAE "
+            f"(k={k}) minus that of the VAE is {_pm(mean, sem)} nats per image (paired standard "
+            f"error): {verdict}."
+        )
+    curves = {key.split(" (k=")[0]: value for key, value in f.curves.items()}
+    names = [n for n in (vae, iwae) if n in curves]
+    if names:
+        average = "mean_validation_loss"
+        parts = [
+            f"{n} {_pm(curves[n][average], curves[n][average + '_standard_error'])}" for n in names
+        ]
+        lines.append(
+            "Validation loss averaged over all epochs (the report's Figure 4(c); each run's own "
+            f"bound, the ELBO for k=1 and the IWAE-{k} bound for k={k}, so the IWAE's is tighter "
+            f"by construction and log p(x) above is the fair comparison): {', '.join(parts)} "
+            "nats per image."
+        )
+        lines += [flattening_sentence(n, curves[n]["validation_loss"]) for n in names]
+    return " ".join(lines)
+
+
+def flattening_sentence(name: str, losses) -> str:
+    """Whether the validation loss (nats, one per epoch) has flattened: the gain of the last
+    quarter of the epochs over the quarter before, as a share of the whole fall."""
+    losses = np.asarray(losses, np.float64)
+    q = len(losses) // 4
+    if q < 1:
+        return f"{name}: {len(losses)} epochs are too few to tell whether the bound has flattened."
+    last, before = losses[-q:].mean(), losses[-2 * q : -q].mean()
+    fall = losses[0] - last
+    share = (before - last) / fall if fall > 0 else float("nan")
+    verdict = "it has flattened" if share < 0.05 else "it is still falling"
+    return (
+        f"{name}: validation loss {losses[0]:.0f} nats after epoch 1, {last:.0f} averaged "
+        f"over the last {q} epochs, {before - last:.0f} nats better than the {q} before "
+        f"them ({100 * share:.1f}% of the whole fall): {verdict}."
+    )
+
+
+def quality_sentences(f: Findings) -> str:
+    """Prior-sample quality of the best run beside every reference run, at each T."""
+    best = f.plan.best
+    parts = []
+    for t in f.plan.evaluation.temperatures:
+        label, value = f.quality(best, t)
+        if value is None:
+            return f"Sample quality was not measured: {label}."
+        line = f"At T={t} the best run's prior samples have {label} {_num(value)}"
+        for name, run in f.plan.runs.items():
+            other = f.quality(name, t)[1] if run.role == "reference" else None
+            if other is not None:
+                line += (
+                    f" against {_num(other)} for {name} "
+                    f"({'lower, better' if value < other else 'not lower'})"
+                )
+        parts.append(line + ".")
+    m = f.metrics[best]
+    for key, what in (
+        ("reconstructions", "its reconstructions"),
+        (
+            "samples_aggregate_gaussian",
+            "decodings of the aggregate posterior's moment-matched Gaussian",
+        ),
+        ("train", "real training images (the floor)"),
+    ):
+        value = m.get(f"factor_fd_{key}", m.get(f"fid_{key}"))
+        if value is not None:
+            parts.append(f"For scale, {what}: {_num(value)}.")
+    parts.append(
+        f"(Frechet distances to {m.get('sample_quality_num_samples')} validation "
+        "images; lower is better.)"
+    )
+    return " ".join(parts)
+
+
+def _figure(path: str, out: str, caption: str, command: str | None) -> str:
+    relative = os.path.relpath(path, out)
+    text = f"![{caption}]({relative})\n\n*{caption}.*"
+    return text + (f" Made by `{command}`." if command else "")
+
+
+def _log_likelihood_table(f: Findings) -> str:
+    rows = [
+        "| run | log p(x) nats (± s.e.) | ELBO nats | IWAE-k bound nats (k of training) | "
+        "report's bits per pixel |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in f.metrics.items():
+        bound = next((v for key, v in m.items() if re.fullmatch(r"iwae_\d+_bound_nats", key)), None)
+        rows.append(
+            f"| {name} | {_pm(-m['nll_nats'], m['nll_nats_standard_error'] or 0.0)} | "
+            f"{m['elbo_nats']:.1f} | {bound:.1f} (k={f.configs[name].k}) | "
+            f"{m['report_bits_per_pixel']:.3f} |"
+        )
+    return "\n".join(rows)
+
+
+def write_report(plan, state: dict, command: str, path: str) -> str:
+    """Writes REPORT.md for a finished plan (every step done); returns its text."""
+    f = Findings(plan, state)
+    out, best, e, c = plan.output_dir, plan.best, plan.evaluation, plan.base
+
+    def cmd(key):
+        return state["steps"].get(key, {}).get("command")
+
+    def figure(file, caption, key, run=None):
+        where = plan.figure(run, file) if run else os.path.join(plan.figures_dir, file)
+        return _figure(where, out, caption, cmd(key))
+
+    metadata = _read_json(os.path.join(out, "export", "1", "assets.extra", "tfvae_export.json"))
+    versions = metadata.get("versions", {})
+    seconds = sum(s.get("seconds", 0.0) for s in state["steps"].values())
+    m = f.metrics[best]
+    traversal = _read_json(plan.figure(best, "traversal.json"))
+    factors = traversal.get("best_factor", {})
+    interpolation = _read_json(plan.figure(best, "interpolation.json"))
+    changes = interpolation.get("mean_abs_change_between_frames", {})
+    sections = [
+        "# Experimenting with VAEs, reproduced",
+        f"Made by `{command}`: {len(plan.steps)} steps, {_minutes(seconds)} of commands in "
+        f"all on {os.cpu_count()} CPU cores"
+        + (
+            f", TensorFlow {versions.get('tensorflow')}, Keras {versions.get('keras')}, "
+            f"TFP {versions.get('tensorflow_probability')}"
+            if versions
+            else ""
+        )
+        + ". Every number and figure below comes from this run; rerunning the command redoes "
+        "nothing that is finished.",
+        f"**Setup.** {c.dataset} at {c.image_size}x{c.image_size} ({c.train_size or 'all'} "
+        f"training, {c.val_size or 'all'} validation images), width {c.width}, latent "
+        f"{c.latent_dim}, kernel {c.kernel_size}, {c.likelihood} likelihood, batch "
+        f"{c.batch_size}, {c.epochs} epochs, Adam lr {c.learning_rate} beta_1 {c.beta_1}, seed "
+        f"{c.seed}. **Evaluation.** log p(x) by importance sampling with K={e.k} on the first "
+        f"{m.get('num_examples')} validation images (seed 0); "
+        f"{m.get('bits_per_dim_convention', '')}. Sample quality from N={e.quality_samples} "
+        "images at each temperature T (z ~ N(0, T^2 I)).",
+        "## All models",
+        models_table(f),
+        f"NLL: minus log p(x), nats per image, mean over images with its standard error. "
+        f"Checkerboard: share of spectral energy at the Nyquist frequencies of 256 prior samples. "
+        f"Training time: wall time of the training command. The best run by NLL is **{best}**; "
+        "the traversal, interpolation and sample figures and the export are of it.",
+        "## Decoder upsampling (the report's section 2)",
+        upsampling_sentences(f),
+        figure(
+            "upsampling_samples.png",
+            "The same prior draws through each decoder, with enlarged centre crops",
+            "checkerboard",
+        ),
+        figure(
+            "transposed_conv_overlap.png",
+            "Kernel taps per output pixel of a stride-2 transposed convolution",
+            "checkerboard",
+        ),
+        "## VAE versus IWAE (the report's section 3.1)",
+        iwae_sentences(f),
+        figure(
+            "vae_vs_iwae.png",
+            "The same prior draws through the VAE and the IWAE",
+            "vae vs iwae samples",
+        ),
+        figure(
+            "loss_curves.png",
+            "Training loss, validation loss and validation loss "
+            "averaged over epochs (nats per image)",
+            "loss curves",
+        ),
+        "## Latent traversals (the report's section 3.2)",
+        f"Rows are {best}'s most active latent dimensions, each named by the labelled factor it "
+        "carries the most information on: "
+        + (", ".join(f"z[{d}] {name}" for d, name in factors.items()) or "no labels")
+        + ".",
+        figure(
+            "traversal.png", f"Traversals of {best} around the prior mean", "traverse best", best
+        ),
+    ]
+    if os.path.exists(plan.figure(best, "latents.png")):
+        sections.append(
+            figure(
+                "latents.png",
+                "Mutual information between latents and factors",
+                "latents best",
+                best,
+            )
+        )
+    sections += [
+        "## Interpolation (the report's section 3.3)",
+        "Mean absolute change between consecutive frames (pixels in [0, 1]): "
+        + ", ".join(
+            f"{row} {np.mean(v):.4f} (largest {np.max(v):.4f})" for row, v in changes.items()
+        )
+        + ".",
+        figure(
+            "interpolation.png",
+            "Latent (linear and spherical) versus pixel interpolation between two prior draws",
+            "interpolate best",
+            best,
+        ),
+        "## Prior samples and their quality",
+        quality_sentences(f),
+        *[
+            figure(
+                f"samples_t{t}.png",
+                f"Prior samples of {best} at T={t}",
+                f"sample quality {best}",
+                best,
+            )
+            for t in e.temperatures
+        ],
+        figure(
+            "sample_quality.png",
+            "Validation images, reconstructions, samples and the "
+            "diagnostic decodings, one row each",
+            f"sample quality {best}",
+            best,
+        ),
+        "## Log-likelihood (the report's section 4)",
+        _log_likelihood_table(f),
+        "## The exported model",
+        f"`{os.path.relpath(os.path.join(out, 'export', '1'), out)}/`: a SavedModel of {best} "
+        f"(step {metadata.get('step')}) with the signatures "
+        + ", ".join(f"`{s}`" for s in metadata.get("signatures", {}))
+        + f"; its contract is in `assets.extra/tfvae_export.json`. Made by `{cmd('export best')}`.",
+        "## Commands",
+        "Each step, in order, with its wall time (configs: "
+        + ", ".join(
+            f"[{os.path.basename(r.flagfile)}]({os.path.relpath(r.flagfile, out)})"
+            for r in plan.runs.values()
+            if r.role == "main"
+        )
+        + "):",
+        "\n".join(
+            f"- {key}, {_minutes(s.get('seconds'))}: `{s.get('command')}`"
+            for key, s in state["steps"].items()
+        ),
+    ]
+    text = "\n\n".join(sections) + "\n"
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(path + ".tmp", "w") as file:
+        file.write(text)
+    os.replace(path + ".tmp", path)
+    return text
+
+
+BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
+
+
+def update_readme(readme: str, report_path: str, figures_dir: str, heading_levels: int = 2) -> None:
+    """Replaces the README's text between BEGIN and END with REPORT.md: figures copied into
+    `figures_dir` (links rewritten relative to the README), headings demoted."""
+    with open(readme) as f:
+        text = f.read()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no '{BEGIN}' ... '{END}' section to replace.")
+    with open(report_path) as f:
+        report = f.read()
+    base = os.path.dirname(os.path.abspath(report_path))
+    os.makedirs(figures_dir, exist_ok=True)
+
+    def move(match):
+        source = os.path.join(base, match.group(2))
+        target = os.path.join(figures_dir, os.path.basename(source))
+        shutil.copyfile(source, target)
+        link = os.path.relpath(target, os.path.dirname(os.path.abspath(readme)))
+        return f"![{match.group(1)}]({link})"
+
+    report = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", move, report)
+    report = re.sub(
+        r"^(#+) ",
+        lambda m: "#" * (len(m.group(1)) + heading_levels) + " ",
+        report,
+        flags=re.MULTILINE,
+    )
+    report = re.sub(r"\[([^\]]+)\]\([^)]+\.flags\)", r"`\1`", report)  # not in the repository
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    with open(readme + ".tmp", "w") as f:
+        f.write(f"{head}{BEGIN}\n{report}{END}{tail}")
+    os.replace(readme + ".tmp", readme)
