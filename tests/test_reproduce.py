@@ -190,3 +190,24 @@ def _check_report(document, out):
     for needed in ("## All models", "IWAE (k=5) minus that of the VAE", "Checkerboard energy",
                    "z[", "Mean absolute change", "Prior samples of"):  # fmt: skip
         assert needed in document
+
+
+def test_readme_section_is_replaced_with_the_report_and_its_figures(tmp_path):
+    out = tmp_path / "out"
+    (out / "runs" / "a" / "figures").mkdir(parents=True)
+    (out / "runs" / "a" / "figures" / "traversal.png").write_bytes(b"png")
+    (out / "REPORT.md").write_text(
+        "# Title\n\n## Part\n\n![t](runs/a/figures/traversal.png)\n\n"
+        "configs: [a.flags](configs/a.flags)\n"
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# R\n\nbefore\n\n{report.BEGIN}\nold\n{report.END}\n\nafter\n")
+    report.update_readme(str(readme), str(out / "REPORT.md"), str(tmp_path / "docs" / "f"))
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("# R\n\nbefore") and text.endswith("after\n")
+    assert "#### Title" in text and "##### Part" in text
+    assert "![t](docs/f/traversal.png)" in text and "`a.flags`" in text
+    assert (tmp_path / "docs" / "f" / "traversal.png").read_bytes() == b"png"
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="reproduce:begin"):
+        report.update_readme(str(readme), str(out / "REPORT.md"), str(tmp_path / "docs" / "f"))

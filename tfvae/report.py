@@ -436,7 +436,7 @@ def write_report(plan, state: dict, command: str, path: str) -> str:
 BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 
 
-def update_readme(readme: str, report_path: str, figures_dir: str, heading_levels: int = 2) -> None:
+def update_readme(readme: str, report_path: str, figures_dir: str, heading_levels: int = 3) -> None:
     """Replaces the README's text between BEGIN and END with REPORT.md: figures copied into
     `figures_dir` (links rewritten relative to the README), headings demoted."""
     with open(readme) as f:

@@ -144,8 +144,9 @@ def grid_figure(images, path: str, title: str, row_labels=(), column_labels=(), 
             if r == 0 and c < len(column_labels):
                 axes[r, c].set_title(str(column_labels[c]), fontsize=8)
             if c == 0 and r % rows < len(row_labels):
-                suffix = " (zoom)" if r >= rows else ""
-                axes[r, c].set_ylabel(str(row_labels[r % rows]) + suffix, fontsize=7)
+                label = str(row_labels[r % rows])  # horizontal: long labels never overlap
+                label = label.split("\n")[0] + "\n(zoomed crop)" if r >= rows else label
+                axes[r, c].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

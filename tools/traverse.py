@@ -52,7 +52,8 @@ def main(argv):
         os.path.join(FLAGS.model_dir, "figures"), "traversal",
         {"dims": dims, "values": values, "activity": activity[dims], "start": start,
          "best_factor": factors},
-        grid, title=f"Traversals around {start}: one latent coordinate per row",
+        grid, title=f"Traversals around {start}: one latent coordinate per row "
+                    "(its value in latent units above each column)",
         row_labels=[f"z[{d}]" + (f"\n{factors[d]}" if d in factors else "") for d in dims],
         column_labels=[f"{v:+.1f}" for v in values],
     )  # fmt: skip
