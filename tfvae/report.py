@@ -262,9 +262,12 @@ def quality_sentences(f: Findings) -> str:
     return " ".join(parts)
 
 
-def _figure(path: str, out: str, caption: str, command: str | None) -> str:
-    relative = os.path.relpath(path, out)
-    text = f"![{caption}]({relative})\n\n*{caption}.*"
+def _figure(f: Findings, file: str, caption: str, step: str, run: str | None = None) -> str:
+    """A figure of a run (or of OUT/figures) embedded with its caption and its command."""
+    plan = f.plan
+    path = plan.figure(run, file) if run else os.path.join(plan.figures_dir, file)
+    command = f.state["steps"].get(step, {}).get("command")
+    text = f"![{caption}]({os.path.relpath(path, plan.output_dir)})\n\n*{caption}.*"
     return text + (f" Made by `{command}`." if command else "")
 
 
@@ -284,149 +287,115 @@ def _log_likelihood_table(f: Findings) -> str:
     return "\n".join(rows)
 
 
-def write_report(plan, state: dict, command: str, path: str) -> str:
-    """Writes REPORT.md for a finished plan (every step done); returns its text."""
-    f = Findings(plan, state)
-    out, best, e, c = plan.output_dir, plan.best, plan.evaluation, plan.base
-
-    def cmd(key):
-        return state["steps"].get(key, {}).get("command")
-
-    def figure(file, caption, key, run=None):
-        where = plan.figure(run, file) if run else os.path.join(plan.figures_dir, file)
-        return _figure(where, out, caption, cmd(key))
-
-    metadata = _read_json(os.path.join(out, "export", "1", "assets.extra", "tfvae_export.json"))
-    versions = metadata.get("versions", {})
-    seconds = sum(s.get("seconds", 0.0) for s in state["steps"].values())
-    m = f.metrics[best]
-    traversal = _read_json(plan.figure(best, "traversal.json"))
-    factors = traversal.get("best_factor", {})
-    interpolation = _read_json(plan.figure(best, "interpolation.json"))
-    changes = interpolation.get("mean_abs_change_between_frames", {})
-    sections = [
+def _header(f: Findings, command: str, versions: dict) -> list[str]:
+    c, e, m = f.plan.base, f.plan.evaluation, f.metrics[f.plan.best]
+    seconds = sum(s.get("seconds", 0.0) for s in f.state["steps"].values())
+    software = ", ".join(f"{k} {v}" for k, v in versions.items())
+    return [
         "# Experimenting with VAEs, reproduced",
-        f"Made by `{command}`: {len(plan.steps)} steps, {_minutes(seconds)} of commands in "
-        f"all on {os.cpu_count()} CPU cores"
-        + (
-            f", TensorFlow {versions.get('tensorflow')}, Keras {versions.get('keras')}, "
-            f"TFP {versions.get('tensorflow_probability')}"
-            if versions
-            else ""
-        )
-        + ". Every number and figure below comes from this run; rerunning the command redoes "
-        "nothing that is finished.",
+        f"Made by `{command}`: {len(f.plan.steps)} steps, {_minutes(seconds)} of commands in all "
+        f"on {os.cpu_count()} CPU cores{', ' + software if software else ''}. Every number and "
+        "figure below comes from this run; rerunning the command redoes nothing that is finished.",
         f"**Setup.** {c.dataset} at {c.image_size}x{c.image_size} ({c.train_size or 'all'} "
         f"training, {c.val_size or 'all'} validation images), width {c.width}, latent "
         f"{c.latent_dim}, kernel {c.kernel_size}, {c.likelihood} likelihood, batch "
         f"{c.batch_size}, {c.epochs} epochs, Adam lr {c.learning_rate} beta_1 {c.beta_1}, seed "
         f"{c.seed}. **Evaluation.** log p(x) by importance sampling with K={e.k} on the first "
-        f"{m.get('num_examples')} validation images (seed 0); "
-        f"{m.get('bits_per_dim_convention', '')}. Sample quality from N={e.quality_samples} "
+        f"{m.get('num_examples')} validation images (seed 0); bits/dim: "
+        f"{m.get('bits_per_dim_convention', 'n/a')}. Sample quality from N={e.quality_samples} "
         "images at each temperature T (z ~ N(0, T^2 I)).",
         "## All models",
         models_table(f),
-        f"NLL: minus log p(x), nats per image, mean over images with its standard error. "
-        f"Checkerboard: share of spectral energy at the Nyquist frequencies of 256 prior samples. "
-        f"Training time: wall time of the training command. The best run by NLL is **{best}**; "
-        "the traversal, interpolation and sample figures and the export are of it.",
+        "NLL: minus log p(x), nats per image, mean over images with its standard error. "
+        "Checkerboard: share of spectral energy at the Nyquist frequencies of 256 prior samples. "
+        "Training time: wall time of the training command. The best run by NLL is "
+        f"**{f.plan.best}**; the traversal, interpolation and sample figures and the export are "
+        "of it.",
+    ]
+
+
+def _comparisons(f: Findings) -> list[str]:
+    """The report's sections 2 and 3.1: decoders, then VAE against IWAE."""
+    return [
         "## Decoder upsampling (the report's section 2)",
         upsampling_sentences(f),
-        figure(
-            "upsampling_samples.png",
-            "The same prior draws through each decoder, with enlarged centre crops",
-            "checkerboard",
-        ),
-        figure(
-            "transposed_conv_overlap.png",
-            "Kernel taps per output pixel of a stride-2 transposed convolution",
-            "checkerboard",
-        ),
+        _figure(f, "upsampling_samples.png", "The same prior draws through each decoder, with "
+                "enlarged centre crops", "checkerboard"),
+        _figure(f, "transposed_conv_overlap.png", "Kernel taps per output pixel of a stride-2 "
+                "transposed convolution", "checkerboard"),
         "## VAE versus IWAE (the report's section 3.1)",
         iwae_sentences(f),
-        figure(
-            "vae_vs_iwae.png",
-            "The same prior draws through the VAE and the IWAE",
-            "vae vs iwae samples",
-        ),
-        figure(
-            "loss_curves.png",
-            "Training loss, validation loss and validation loss "
-            "averaged over epochs (nats per image)",
-            "loss curves",
-        ),
+        _figure(f, "vae_vs_iwae.png", "The same prior draws through the VAE and the IWAE",
+                "vae vs iwae samples"),
+        _figure(f, "loss_curves.png", "Training loss, validation loss and validation loss "
+                "averaged over epochs (nats per image)", "loss curves"),
+    ]  # fmt: skip
+
+
+def _best_run(f: Findings) -> list[str]:
+    """The report's sections 3.2 and 3.3 and the prior samples, all of the best run."""
+    best, plan = f.plan.best, f.plan
+    factors = _read_json(plan.figure(best, "traversal.json")).get("best_factor", {})
+    changes = _read_json(plan.figure(best, "interpolation.json"))
+    changes = changes.get("mean_abs_change_between_frames", {})
+    sections = [
         "## Latent traversals (the report's section 3.2)",
         f"Rows are {best}'s most active latent dimensions, each named by the labelled factor it "
         "carries the most information on: "
-        + (", ".join(f"z[{d}] {name}" for d, name in factors.items()) or "no labels")
-        + ".",
-        figure(
-            "traversal.png", f"Traversals of {best} around the prior mean", "traverse best", best
-        ),
-    ]
+        + (", ".join(f"z[{d}] {name}" for d, name in factors.items()) or "no labels") + ".",
+        _figure(f, "traversal.png", f"Traversals of {best} around the prior mean",
+                "traverse best", best),
+    ]  # fmt: skip
     if os.path.exists(plan.figure(best, "latents.png")):
-        sections.append(
-            figure(
-                "latents.png",
-                "Mutual information between latents and factors",
-                "latents best",
-                best,
-            )
-        )
-    sections += [
+        sections.append(_figure(f, "latents.png", "Mutual information (nats) between latents "
+                                "and factors", "latents best", best))  # fmt: skip
+    return sections + [
         "## Interpolation (the report's section 3.3)",
         "Mean absolute change between consecutive frames (pixels in [0, 1]): "
-        + ", ".join(
-            f"{row} {np.mean(v):.4f} (largest {np.max(v):.4f})" for row, v in changes.items()
-        )
-        + ".",
-        figure(
-            "interpolation.png",
-            "Latent (linear and spherical) versus pixel interpolation between two prior draws",
-            "interpolate best",
-            best,
-        ),
+        + ", ".join(f"{row} {np.mean(v):.4f} (largest {np.max(v):.4f})"
+                    for row, v in changes.items()) + ".",
+        _figure(f, "interpolation.png", "Latent (linear and spherical) versus pixel "
+                "interpolation between two prior draws", "interpolate best", best),
         "## Prior samples and their quality",
         quality_sentences(f),
-        *[
-            figure(
-                f"samples_t{t}.png",
-                f"Prior samples of {best} at T={t}",
-                f"sample quality {best}",
-                best,
-            )
-            for t in e.temperatures
-        ],
-        figure(
-            "sample_quality.png",
-            "Validation images, reconstructions, samples and the "
-            "diagnostic decodings, one row each",
-            f"sample quality {best}",
-            best,
-        ),
+        *[_figure(f, f"samples_t{t}.png", f"Prior samples of {best} at T={t}",
+                  f"sample quality {best}", best) for t in plan.evaluation.temperatures],
+        _figure(f, "sample_quality.png", "Validation images, reconstructions, samples and the "
+                "diagnostic decodings, one row each", f"sample quality {best}", best),
+    ]  # fmt: skip
+
+
+def _closing(f: Findings, metadata: dict) -> list[str]:
+    """Section 4's table, the export and every command."""
+    plan, steps = f.plan, f.state["steps"]
+    configs = ", ".join(f"[{os.path.basename(r.flagfile)}]"
+                        f"({os.path.relpath(r.flagfile, plan.output_dir)})"
+                        for r in plan.runs.values() if r.role == "main")  # fmt: skip
+    return [
         "## Log-likelihood (the report's section 4)",
         _log_likelihood_table(f),
         "## The exported model",
-        f"`{os.path.relpath(os.path.join(out, 'export', '1'), out)}/`: a SavedModel of {best} "
-        f"(step {metadata.get('step')}) with the signatures "
-        + ", ".join(f"`{s}`" for s in metadata.get("signatures", {}))
-        + f"; its contract is in `assets.extra/tfvae_export.json`. Made by `{cmd('export best')}`.",
+        f"`export/1/`: a SavedModel of {plan.best} (step {metadata.get('step')}) with the "
+        "signatures " + ", ".join(f"`{s}`" for s in metadata.get("signatures", {}))
+        + "; its contract is in `assets.extra/tfvae_export.json`. Made by "
+        f"`{steps.get('export best', {}).get('command')}`.",
         "## Commands",
-        "Each step, in order, with its wall time (configs: "
-        + ", ".join(
-            f"[{os.path.basename(r.flagfile)}]({os.path.relpath(r.flagfile, out)})"
-            for r in plan.runs.values()
-            if r.role == "main"
-        )
-        + "):",
-        "\n".join(
-            f"- {key}, {_minutes(s.get('seconds'))}: `{s.get('command')}`"
-            for key, s in state["steps"].items()
-        ),
-    ]
+        f"Each step, in order, with its wall time (configs: {configs}):",
+        "\n".join(f"- {key}, {_minutes(s.get('seconds'))}: `{s.get('command')}`"
+                  for key, s in steps.items()),
+    ]  # fmt: skip
+
+
+def write_report(plan, state: dict, command: str, path: str) -> str:
+    """Writes REPORT.md for a finished plan (every step done) atomically; returns its text."""
+    f = Findings(plan, state)
+    metadata = _read_json(
+        os.path.join(plan.output_dir, "export", "1", "assets.extra", "tfvae_export.json")
+    )
+    sections = _header(f, command, metadata.get("versions", {}))
+    sections += _comparisons(f) + _best_run(f) + _closing(f, metadata)
     text = "\n\n".join(sections) + "\n"
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + ".tmp", "w") as file:
         file.write(text)
     os.replace(path + ".tmp", path)

@@ -79,8 +79,18 @@ def run_name(config: config_lib.Config) -> str:
     return f"{'vae' if config.k == 1 else f'iwae{config.k}'}_{config.upsampling}"
 
 
-def _tool(name: str) -> list[str]:
-    return ["python", os.path.join("tools", f"{name}.py")]
+def _tool_step(key: str, tool: str, args, outputs, deps) -> Step:
+    """A Step running tools/TOOL.py; `args` and `outputs` are lists or functions of the plan."""
+    return Step(
+        key,
+        lambda p: ["python", os.path.join("tools", f"{tool}.py"), *_resolve(args, p)],
+        lambda p: _resolve(outputs, p),
+        deps,
+    )
+
+
+def _resolve(value, plan):
+    return value(plan) if callable(value) else value
 
 
 class Plan:
@@ -123,144 +133,79 @@ class Plan:
         return os.path.join(self.output_dir, *parts)
 
     def _steps(self) -> list[Step]:
-        e, steps = self.evaluation, []
-        for run in self.runs.values():
-            steps.append(
-                Step(
-                    f"train {run.name}",
-                    lambda p, r=run: p.train_command(r),
-                    lambda p, r=run: [os.path.join(r.model_dir, "config.json")],
-                )
-            )
-        for run in self.runs.values():
-            bpp = [
-                f"--model_dir={run.model_dir}",
-                f"--k={e.k}",
-                f"--num_examples={e.num_examples}",
-                f"--batch_size={e.batch_size}",
-                f"--chunk_size={e.chunk_size}",
-                "--seed=0",
-            ]
-            steps.append(
-                Step(
-                    f"bpp {run.name}",
-                    lambda p, a=bpp: _tool("bpp") + a,
-                    lambda p, r=run: [os.path.join(r.model_dir, "metrics.json")],
-                    [f"train {run.name}"],
-                )
-            )
-        for run in self.runs.values():
-            quality = [
-                f"--model_dir={run.model_dir}",
-                f"--num_samples={e.quality_samples}",
-                f"--temperatures={','.join(str(t) for t in e.temperatures)}",
-                f"--classifier_epochs={e.classifier_epochs}",
-                f"--classifier_train_size={e.classifier_train_size}",
-                f"--fid={e.fid}",
-            ]
-            if e.inception_weights:
-                quality.append(f"--inception_weights={e.inception_weights}")
-            steps.append(
-                Step(
-                    f"sample quality {run.name}",
-                    lambda p, a=quality: _tool("sample_quality") + a,
-                    lambda p, r=run: [self.figure(r.name, "sample_quality.png")],
-                    [f"bpp {run.name}"],
-                )
-            )
+        runs = list(self.runs.values())
+        steps = [
+            Step(f"train {r.name}", lambda p, r=r: p.train_command(r),
+                 lambda p, r=r: [os.path.join(r.model_dir, "config.json")])
+            for r in runs
+        ]  # fmt: skip
+        steps += [_tool_step(f"bpp {r.name}", "bpp", self._bpp_args(r),
+                             [os.path.join(r.model_dir, "metrics.json")], [f"train {r.name}"])
+                  for r in runs]  # fmt: skip
+        steps += [_tool_step(f"sample quality {r.name}", "sample_quality", self._quality_args(r),
+                             [self.figure(r.name, "sample_quality.png")], [f"bpp {r.name}"])
+                  for r in runs]  # fmt: skip
         main = [self.runs[n] for n in dict.fromkeys(self.upsampling_runs + [self.iwae])]
-        steps.append(
-            self._compare(
-                "checkerboard",
-                main,
-                self.figures_dir,
-                "upsampling_samples",
-                "The same prior draws through each decoder (below: centre crops enlarged)",
-            )
-        )
-        for run in self.runs.values():
-            if run.role == "reference":  # its latent size may differ: measured on its own
-                steps.append(
-                    self._compare(
-                        f"checkerboard {run.name}",
-                        [run],
-                        os.path.join(run.model_dir, "figures"),
-                        "upsampling_samples",
-                        "Samples",
-                    )
-                )
+        steps.append(self._compare("checkerboard", main, self.figures_dir, "upsampling_samples",
+                                   "The same prior draws through each decoder "
+                                   "(below: centre crops enlarged)"))  # fmt: skip
+        steps += [self._compare(f"checkerboard {r.name}", [r],  # its own latent size
+                                os.path.join(r.model_dir, "figures"), "upsampling_samples",
+                                "Samples") for r in runs if r.role == "reference"]  # fmt: skip
         pair = [self.runs[self.vae], self.runs[self.iwae]]
-        steps.append(
-            self._compare(
-                "vae vs iwae samples",
-                pair,
-                self.figures_dir,
-                "vae_vs_iwae",
-                f"The same prior draws through the VAE (k=1) and the IWAE (k={pair[1].config.k})",
-            )
-        )
-        curves = [
-            "--model_dirs=" + ",".join(r.model_dir for r in pair),
-            f"--output_dir={self.figures_dir}",
-        ]
-        steps.append(
-            Step(
-                "loss curves",
-                lambda p: _tool("loss_curves") + curves,
-                lambda p: [os.path.join(self.figures_dir, "loss_curves.png")],
-                [f"train {r.name}" for r in pair],
-            )
-        )
-        best_deps = [f"bpp {n}" for n, r in self.runs.items() if r.role == "main"]
-        figures = [
-            ("traverse", "traversal.png", []),
-            ("interpolate", "interpolation.png", ["--spherical"]),
-        ]
+        steps.append(self._compare("vae vs iwae samples", pair, self.figures_dir, "vae_vs_iwae",
+                                   "The same prior draws through the VAE (k=1) and the IWAE "
+                                   f"(k={pair[1].config.k})"))  # fmt: skip
+        steps.append(_tool_step("loss curves", "loss_curves",
+                                ["--model_dirs=" + ",".join(r.model_dir for r in pair),
+                                 f"--output_dir={self.figures_dir}"],
+                                [os.path.join(self.figures_dir, "loss_curves.png")],
+                                [f"train {r.name}" for r in pair]))  # fmt: skip
+        return steps + self._best_run_steps()
+
+    def _best_run_steps(self) -> list[Step]:
+        """Figures and the export of the best run, known once every main run is evaluated."""
+        deps = [f"bpp {n}" for n, r in self.runs.items() if r.role == "main"]
+        figures = [("traverse", "traversal.png", []),
+                   ("interpolate", "interpolation.png", ["--spherical"])]  # fmt: skip
         if not self.base.dataset.startswith("folder:"):  # a folder of images has no labels
             figures.append(("latents", "latents.png", []))
-        for tool, png, extra in figures:
-            steps.append(
-                Step(
-                    f"{tool} best",
-                    lambda p, t=tool, x=extra: (
-                        _tool(t) + [f"--model_dir={p.runs[p.best].model_dir}", *x]
-                    ),
-                    lambda p, f=png: [p.figure(p.best, f)],
-                    best_deps,
-                )
-            )
-        export_dir = self._dir("export")
-        steps.append(
-            Step(
-                "export best",
-                lambda p: (
-                    _tool("export")
-                    + [
-                        f"--model_dir={p.runs[p.best].model_dir}",
-                        f"--export_dir={export_dir}",
-                        "--version=1",
-                        "--overwrite",
-                    ]
-                ),
-                lambda p: [os.path.join(export_dir, "1", "saved_model.pb")],
-                best_deps,
-            )
+        steps = [
+            _tool_step(f"{tool} best", tool,
+                       lambda p, x=extra: [f"--model_dir={p.runs[p.best].model_dir}", *x],
+                       lambda p, f=png: [p.figure(p.best, f)], deps)
+            for tool, png, extra in figures
+        ]  # fmt: skip
+        export = self._dir("export")
+        return steps + [
+            _tool_step("export best", "export",
+                       lambda p: [f"--model_dir={p.runs[p.best].model_dir}",
+                                  f"--export_dir={export}", "--version=1", "--overwrite"],
+                       [os.path.join(export, "1", "saved_model.pb")], deps)
+        ]  # fmt: skip
+
+    def _bpp_args(self, run: Run) -> list[str]:
+        e = self.evaluation
+        return [f"--model_dir={run.model_dir}", f"--k={e.k}", f"--num_examples={e.num_examples}",
+                f"--batch_size={e.batch_size}", f"--chunk_size={e.chunk_size}",
+                "--seed=0"]  # fmt: skip
+
+    def _quality_args(self, run: Run) -> list[str]:
+        e = self.evaluation
+        args = [f"--model_dir={run.model_dir}", f"--num_samples={e.quality_samples}",
+                "--temperatures=" + ",".join(str(t) for t in e.temperatures),
+                f"--classifier_epochs={e.classifier_epochs}",
+                f"--classifier_train_size={e.classifier_train_size}", f"--fid={e.fid}"]  # fmt: skip
+        return args + (
+            [f"--inception_weights={e.inception_weights}"] if e.inception_weights else []
         )
-        return steps
 
     def _compare(self, key, runs, output_dir, name, title) -> Step:
-        args = [
-            "--model_dirs=" + ",".join(r.model_dir for r in runs),
-            f"--output_dir={output_dir}",
-            f"--name={name}",
-            f"--title={title}",
-        ]
-        return Step(
-            key,
-            lambda p: _tool("compare_upsampling") + args,
-            lambda p: [os.path.join(output_dir, f"{name}.json")],
-            [f"train {r.name}" for r in runs],
-        )
+        args = ["--model_dirs=" + ",".join(r.model_dir for r in runs),
+                f"--output_dir={output_dir}", f"--name={name}", f"--title={title}"]  # fmt: skip
+        return _tool_step(key, "compare_upsampling", args,
+                          [os.path.join(output_dir, f"{name}.json")],
+                          [f"train {r.name}" for r in runs])  # fmt: skip
 
     def train_command(self, run: Run) -> list[str]:
         command = ["python", "-m", "tfvae.train", f"--flagfile={run.flagfile}"]
