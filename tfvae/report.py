@@ -243,7 +243,7 @@ def quality_sentences(f: Findings) -> str:
                     f"({'lower, better' if value < other else 'not lower'})"
                 )
         parts.append(line + ".")
-    m = f.metrics[best]
+    m, scale = f.metrics[best], []
     for key, what in (
         ("reconstructions", "its reconstructions"),
         (
@@ -254,7 +254,9 @@ def quality_sentences(f: Findings) -> str:
     ):
         value = m.get(f"factor_fd_{key}", m.get(f"fid_{key}"))
         if value is not None:
-            parts.append(f"For scale, {what}: {_num(value)}.")
+            scale.append(f"{what} {_num(value)}")
+    if scale:
+        parts.append(f"For scale: {', '.join(scale)}.")
     parts.append(
         f"(Frechet distances to {m.get('sample_quality_num_samples')} validation "
         "images; lower is better.)"
@@ -271,6 +273,17 @@ def _figure(f: Findings, file: str, caption: str, step: str, run: str | None = N
     return text + (f" Made by `{command}`." if command else "")
 
 
+def _is_density(metrics: dict) -> bool:
+    return "density" in metrics.get("bits_per_dim_convention", "")
+
+
+def _report_bits_per_pixel(metrics: dict) -> str:
+    """The report's figure (no dequantization term): meaningless for a density."""
+    if _is_density(metrics):
+        return "n/a (a density: see bits/dim)"
+    return f"{metrics['report_bits_per_pixel']:.3f}"
+
+
 def _log_likelihood_table(f: Findings) -> str:
     rows = [
         "| run | log p(x) nats (± s.e.) | ELBO nats | IWAE-k bound nats (k of training) | "
@@ -282,7 +295,7 @@ def _log_likelihood_table(f: Findings) -> str:
         rows.append(
             f"| {name} | {_pm(-m['nll_nats'], m['nll_nats_standard_error'] or 0.0)} | "
             f"{m['elbo_nats']:.1f} | {bound:.1f} (k={f.configs[name].k}) | "
-            f"{m['report_bits_per_pixel']:.3f} |"
+            f"{_report_bits_per_pixel(m)} |"
         )
     return "\n".join(rows)
 
@@ -300,7 +313,8 @@ def _header(f: Findings, command: str, versions: dict) -> list[str]:
         f"training, {c.val_size or 'all'} validation images), width {c.width}, latent "
         f"{c.latent_dim}, kernel {c.kernel_size}, {c.likelihood} likelihood, batch "
         f"{c.batch_size}, {c.epochs} epochs, Adam lr {c.learning_rate} beta_1 {c.beta_1}, seed "
-        f"{c.seed}. **Evaluation.** log p(x) by importance sampling with K={e.k} on the first "
+        f"{c.seed}. **Evaluation.** log p(x) by importance sampling with K={e.k}"
+        f"{'' if e.k == 2000 else ' (the report used K=2000)'} on the first "
         f"{m.get('num_examples')} validation images (seed 0); bits/dim: "
         f"{m.get('bits_per_dim_convention', 'n/a')}. Sample quality from N={e.quality_samples} "
         "images at each temperature T (z ~ N(0, T^2 I)).",
@@ -308,7 +322,14 @@ def _header(f: Findings, command: str, versions: dict) -> list[str]:
         models_table(f),
         "NLL: minus log p(x), nats per image, mean over images with its standard error. "
         "Checkerboard: share of spectral energy at the Nyquist frequencies of 256 prior samples. "
-        "Training time: wall time of the training command. The best run by NLL is "
+        + (
+            "For a density likelihood (gaussian) NLL is that of the dequantized pixels in "
+            "[0, 1]^D and can be negative; its bits/dim adds D ln 256 nats, so bits/dim compares "
+            "across likelihoods. "
+            if any(map(_is_density, f.metrics.values()))
+            else ""
+        )
+        + "Training time: wall time of the training command. The best run by NLL is "
         f"**{f.plan.best}**; the traversal, interpolation and sample figures and the export are "
         "of it.",
     ]
@@ -343,8 +364,8 @@ def _best_run(f: Findings) -> list[str]:
         f"Rows are {best}'s most active latent dimensions, each named by the labelled factor it "
         "carries the most information on: "
         + (", ".join(f"z[{d}] {name}" for d, name in factors.items()) or "no labels") + ".",
-        _figure(f, "traversal.png", f"Traversals of {best} around the prior mean",
-                "traverse best", best),
+        _figure(f, "traversal.png", f"Traversals of {best} around the encoding of validation "
+                "image 0", "traverse best", best),
     ]  # fmt: skip
     if os.path.exists(plan.figure(best, "latents.png")):
         sections.append(_figure(f, "latents.png", "Mutual information (nats) between latents "

@@ -166,7 +166,7 @@ class Plan:
     def _best_run_steps(self) -> list[Step]:
         """Figures and the export of the best run, known once every main run is evaluated."""
         deps = [f"bpp {n}" for n, r in self.runs.items() if r.role == "main"]
-        figures = [("traverse", "traversal.png", []),
+        figures = [("traverse", "traversal.png", ["--image_index=0"]),  # as the report: an image
                    ("interpolate", "interpolation.png", ["--spherical"])]  # fmt: skip
         if not self.base.dataset.startswith("folder:"):  # a folder of images has no labels
             figures.append(("latents", "latents.png", []))

@@ -53,6 +53,11 @@ def main(argv):
     axes[0].set_xlabel("step")
     axes[1].set_xlabel("step (end of each epoch)")
     axes[0].legend()
+    late = [v for c in curves.values() for v in c["train_loss"][len(c["train_loss"]) // 20 :]]
+    if late:  # the first 5% of steps (far higher) would flatten the rest of the curve
+        low, high = min(late), max(late)
+        axes[0].set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+        axes[0].set_title("training loss (first steps above the axis)")
     lows = [curves[n]["mean_validation_loss"] for n in names]
     axes[2].set_ylim(min(lows) * 0.98, max(lows) * 1.01)
     fig.tight_layout()

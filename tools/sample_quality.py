@@ -67,7 +67,7 @@ def main(argv):
     visualize.save_outputs(
         figures, "sample_quality", {"rows": names},
         np.stack([sets[n][:8] for n in names]), title="Real, reconstructed and sampled images",
-        row_labels=[n.replace("_", " ").replace("samples ", "") for n in names],
+        row_labels=[n.replace("samples_t", "samples T=").replace("_", " ") for n in names],
     )  # fmt: skip
     metrics["sample_quality_wall_seconds"] = round(time.perf_counter() - start, 1)
     quality.merge_metrics(os.path.join(FLAGS.model_dir, "metrics.json"), metrics)
