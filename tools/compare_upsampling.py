@@ -29,6 +29,14 @@ flags.DEFINE_string(
 FLAGS = flags.FLAGS
 
 
+def _taps_label(kernel_size: int, overlap) -> str:
+    """'kernel 3: 1, 2 or 4 taps (uneven)': the tap counts inside the border."""
+    counts = sorted(set(overlap[1:-1, 1:-1].ravel().tolist()))
+    listed = " or ".join([", ".join(map(str, counts[:-1])), str(counts[-1])] if len(counts) > 1
+                         else [str(counts[0])])  # fmt: skip
+    return f"kernel {kernel_size}: {listed} taps ({'uneven' if len(counts) > 1 else 'even'})"
+
+
 def main(argv):
     del argv
     from tfvae import analysis, model, visualize
@@ -60,9 +68,8 @@ def main(argv):
     path = visualize.save_outputs(
         FLAGS.output_dir, "transposed_conv_overlap",
         {"kernel_sizes": kernels, "stride": 2, "taps_per_output_pixel": overlaps},
-        grid, title="Taps per output pixel, stride 2",
-        column_labels=[f"kernel {k}: {sorted(set(o[1:-1, 1:-1].ravel().tolist()))}"
-                       for k, o in zip(kernels, overlaps, strict=True)],
+        grid, title="Taps per output pixel, stride 2 (brighter = more)",
+        column_labels=[_taps_label(k, o) for k, o in zip(kernels, overlaps, strict=True)],
     )  # fmt: skip
     for name, (mean, sem) in result["checkerboard"].items():
         print(f"{name}: checkerboard energy {mean:.4f} +- {sem:.4f}")
