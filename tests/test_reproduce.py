@@ -30,6 +30,12 @@ def test_plan_trains_each_distinct_setting_once(tmp_path):
     assert len(trains) == 4
     with pytest.raises(ValueError, match="--iwae_k"):
         reproduce.Plan(base, str(tmp_path), iwae_k=1)
+    with pytest.raises(ValueError, match="Flag `--eval_k` is 0; it must be >= 1"):
+        reproduce.Evaluation(k=0)
+    with pytest.raises(ValueError, match="--quality_samples"):
+        reproduce.Evaluation(quality_samples=1)
+    with pytest.raises(ValueError, match="--temperatures"):
+        reproduce.Evaluation(temperatures=(1.0, 0.0))
 
 
 def test_fingerprint_follows_flagfile_content_and_dependencies(tmp_path):

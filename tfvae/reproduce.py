@@ -52,6 +52,21 @@ class Evaluation:
     fid: str = "auto"
     inception_weights: str = ""
 
+    def __post_init__(self):  # checked before hours of training, not after
+        limits = {"k": 1, "num_examples": 0, "batch_size": 1, "chunk_size": 1}
+        limits = {f"eval_{name}": least for name, least in limits.items()}
+        limits.update(quality_samples=2, classifier_epochs=1, classifier_train_size=0)
+        for flag, least in limits.items():
+            name = flag.removeprefix("eval_")
+            if getattr(self, name) < least:
+                raise ValueError(
+                    f"Flag `--{flag}` is {getattr(self, name)}; it must be >= {least}."
+                )
+        if not self.temperatures or min(self.temperatures) <= 0:
+            raise ValueError(
+                f"Flag `--temperatures` is {list(self.temperatures)}; each must be > 0."
+            )
+
 
 @dataclasses.dataclass(frozen=True)
 class Run:

@@ -43,13 +43,17 @@ def main(argv):
     from tfvae import report, reproduce
 
     try:
+        temperatures = [float(t) for t in FLAGS.temperatures]
+    except ValueError:
+        sys.exit(f"error: Flag `--temperatures` is {FLAGS.temperatures}; each must be a number.")
+    try:
         evaluation = reproduce.Evaluation(
             k=FLAGS.eval_k,
             num_examples=FLAGS.eval_examples,
             batch_size=FLAGS.eval_batch_size,
             chunk_size=FLAGS.eval_chunk_size,
             quality_samples=FLAGS.quality_samples,
-            temperatures=tuple(float(t) for t in FLAGS.temperatures),
+            temperatures=tuple(temperatures),
             classifier_epochs=FLAGS.classifier_epochs,
             classifier_train_size=FLAGS.classifier_train_size,
             fid=FLAGS.fid,
