@@ -217,3 +217,17 @@ def test_readme_section_is_replaced_with_the_report_and_its_figures(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="reproduce:begin"):
         report.update_readme(str(readme), str(out / "REPORT.md"), str(tmp_path / "docs" / "f"))
+
+
+def test_a_run_trained_with_other_flags_is_refused_before_anything_is_written(tmp_path):
+    base = config_lib.Config(dataset="builtin", k=1, latent_dim=8)
+    plan = reproduce.Plan(base, str(tmp_path))
+    saved = os.path.join(plan.runs["vae_nearest"].model_dir, "config.json")
+    config_lib.save(dataclasses.replace(plan.runs["vae_nearest"].config, latent_dim=4), saved)
+    with pytest.raises(ValueError, match="vae_nearest was trained with other flags.*latent_dim"):
+        plan.write_flagfiles()
+    assert not os.path.exists(plan.runs["vae_deconv"].flagfile)
+    config_lib.save(dataclasses.replace(plan.runs["vae_nearest"].config, epochs=400), saved)
+    plan.write_flagfiles()  # more epochs: the run continues
+    with open(plan.runs["vae_nearest"].flagfile) as f:
+        assert "--upsampling=nearest\n" in f.read()

@@ -230,12 +230,24 @@ class Plan:
         return os.path.join(self.runs[name].model_dir, "figures", file)
 
     def write_flagfiles(self) -> None:
-        """OUT/configs/NAME.flags: every Config field of each main run and its model_dir."""
-        for run in self.runs.values():
-            if run.role == "main":
-                lines = [f"# {run.name}: written by tools/reproduce.py"]
-                lines += [f"--{k}={_flag_value(v)}" for k, v in run.config.to_dict().items()]
-                _write_if_changed(run.flagfile, "\n".join(lines + [f"--model_dir={run.model_dir}"]))
+        """OUT/configs/NAME.flags: every Config field of each main run and its model_dir.
+
+        Raises ValueError, before anything is written, when a run already trained in OUT was
+        made with other settings (only run-control fields such as epochs may change)."""
+        main = [run for run in self.runs.values() if run.role == "main"]
+        for run in main:
+            saved = os.path.join(run.model_dir, "config.json")
+            if os.path.exists(saved):
+                differences = config_lib.differences(config_lib.load(saved), run.config)
+                if differences:
+                    raise ValueError(
+                        f"{run.model_dir} was trained with other flags ({'; '.join(differences)})"
+                        "; use another --output_dir or delete that run."
+                    )
+        for run in main:
+            lines = [f"# {run.name}: written by tools/reproduce.py"]
+            lines += [f"--{k}={_flag_value(v)}" for k, v in run.config.to_dict().items()]
+            _write_if_changed(run.flagfile, "\n".join(lines + [f"--model_dir={run.model_dir}"]))
 
     def metrics(self, name: str) -> dict:
         path = os.path.join(self.runs[name].model_dir, "metrics.json")
