@@ -24,6 +24,7 @@ import tensorflow_probability as tfp
 
 from tfvae import data, likelihoods, objectives
 from tfvae import model as model_lib
+from tfvae.report import PER_EXAMPLE_FILE  # written here (bpp), read by REPORT.md
 
 CONVENTIONS = ("discrete", "density", "report")
 BITS_PER_DIM_CONVENTIONS = {
@@ -367,16 +368,14 @@ def evaluate_split(
     return out
 
 
-PER_EXAMPLE_FILE = "log_likelihood_per_example.npz"
-
-
-def save_per_example(path: str, results: dict) -> None:
-    """Writes `evaluate_split`'s per-example arrays (float64 [N] nats, split order) to an .npz,
-    atomically: log_likelihood, elbo, iwae_bound."""
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile(dir=directory, delete=False, suffix=".npz") as f:
+def save_per_example(model_dir: str, results: dict) -> str:
+    """Writes `evaluate_split`'s per-example arrays (float64 [N] nats, split order) to
+    MODEL_DIR/PER_EXAMPLE_FILE atomically: log_likelihood, elbo, iwae_bound. Returns the path."""
+    path = os.path.join(model_dir, PER_EXAMPLE_FILE)
+    with tempfile.NamedTemporaryFile(dir=model_dir, delete=False, suffix=".npz") as f:
         np.savez(f, **{k: results[k] for k in ("log_likelihood", "elbo", "iwae_bound")})
     os.replace(f.name, path)
+    return path
 
 
 def summarize(config, results, num_samples: int) -> dict:

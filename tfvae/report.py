@@ -19,6 +19,8 @@ import numpy as np
 from tfvae import config as config_lib
 
 CLEAR = 2.0  # a difference is called one only beyond this many standard errors
+FLAT_SHARE = 0.05  # flattened: the last quarter of epochs gained under this share of the fall
+PER_EXAMPLE_FILE = "log_likelihood_per_example.npz"  # written by tools/bpp.py
 
 
 def _read_json(path: str) -> dict:
@@ -74,15 +76,18 @@ class Findings:
     def quality(self, name: str, temperature: float):
         """('FID' or 'factor FD', value) of the prior samples at T, or (why not, None)."""
         m = self.metrics[name]
-        for prefix, label in (("fid", "FID"), ("factor_fd", "factor FD")):
+        for prefix, label in self.quality_kinds(name):
             value = m.get(f"{prefix}_samples_t{temperature}")
             if value is not None:
                 return label, value
         return m.get("fid_skipped") or "not measured", None
 
-    def per_example(self, name: str):
-        from tfvae.evaluate import PER_EXAMPLE_FILE  # imports TensorFlow: only when writing
+    def quality_kinds(self, name: str):
+        """FID (unless this run's latest sample-quality call skipped it) then factor FD."""
+        fid = [] if self.metrics[name].get("fid_skipped") else [("fid", "FID")]
+        return fid + [("factor_fd", "factor FD")]
 
+    def per_example(self, name: str):
         path = os.path.join(self.plan.runs[name].model_dir, PER_EXAMPLE_FILE)
         return np.load(path)["log_likelihood"] if os.path.exists(path) else None
 
@@ -157,14 +162,16 @@ def upsampling_sentences(f: Findings) -> str:
     )
     text = f"Checkerboard energy, most first: {text}"
     text += f"; real validation images {_pm(*real, digits=4)}." if real else "."
-    if a - b > CLEAR * math.hypot(sa, sb):
-        text += (
-            f" {f.configs[most].upsampling} leaves the most energy at the checkerboard "
-            f"frequencies and {f.configs[least].upsampling} the least, a difference of "
-            f"{(a - b) / math.hypot(sa, sb):.1f} standard errors."
-        )
-    else:
-        text += " The decoders are within two standard errors of each other on this run."
+    names = [f.configs[n].upsampling for n in ranked]
+    gaps = []
+    for i in range(len(ranked) - 1):  # each neighbouring pair, called only beyond 2 s.e.
+        (a, sa), (b, sb) = f.checkerboard[ranked[i]], f.checkerboard[ranked[i + 1]]
+        z = (a - b) / math.hypot(sa, sb) if sa or sb else float("inf")
+        relation = "above" if z > CLEAR else "not distinguishable from"
+        gaps.append(f"{names[i]} {relation} {names[i + 1]} ({z:.1f} s.e.)")
+    (a, sa), (b, sb) = f.checkerboard[most], f.checkerboard[least]
+    z = (a - b) / math.hypot(sa, sb) if sa or sb else float("inf")
+    text += f" In this order: {'; '.join(gaps)}; {names[0]} above {names[-1]} by {z:.1f} s.e."
     return text
 
 
@@ -200,10 +207,28 @@ def iwae_sentences(f: Findings) -> str:
         ]
         lines.append(
             "Validation loss averaged over all epochs (the report's Figure 4(c); each run's own "
-            f"bound, the ELBO for k=1 and the IWAE-{k} bound for k={k}, so the IWAE's is tighter "
-            f"by construction and log p(x) above is the fair comparison): {', '.join(parts)} "
-            "nats per image."
+            f"bound, the ELBO for k=1 and the IWAE-{k} bound for k={k}, so log p(x) above is the "
+            f"fair comparison): {', '.join(parts)} nats per image."
         )
+        if len(names) == 2:
+            (a, sa), (b, sb) = [(curves[n][average], curves[n][average + "_standard_error"])
+                                for n in names]  # fmt: skip
+            z = (a - b) / math.hypot(sa, sb) if sa or sb else float("inf")
+            lines.append(
+                f"The IWAE's average is lower by {z:.1f} standard errors: the report's finding "
+                "is reproduced." if z > CLEAR else
+                f"The report found the IWAE's average lower; here the difference is {z:.1f} "
+                "standard errors (IWAE lower when positive): not reproduced on this run."
+            )  # fmt: skip
+    boards = [f.checkerboard.get(n) for n in (vae, iwae)]
+    if all(boards):
+        (a, sa), (b, sb) = boards
+        lines.append(
+            f"Checkerboard energy of their samples: VAE {_pm(a, sa, 4)}, IWAE {_pm(b, sb, 4)} "
+            f"({(b - a) / math.hypot(sa, sb):.1f} s.e., IWAE minus VAE; the report found the "
+            "IWAE's samples smoother)."
+        )
+    if names:
         lines += [flattening_sentence(n, curves[n]["validation_loss"]) for n in names]
     return " ".join(lines)
 
@@ -216,13 +241,19 @@ def flattening_sentence(name: str, losses) -> str:
     if q < 1:
         return f"{name}: {len(losses)} epochs are too few to tell whether the bound has flattened."
     last, before = losses[-q:].mean(), losses[-2 * q : -q].mean()
-    fall = losses[0] - last
-    share = (before - last) / fall if fall > 0 else float("nan")
-    verdict = "it has flattened" if share < 0.05 else "it is still falling"
+    fall, gain = losses[0] - last, before - last
+    if fall <= 0:
+        return (
+            f"{name}: validation loss {losses[0]:.0f} nats after epoch 1, {last:.0f} at the "
+            "end: it did not fall."
+        )
+    share = gain / fall
+    verdict = ("it has flattened (under 5% of the fall)" if share < FLAT_SHARE
+               else "it is still falling (5% of the fall or more)")  # fmt: skip
     return (
         f"{name}: validation loss {losses[0]:.0f} nats after epoch 1, {last:.0f} averaged "
-        f"over the last {q} epochs, {before - last:.0f} nats better than the {q} before "
-        f"them ({100 * share:.1f}% of the whole fall): {verdict}."
+        f"over the last {q} epochs, {gain:.0f} nats ({gain / q:.1f} per epoch) better than the "
+        f"{q} before them, {100 * share:.1f}% of the whole fall: {verdict}."
     )
 
 
@@ -236,7 +267,8 @@ def quality_sentences(f: Findings) -> str:
             return f"Sample quality was not measured: {label}."
         line = f"At T={t} the best run's prior samples have {label} {_num(value)}"
         for name, run in f.plan.runs.items():
-            other = f.quality(name, t)[1] if run.role == "reference" else None
+            other_label, other = f.quality(name, t) if run.role == "reference" else (None, None)
+            other = other if other_label == label else None
             if other is not None:
                 line += (
                     f" against {_num(other)} for {name} "
@@ -252,7 +284,8 @@ def quality_sentences(f: Findings) -> str:
         ),
         ("train", "real training images (the floor)"),
     ):
-        value = m.get(f"factor_fd_{key}", m.get(f"fid_{key}"))
+        prefix = dict((lab, pre) for pre, lab in f.quality_kinds(best))[label]
+        value = m.get(f"{prefix}_{key}")
         if value is not None:
             scale.append(f"{what} {_num(value)}")
     if scale:
@@ -291,7 +324,7 @@ def _log_likelihood_table(f: Findings) -> str:
         "|---|---|---|---|---|",
     ]
     for name, m in f.metrics.items():
-        bound = next((v for key, v in m.items() if re.fullmatch(r"iwae_\d+_bound_nats", key)), None)
+        bound = m[f"iwae_{min(f.configs[name].k, m['k'])}_bound_nats"]
         rows.append(
             f"| {name} | {_pm(-m['nll_nats'], m['nll_nats_standard_error'] or 0.0)} | "
             f"{m['elbo_nats']:.1f} | {bound:.1f} (k={f.configs[name].k}) | "
@@ -302,7 +335,7 @@ def _log_likelihood_table(f: Findings) -> str:
 
 def _header(f: Findings, command: str, versions: dict) -> list[str]:
     c, e, m = f.plan.base, f.plan.evaluation, f.metrics[f.plan.best]
-    seconds = sum(s.get("seconds", 0.0) for s in f.state["steps"].values())
+    seconds = sum(f.state["steps"].get(s.key, {}).get("seconds", 0.0) for s in f.plan.steps)
     software = ", ".join(f"{k} {v}" for k, v in versions.items())
     return [
         "# Experimenting with VAEs, reproduced",
@@ -402,8 +435,8 @@ def _closing(f: Findings, metadata: dict) -> list[str]:
         f"`{steps.get('export best', {}).get('command')}`.",
         "## Commands",
         f"Each step, in order, with its wall time (configs: {configs}):",
-        "\n".join(f"- {key}, {_minutes(s.get('seconds'))}: `{s.get('command')}`"
-                  for key, s in steps.items()),
+        "\n".join(f"- {s.key}, {_minutes(steps[s.key].get('seconds'))}: "
+                  f"`{steps[s.key].get('command')}`" for s in plan.steps if s.key in steps),
     ]  # fmt: skip
 
 
@@ -416,6 +449,10 @@ def write_report(plan, state: dict, command: str, path: str) -> str:
     sections = _header(f, command, metadata.get("versions", {}))
     sections += _comparisons(f) + _best_run(f) + _closing(f, metadata)
     text = "\n\n".join(sections) + "\n"
+    if os.path.exists(path):
+        with open(path) as file:
+            if file.read() == text:
+                return text  # unchanged: left as it is (its time stamp too)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + ".tmp", "w") as file:
         file.write(text)

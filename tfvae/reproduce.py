@@ -19,6 +19,7 @@ a rerun with nothing to do takes a second.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -53,11 +54,14 @@ class Evaluation:
     inception_weights: str = ""
 
     def __post_init__(self):  # checked before hours of training, not after
-        limits = {"k": 1, "num_examples": 0, "batch_size": 1, "chunk_size": 1}
-        limits = {f"eval_{name}": least for name, least in limits.items()}
-        limits.update(quality_samples=2, classifier_epochs=1, classifier_train_size=0)
-        for flag, least in limits.items():
-            name = flag.removeprefix("eval_")
+        limits = {  # field: (its flag, least value)
+            "k": ("eval_k", 1), "num_examples": ("eval_examples", 0),
+            "batch_size": ("eval_batch_size", 1), "chunk_size": ("eval_chunk_size", 1),
+            "quality_samples": ("quality_samples", 2),
+            "classifier_epochs": ("classifier_epochs", 1),
+            "classifier_train_size": ("classifier_train_size", 0),
+        }  # fmt: skip
+        for name, (flag, least) in limits.items():
             if getattr(self, name) < least:
                 raise ValueError(
                     f"Flag `--{flag}` is {getattr(self, name)}; it must be >= {least}."
@@ -137,6 +141,8 @@ class Plan:
         self.upsampling_runs = [run_name(c) for c in configs[:3]]
         self.vae, self.iwae = run_name(configs[3]), run_name(configs[4])
         for flagfile in reference_flagfiles:
+            if not os.path.isfile(flagfile):
+                raise ValueError(f"Flag `--reference_flagfiles` names {flagfile}: no such file.")
             name = "reference_" + os.path.splitext(os.path.basename(flagfile))[0]
             if name in self.runs:
                 raise ValueError(f"Flag `--reference_flagfiles` names {flagfile} twice.")
@@ -184,7 +190,7 @@ class Plan:
         figures = [("traverse", "traversal.png", ["--image_index=0"]),  # as the report: an image
                    ("interpolate", "interpolation.png", ["--spherical"])]  # fmt: skip
         if not self.base.dataset.startswith("folder:"):  # a folder of images has no labels
-            figures.append(("latents", "latents.png", []))
+            figures.append(("latents", "latents.png", ["--num_examples=500"]))  # as traverse
         steps = [
             _tool_step(f"{tool} best", tool,
                        lambda p, x=extra: [f"--model_dir={p.runs[p.best].model_dir}", *x],
@@ -338,13 +344,20 @@ class Runner:
     def _on_signal(self, signum, frame) -> None:
         del frame
         self._signal = signum
-        if self._child is not None and self._child.poll() is None:
-            os.killpg(self._child.pid, signum)
+        self._forward()
+
+    def _forward(self) -> None:
+        """Passes a received stop signal on to the running child, once it exists."""
+        child = self._child
+        if self._signal is not None and child is not None and child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # it exited in between
+                os.killpg(child.pid, self._signal)
 
     def run(self) -> None:
         """Runs every step not yet done; returns when all are, raises `Stopped` on a signal."""
         self.plan.write_flagfiles()
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal closed
+        handlers = {s: signal.signal(s, self._on_signal) for s in stops}
         try:
             fingerprints: dict[str, str] = {}
             for index, step in enumerate(self.plan.steps, 1):
@@ -387,12 +400,13 @@ class Runner:
             argv[1] = os.path.join(REPO_ROOT, argv[1])
         start = time.monotonic()
         self._child = subprocess.Popen(argv, env=env, start_new_session=True)
+        self._forward()  # a signal that came while it was starting
         try:
             code = self._child.wait()
         finally:
             self._child = None
             seconds = time.monotonic() - start + self.state["partial_seconds"].get(step.key, 0.0)
-        if self._signal is not None or code == EXIT_STOPPED:
+        if code != 0 and (self._signal is not None or code == EXIT_STOPPED):
             self.state["partial_seconds"][step.key] = round(seconds, 1)
             self._save_state()
             raise Stopped(f"stopped during {step.key} (exit code {code})")

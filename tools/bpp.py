@@ -76,7 +76,7 @@ def main(argv):
     )
     if not role.is_chief:
         return
-    evaluate.save_per_example(os.path.join(FLAGS.model_dir, evaluate.PER_EXAMPLE_FILE), results)
+    evaluate.save_per_example(FLAGS.model_dir, results)
     path = os.path.join(FLAGS.model_dir, "metrics.json")
     quality.merge_metrics(path, metrics)  # keeps other tools' keys (sample quality)
     print(json.dumps(metrics, indent=2))

@@ -59,7 +59,10 @@ def main(argv):
         axes[0].set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
         axes[0].set_title("training loss (first steps above the axis)")
     lows = [curves[n]["mean_validation_loss"] for n in names]
-    axes[2].set_ylim(min(lows) * 0.98, max(lows) * 1.01)
+    errors = [curves[n]["mean_validation_loss_standard_error"] for n in names]
+    low, high = min(lows) - 3 * max(errors), max(lows) + 3 * max(errors)
+    pad = 0.05 * (high - low) or 1.0  # also right for negative losses (densities)
+    axes[2].set_ylim(low - pad, high + pad)
     fig.tight_layout()
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     fig.savefig(os.path.join(FLAGS.output_dir, "loss_curves.png"), dpi=110)

@@ -71,11 +71,10 @@ def main(argv):
     except reproduce.Stopped as stopped:
         print(f"{stopped}; run the same command again to resume.", flush=True)
         sys.exit(reproduce.EXIT_STOPPED)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, OSError) as error:
         sys.exit(f"error: {error}")
     path = os.path.join(FLAGS.output_dir, "REPORT.md")
-    if runner.ran or not os.path.exists(path):
-        report.write_report(plan, runner.state, _command_line(), path)
+    report.write_report(plan, runner.state, _command_line(), path)  # rewritten only if changed
     if FLAGS.readme:
         report.update_readme(FLAGS.readme, path, FLAGS.readme_figures)
     print(f"{len(runner.ran)} steps run, {len(plan.steps) - len(runner.ran)} already done; "
