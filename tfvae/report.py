@@ -17,6 +17,7 @@ import shutil
 import numpy as np
 
 from tfvae import config as config_lib
+from tfvae.reproduce import write_atomically
 
 CLEAR = 2.0  # a difference is called one only beyond this many standard errors
 FLAT_SHARE = 0.05  # flattened: the last quarter of epochs gained under this share of the fall
@@ -453,10 +454,7 @@ def write_report(plan, state: dict, command: str, path: str) -> str:
         with open(path) as file:
             if file.read() == text:
                 return text  # unchanged: left as it is (its time stamp too)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as file:
-        file.write(text)
-    os.replace(path + ".tmp", path)
+    write_atomically(path, text)
     return text
 
 
@@ -492,6 +490,4 @@ def update_readme(readme: str, report_path: str, figures_dir: str, heading_level
     report = re.sub(r"\[([^\]]+)\]\([^)]+\.flags\)", r"`\1`", report)  # not in the repository
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
-    with open(readme + ".tmp", "w") as f:
-        f.write(f"{head}{BEGIN}\n{report}{END}{tail}")
-    os.replace(readme + ".tmp", readme)
+    write_atomically(readme, f"{head}{BEGIN}\n{report}{END}{tail}")

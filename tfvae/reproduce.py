@@ -282,10 +282,11 @@ def _write_if_changed(path: str, text: str) -> None:
         with open(path) as f:
             if f.read() == text + "\n":
                 return
-    _write_atomically(path, text + "\n")
+    write_atomically(path, text + "\n")
 
 
-def _write_atomically(path: str, text: str) -> None:
+def write_atomically(path: str, text: str) -> None:
+    """Writes text to path through a temporary file and a rename (never half-written)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
@@ -339,7 +340,7 @@ class Runner:
         )
 
     def _save_state(self) -> None:
-        _write_atomically(self.state_path, json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+        write_atomically(self.state_path, json.dumps(self.state, indent=2, sort_keys=True) + "\n")
 
     def _on_signal(self, signum, frame) -> None:
         del frame
