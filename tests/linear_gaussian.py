@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.model import VAE
+from tfvae.models.vae import VAE
 
 tfd = tfp.distributions
 

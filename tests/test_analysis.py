@@ -1,7 +1,8 @@
 import numpy as np
 import tensorflow as tf
 
-from tfvae import analysis
+from tfvae.evaluation import curves as curves_lib
+from tfvae.evaluation import latents as analysis
 
 
 def test_mutual_information_and_mig_on_known_structure():
@@ -28,7 +29,7 @@ def test_loss_curves_read_back_what_training_wrote(tmp_path):
         with tf.summary.create_file_writer(str(tmp_path / split)).as_default():
             for step, value in enumerate(values):
                 tf.summary.scalar(tag, value, step=10 * (step + 1))
-    curves = analysis.loss_curves(str(tmp_path))
+    curves = curves_lib.loss_curves(str(tmp_path))
     np.testing.assert_array_equal(curves["train_steps"], [10, 20, 30])
     np.testing.assert_allclose(curves["train_loss"], [9, 7, 5])
     np.testing.assert_allclose(curves["validation_loss"], [8, 6])

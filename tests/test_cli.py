@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tfvae import train
+from tfvae.runtime import stopping
 
 TINY = [
     "--image_size=16", "--width=4", "--latent_dim=3", "--k=2", "--batch_size=16",
@@ -57,7 +57,7 @@ def test_sigint_saves_a_checkpoint_and_a_rerun_resumes(tmp_path):
         time.sleep(0.2)  # the first epoch's checkpoint: training is under way
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == train.EXIT_STOPPED, stderr  # stopped, resumable: not "done"
+    assert process.returncode == stopping.EXIT_STOPPED, stderr  # stopped, resumable: not "done"
     assert "SIGINT: checkpoint saved at step" in stdout
     step = int(stdout.split("checkpoint saved at step ")[1].split(";")[0])
     assert os.path.exists(tmp_path / f"ckpt-{step}.index")

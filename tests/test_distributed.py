@@ -1,7 +1,7 @@
 """Several workers: MultiWorkerMirroredStrategy over real CLI processes, and replica layouts.
 
 The multi-process tests start worker subprocesses of `python -m tfvae.train` and
-`tools/bpp.py` with TF_CONFIG on loopback ports (tfvae.local_cluster: a private network
+`tools/bpp.py` with TF_CONFIG on loopback ports (tfvae.testing: a private network
 namespace where possible, hard timeouts, every process killed and reaped at the end).
 """
 
@@ -18,9 +18,13 @@ import pytest
 import tensorflow as tf
 
 from tfvae import config as config_lib
-from tfvae import data, evaluate, model, train
-from tfvae.local_cluster import LocalCluster
-from tfvae.steps import Steps
+from tfvae import data
+from tfvae.evaluation import estimators as evaluate
+from tfvae.models import vae as model
+from tfvae.runtime import files, stopping
+from tfvae.testing import LocalCluster
+from tfvae.training import train
+from tfvae.training.steps import Steps
 
 TIMEOUT_S = 240  # per cluster launch: two TF processes start in ~10-20 s each on 2 busy cores
 
@@ -34,7 +38,7 @@ def _config(tmp_path, **changes):
 
 
 def _flags(config, model_dir):
-    return [f"--{k}={v}" for k, v in config.to_dict().items()] + [f"--model_dir={model_dir}"]
+    return config_lib.to_flags(config, {"model_dir": model_dir})
 
 
 def _train_command(config, model_dir):
@@ -88,7 +92,7 @@ def _saved_step(output):
 @pytest.mark.multiprocess
 def test_sigterm_to_one_worker_stops_both_at_one_step(stopped_and_resumed):
     config, model_dir, (codes, outputs), _ = stopped_and_resumed
-    assert codes == [train.EXIT_STOPPED] * 2, outputs[0][-3000:]
+    assert codes == [stopping.EXIT_STOPPED] * 2, outputs[0][-3000:]
     assert "SIGTERM: checkpoint saved at step" in outputs[1]
     assert "another worker's signal: checkpoint saved at step" in outputs[0]
     step = _saved_step(outputs[0])
@@ -117,7 +121,7 @@ def test_resumed_two_workers_equal_one_process_and_only_the_chief_wrote(
     # Only the chief wrote: one events file per split and run (two runs), its checkpoints.
     for split in ("train", "validation"):
         assert len(glob.glob(os.path.join(model_dir, split, "events.out.tfevents.*"))) == 2
-    names = sorted(os.listdir(model_dir))
+    names = sorted(n for n in os.listdir(model_dir) if n != files.LOCK_FILE)  # the chief's lock
     assert {n.split(".")[0] for n in names} == {"checkpoint", "config", "train", "validation"} | {
         n.split(".")[0] for n in names if n.startswith("ckpt-")
     }
@@ -128,7 +132,7 @@ def test_resumed_two_workers_equal_one_process_and_only_the_chief_wrote(
 @pytest.mark.multiprocess
 def test_bpp_on_two_workers_equals_one_process(stopped_and_resumed):
     config, model_dir, _, _ = stopped_and_resumed
-    args = ["--k=6", "--num_examples=7", "--batch_size=2", "--chunk_size=4", "--seed=3"]
+    args = ["--k=6", "--num_images=7", "--eval_batch_size=2", "--chunk_size=4", "--seed=3"]
     command = [sys.executable, "tools/bpp.py", f"--model_dir={model_dir}", *args]
     with LocalCluster([command, command]) as cluster:
         codes = cluster.wait(TIMEOUT_S)
@@ -136,7 +140,7 @@ def test_bpp_on_two_workers_equals_one_process(stopped_and_resumed):
     metrics = _read_json(os.path.join(model_dir, "metrics.json"))
     _, vae, _ = model.restore(model_dir)
     one = evaluate.evaluate_split(config, vae, "validation", 6, 7, 2, 4, 3)
-    assert metrics["num_examples"] == 7  # 7 examples over 2 workers x 2: the last batch padded
+    assert metrics["num_images"] == 7  # 7 examples over 2 workers x 2: the last batch padded
     assert metrics["nll_nats"] == pytest.approx(-one["log_likelihood"].mean(), rel=1e-6)
     assert metrics["elbo_nats"] == pytest.approx(one["elbo"].mean(), rel=1e-6)
 
@@ -178,7 +182,7 @@ def test_workers_with_different_flags_are_refused_naming_the_fields(tmp_path):
 
 
 def _validation(config, strategy):
-    from tfvae import loop
+    from tfvae.training import loop
 
     keras.utils.set_random_seed(config.seed)
     steps = Steps(config, strategy)
@@ -253,7 +257,7 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(tiny_config, t
     import subprocess
 
     run = subprocess.run(
-        [sys.executable, "tools/bpp.py", f"--model_dir={model_dir}", "--k=3", "--num_examples=4"],
+        [sys.executable, "tools/bpp.py", f"--model_dir={model_dir}", "--k=3", "--num_images=4"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -264,7 +268,7 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(tiny_config, t
 
 
 def test_tasks_are_counted_from_tf_config(monkeypatch, tiny_config):
-    from tfvae import cluster
+    from tfvae.runtime import cluster
 
     cluster_spec = {"chief": ["a:1"], "worker": ["b:1", "c:1"], "ps": ["d:1"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster_spec}))

@@ -7,8 +7,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tests import linear_gaussian
-from tfvae import evaluate
-from tfvae import model as model_lib
+from tfvae.evaluation import estimators as evaluate
+from tfvae.models import vae as model_lib
 
 tfd = tfp.distributions
 
@@ -86,7 +86,8 @@ def test_report_figure_is_reproduced_and_bernoulli_is_refused():
 
 
 def test_active_units_count_dimensions_whose_posterior_mean_varies(tiny_config):
-    from tfvae import data, model
+    from tfvae import data
+    from tfvae.models import vae as model
 
     vae = model.build(tiny_config)
     dense = vae.encoder.to_params
@@ -183,7 +184,8 @@ def test_dequantization_noise_depends_on_example_and_sample_only():
 
 
 def test_train_and_eval_steps_score_density_likelihoods_dequantized(tiny_config, monkeypatch):
-    from tfvae import data, steps
+    from tfvae import data
+    from tfvae.training import steps
 
     pixels = np.random.default_rng(2).integers(0, 256, size=(16, 16, 3)).astype(np.uint8)
     images = tf.constant(np.broadcast_to(pixels, (16, 16, 16, 3)))  # 16 copies

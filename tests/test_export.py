@@ -11,8 +11,12 @@ import pytest
 import tensorflow as tf
 
 from tfvae import config as config_lib
-from tfvae import evaluate, export, likelihoods, model, train
-from tfvae.steps import Steps
+from tfvae.evaluation import estimators as evaluate
+from tfvae.export import saved_model as export
+from tfvae.models import likelihoods
+from tfvae.models import vae as model
+from tfvae.training import train
+from tfvae.training.steps import Steps
 
 NUM_SAMPLES, SEED = 20, [1, 2]
 VARIANTS = {  # name -> Config overrides: every upsampling and every likelihood at least once

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import likelihoods
+from tfvae.models import likelihoods
 
 LEVELS = np.arange(256, dtype=np.float32) / 255.0
 
@@ -222,7 +222,7 @@ def test_mixture_needs_rgb_and_ten_channels_per_component():
 
 
 def test_a_vae_with_the_mixture_builds_scores_and_displays(tiny_config):
-    from tfvae import model
+    from tfvae.models import vae as model
 
     config = tiny_config.replace(likelihood="discretized_logistic_mixture", mixture_components=3)
     vae = model.build(config, "mixed_bfloat16")

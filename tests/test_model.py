@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from tests import linear_gaussian
-from tfvae import objectives
+from tfvae.models import objectives
 
 
 @pytest.mark.parametrize("compiled", [False, True])

@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 
 from tfvae import config as config_lib
-from tfvae import model, networks
+from tfvae.models import networks
+from tfvae.models import vae as model
 
 
 @pytest.mark.parametrize("upsampling", ["deconv", "nearest", "bilinear"])

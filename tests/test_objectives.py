@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import objectives
+from tfvae.models import objectives
 
 
 @pytest.mark.parametrize("compiled", [False, True])

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from tfvae import config as config_lib
-from tfvae import factor_classifier, model, quality, train
+from tfvae.evaluation import factor_classifier
+from tfvae.evaluation import sample_quality as quality
+from tfvae.models import vae as model
+from tfvae.samplers import gaussian
+from tfvae.training import train
 
 
 def _rotation(angle):
@@ -140,21 +144,21 @@ def test_nearest_labels_and_factor_accuracy():
 def test_aggregate_posterior_kl_is_the_closed_form():
     # Every q(z|x) = N(0, s^2 I): the aggregate is N(0, s^2 I), KL = Z/2 (s^2 - 1 - ln s^2).
     means, scales = np.zeros((50, 3)), np.full((50, 3), 0.5)
-    stats = quality.aggregate_posterior(means, scales)
+    stats = gaussian.aggregate_posterior(means, scales)
     expected = 1.5 * (0.25 - 1 - np.log(0.25))
     assert stats["kl_moment_matched_nats"] == pytest.approx(expected)
     assert stats["kl_moment_matched_diagonal_nats"] == pytest.approx(expected)
     # Means +-1 in dimension 0 (variance 100/99 with ddof=1) and tiny scales.
     means = np.zeros((100, 2))
     means[:, 0] = np.repeat([1.0, -1.0], 50)
-    stats = quality.aggregate_posterior(means, np.full((100, 2), 1e-3))
+    stats = gaussian.aggregate_posterior(means, np.full((100, 2), 1e-3))
     np.testing.assert_allclose(stats["variance_of_means"], [100 / 99, 0.0], atol=1e-12)
     np.testing.assert_allclose(stats["mean_posterior_variance"], [1e-6, 1e-6])
     np.testing.assert_allclose(stats["covariance_eigenvalues"], [100 / 99 + 1e-6, 1e-6])
     # KL(N(m, S) || N(0, I)) = (tr S + m'm - Z - ln det S) / 2 with correlated means.
     rng = np.random.default_rng(4)
     means = rng.standard_normal((400, 2)) @ np.array([[1.0, 0.8], [0.0, 0.6]]) + [0.5, -0.2]
-    stats = quality.aggregate_posterior(means, np.full((400, 2), 0.3))
+    stats = gaussian.aggregate_posterior(means, np.full((400, 2), 0.3))
     s = np.cov(means, rowvar=False) + 0.09 * np.eye(2)
     m = means.mean(0)
     expected = 0.5 * (np.trace(s) + m @ m - 2 - np.log(np.linalg.det(s)))
@@ -172,9 +176,9 @@ def test_temperature_scales_prior_draws(tiny_config):
         vae.sample(4, temperature=0.0)
     with pytest.raises(ValueError, match="applies to prior draws"):
         vae.sample(z=eps, temperature=0.7)
-    with pytest.raises(ValueError, match="`--sample_temperature` is -1"):
-        tiny_config.replace(sample_temperature=-1.0)
-    assert not config_lib.differences(tiny_config, tiny_config.replace(sample_temperature=0.7))
+    with pytest.raises(ValueError, match="`--temperature` is -1"):
+        tiny_config.replace(temperature=-1.0)
+    assert not config_lib.differences(tiny_config, tiny_config.replace(temperature=0.7))
 
 
 def test_decoding_with_batch_statistics_leaves_the_model_unchanged(tiny_config):
@@ -183,7 +187,7 @@ def test_decoding_with_batch_statistics_leaves_the_model_unchanged(tiny_config):
         v.assign(v + 3.0)
     before = [v.numpy() for v in vae.decoder.non_trainable_variables]
     z = vae.prior.sample(8, seed=[0, 1])
-    images = quality.decode_with_batch_statistics(vae, z, batch_size=8)
+    images = gaussian.decode_with_batch_statistics(vae, z, batch_size=8)
     for v, b in zip(vae.decoder.non_trainable_variables, before, strict=True):
         np.testing.assert_array_equal(v.numpy(), b)
     assert not np.allclose(images, vae.sample(z=z))  # inference mode differs from batch mode
@@ -194,7 +198,7 @@ def test_sample_quality_tool_merges_metrics_and_draws_grids(tmp_path, tiny_confi
     config = tiny_config.replace(epochs=1, train_size=32, val_size=16)
     train.train_and_evaluate(config, str(tmp_path))
     (tmp_path / "metrics.json").write_text(json.dumps({"nll_nats": 123.0}))
-    args = ["--num_samples=16", "--classifier_train_size=64", "--classifier_epochs=1"]
+    args = ["--num_images=16", "--classifier_train_size=64", "--classifier_epochs=1"]
     run = subprocess.run(
         [sys.executable, "tools/sample_quality.py", f"--model_dir={tmp_path}", "--fid=off",
          "--num_shown=8", *args],
@@ -214,8 +218,10 @@ def test_sample_quality_tool_merges_metrics_and_draws_grids(tmp_path, tiny_confi
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
     assert not list(tmp_path.glob("*.tmp"))
     bad = subprocess.run(
-        [sys.executable, "tools/sample_quality.py", f"--model_dir={tmp_path}", "--temperatures=0"],
+        [sys.executable, "tools/sample_quality.py", f"--model_dir={tmp_path}", "--temperature=0"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: Flags")
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith(
+        "error: Flag `--temperature` has 0.0"
+    )
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics

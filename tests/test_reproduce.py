@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tfvae import config as config_lib
-from tfvae import report, reproduce
+from tfvae.experiments import report, reproduce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,9 +32,9 @@ def test_plan_trains_each_distinct_setting_once(tmp_path):
         reproduce.Plan(base, str(tmp_path), iwae_k=1)
     with pytest.raises(ValueError, match="Flag `--eval_k` is 0; it must be >= 1"):
         reproduce.Evaluation(k=0)
-    with pytest.raises(ValueError, match="--quality_samples"):
-        reproduce.Evaluation(quality_samples=1)
-    with pytest.raises(ValueError, match="--temperatures"):
+    with pytest.raises(ValueError, match="--quality_num_images"):
+        reproduce.Evaluation(quality_num_images=1)
+    with pytest.raises(ValueError, match="--quality_temperature"):
         reproduce.Evaluation(temperatures=(1.0, 0.0))
 
 
@@ -116,10 +116,10 @@ TINY = """--dataset=builtin
 --log_every_steps=2
 --output_dir={out}
 --eval_k=8
---eval_examples=16
+--eval_num_images=16
 --eval_batch_size=8
---eval_chunk_size=4
---quality_samples=16
+--chunk_size=4
+--quality_num_images=16
 --classifier_epochs=1
 --classifier_train_size=200
 --fid=off

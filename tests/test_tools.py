@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from tfvae import train
+from tfvae.training import train
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,14 @@ def test_bpp_writes_metrics_with_units_and_conventions(trained_run):
         "bpp",
         f"--model_dir={trained_run}",
         "--k=20",
-        "--num_examples=6",
-        "--batch_size=4",
+        "--num_images=6",
+        "--eval_batch_size=4",
         "--chunk_size=8",
     )
     assert run.returncode == 0, run.stderr
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["other_tool"] == 7 and metrics["nll_nats"] > 0  # merged, own keys replaced
-    assert metrics["k"] == 20 and metrics["num_examples"] == 6
+    assert metrics["k"] == 20 and metrics["num_images"] == 6
     assert metrics["bits_per_dim"] == pytest.approx(
         metrics["nll_nats"] / (16 * 16 * 3 * 0.6931471805599453)
     )
@@ -56,8 +56,8 @@ def test_bpp_writes_metrics_with_units_and_conventions(trained_run):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--k=0"], "error: Flag `--k` is 0; it must be >= 1."),
-        (["--split=dev"], "error: Split 'dev' is unknown"),
+        (["--k=0"], "error: Flag `--k` is '0'; accepted: an integer >= 1."),
+        (["--split=dev"], "error: Flag `--split` is 'dev'; accepted: train, validation, test."),
     ],
 )
 def test_bpp_bad_arguments_are_one_line(trained_run, args, message):
@@ -91,7 +91,7 @@ def test_figure_tools_write_png_and_json(trained_run, tool, args, outputs):
 
 
 def test_latents_tool_reports_factors_and_mig(trained_run):
-    run = _tool("latents", f"--model_dir={trained_run}", "--num_examples=16", "--bins=4")
+    run = _tool("latents", f"--model_dir={trained_run}", "--num_images=16", "--bins=4")
     assert run.returncode == 0, run.stderr
     numbers = json.loads((trained_run / "figures" / "latents.json").read_text())
     assert len(numbers["factors"]) == 8 and 0 <= numbers["mutual_information_gap"] <= 1
@@ -104,7 +104,7 @@ def test_comparison_tools_write_png_and_json(trained_run, tmp_path):
         "compare_upsampling",
         f"--model_dirs={trained_run},{trained_run}",
         f"--output_dir={tmp_path}",
-        "--num_samples=8",
+        "--num_images=8",
         "--num_shown=2",
     )
     assert run.returncode == 0, run.stderr

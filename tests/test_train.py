@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from tfvae import config as config_lib
-from tfvae import data, loop, train
-from tfvae.steps import Steps
+from tfvae import data
+from tfvae.training import loop, train
+from tfvae.training.steps import Steps
 
 
 def _batch(config, n=None):

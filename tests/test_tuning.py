@@ -11,7 +11,9 @@ import pytest
 from absl import flags
 
 from tfvae import config as config_lib
-from tfvae import loop, train, tuning
+from tfvae import tuning
+from tfvae.runtime import stopping
+from tfvae.training import loop, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = "upsampling=deconv,nearest,bilinear latent_dim=3,4 learning_rate=1e-4:3e-3:log"
@@ -173,9 +175,7 @@ def test_diverging_and_invalid_trials_are_recorded_as_failed(base, tmp_path):
 
 
 def _flags(config):
-    return [
-        f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in config.to_dict().items()
-    ]
+    return config_lib.to_flags(config)
 
 
 def _die_with_parent():
@@ -284,11 +284,11 @@ def test_a_chief_and_two_workers_share_a_search_and_a_lost_worker_stops_it(base,
         _wait_for(running, 180, "a trial running on each worker")
         workers[1].kill()  # SIGKILL: no checkpoint, no goodbye
         killed = time.monotonic()
-        assert chief.wait(timeout=120) == train.EXIT_STOPPED, _logs(tmp_path)
+        assert chief.wait(timeout=120) == stopping.EXIT_STOPPED, _logs(tmp_path)
         assert time.monotonic() - killed < 5 + 25  # the bound, plus a loaded machine's slack
         log = (tmp_path / "chief.log").read_text()
         assert "worker tuner1 (trial" in log and "silent for over 5 s" in log
-        assert workers[0].wait(timeout=120) in (0, train.EXIT_STOPPED), _logs(tmp_path)
+        assert workers[0].wait(timeout=120) in (0, stopping.EXIT_STOPPED), _logs(tmp_path)
         # Rerun, started together (a longer bound lets the chief come up): the search finishes.
         chief = processes.start("chief", [*args, "--worker_timeout_s=300"], tmp_path / "c2.log")
         worker = processes.start("tuner0", [*args, "--worker_timeout_s=300"], tmp_path / "w2.log")

@@ -3,7 +3,9 @@ import pytest
 import tensorflow as tf
 
 from tfvae import config as config_lib
-from tfvae import model, visualize
+from tfvae.evaluation import upsampling as upsampling_lib
+from tfvae.figures import visualize
+from tfvae.models import vae as model
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +45,8 @@ def test_checkerboard_energy_separates_checkerboards_from_smooth_images():
     board = (np.indices((16, 16)).sum(0) % 2)[None, ..., None].repeat(3, -1).astype(float)
     y, x = np.mgrid[0:16, 0:16]
     smooth = np.stack([np.sin(x / 5.0) + np.cos(y / 7.0)] * 3, -1)[None] / 4 + 0.5
-    assert visualize.checkerboard_energy(board)[0] == pytest.approx(1.0)
-    assert visualize.checkerboard_energy(smooth)[0] < 0.01
+    assert upsampling_lib.checkerboard_energy(board)[0] == pytest.approx(1.0)
+    assert upsampling_lib.checkerboard_energy(smooth)[0] < 0.01
 
 
 def test_untrained_stride2_kernel3_deconv_makes_more_checkerboard_than_nearest():
@@ -57,11 +59,11 @@ def test_untrained_stride2_kernel3_deconv_makes_more_checkerboard_than_nearest()
         tf.keras.utils.set_random_seed(0)
         vae = model.build(config)
         images = vae.sample(64, seed=[0, 0])
-        energies[upsampling] = visualize.checkerboard_energy(images).mean()
+        energies[upsampling] = upsampling_lib.checkerboard_energy(images).mean()
     assert energies["deconv"] > 2 * energies["nearest"]
 
 
 def test_overlap_of_kernel3_stride2_is_uneven_and_of_kernel4_even():
     interior = (slice(1, -1), slice(1, -1))
-    assert len(np.unique(visualize.transposed_conv_overlap(3, 2)[interior])) > 1
-    assert np.unique(visualize.transposed_conv_overlap(4, 2)[interior]).tolist() == [4]
+    assert len(np.unique(upsampling_lib.transposed_conv_overlap(3, 2)[interior])) > 1
+    assert np.unique(upsampling_lib.transposed_conv_overlap(4, 2)[interior]).tolist() == [4]

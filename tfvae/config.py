@@ -12,8 +12,9 @@ import json
 import math
 import os
 import sys
-import tempfile
 from typing import Any
+
+from tfvae.runtime import files
 
 UPSAMPLINGS = ("deconv", "nearest", "bilinear")
 LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic", "discretized_logistic_mixture")
@@ -23,12 +24,14 @@ CROPS = ("realnvp", "center", "none")
 
 # Fields that control how long or how verbosely a run goes, not what it computes: a resumed run
 # may change them without being refused (e.g. training a finished run for more epochs).
+DEPRECATED_FLAGS = {"sample_temperature": "temperature"}  # old flag or config.json key -> new
+
 RUN_CONTROL_FIELDS = (
     "epochs",
     "log_every_steps",
     "images_every_epochs",
     "checkpoints_to_keep",
-    "sample_temperature",
+    "temperature",
     "collective_timeout_s",
 )
 
@@ -98,7 +101,7 @@ class Config:
     # Run control.
     log_every_steps: int = _field(20, "Steps between scalar summaries and progress updates.")
     images_every_epochs: int = _field(1, "Epochs between image summaries.")
-    sample_temperature: float = _field(
+    temperature: float = _field(
         1.0, "Temperature T of the prior samples in image summaries: z ~ N(0, T^2 I)."
     )
     checkpoints_to_keep: int = _field(3, "Checkpoints kept in model_dir.")
@@ -142,8 +145,8 @@ def _errors(c: Config):
     for name in ("beta_1", "beta_2"):
         if not 0 <= getattr(c, name) < 1:
             yield f"Flag `--{name}` is {getattr(c, name)}; it must be in [0, 1)."
-    if not c.sample_temperature > 0:
-        yield f"Flag `--sample_temperature` is {c.sample_temperature}; it must be > 0."
+    if not c.temperature > 0:
+        yield f"Flag `--temperature` is {c.temperature}; it must be > 0."
     if c.gaussian_scale < 0:
         yield f"Flag `--gaussian_scale` is {c.gaussian_scale}; it must be >= 0 (0 = learned)."
     if not c.posterior_scale_floor > 0:
@@ -187,23 +190,44 @@ def from_flags(flag_values) -> Config:
 
 def save(config: Config, path: str) -> None:
     """Writes config as JSON atomically (a crash never leaves a half-written file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(f.name, path)
+    files.write_atomically(path, json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
 def load(path: str) -> Config:
-    """Reads a Config written by `save`; unknown keys are an error, missing keys take defaults."""
-    with open(path) as f:
-        values = json.load(f)
+    """Reads a Config written by `save`; unknown keys are an error, missing keys take defaults.
+
+    Raises ValueError (one line) naming the file when it is not valid JSON or not a Config.
+    """
+    try:
+        values = files.read_json(path)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} The run in {os.path.dirname(path) or '.'} cannot be restored "
+            "from it; fix the file or train into a new --model_dir."
+        ) from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} holds no JSON object; the run cannot be restored from it.")
+    for old, new in DEPRECATED_FLAGS.items():  # configs saved before a field was renamed
+        if old in values and new not in values:
+            values[new] = values.pop(old)
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{path} has unknown fields {unknown}; accepted: {sorted(known)}.")
     return Config(**values)
+
+
+def to_flags(config: Config, extra: dict | None = None) -> list[str]:
+    """`--field=value` for every field of `config`, then for `extra` (e.g. {"model_dir": ...})."""
+    items = list(config.to_dict().items()) + list((extra or {}).items())
+    return [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in items]
+
+
+def to_flagfile(config: Config, extra: dict | None = None, header: str = "") -> str:
+    """The flagfile text that trains `config` (`to_flags`, one a line); `header` lines become
+    comments. Read back by `--flagfile=` of any command."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    return "\n".join(lines + to_flags(config, extra)) + "\n"
 
 
 def differences(saved: Config, requested: Config, ignore=RUN_CONTROL_FIELDS) -> list[str]:

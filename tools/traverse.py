@@ -1,64 +1,6 @@
-"""Latent traversals (the report's section 3.2): one latent coordinate varied per row.
+"""Runs `tfvae-traverse` (tfvae.cli.traverse); see `--help`."""
 
-  python tools/traverse.py --model_dir=runs/quickstart [--dims=3,7] [--image_index=0]
-
-Rows are the most active latent dimensions by default (posterior-mean variance over the data),
-varied over --range around the encoding of a validation image (or the prior mean). Writes
-model_dir/figures/traversal.{png,json} and the same image to TensorBoard.
-"""
-
-import os
-import sys
-
-import numpy as np
-from absl import app, flags
-
-flags.DEFINE_string("model_dir", None, "A training run's directory.", required=True)
-flags.DEFINE_list("dims", [], "Latent dimensions, one per row (default: the most active).")
-flags.DEFINE_integer("num_dims", 8, "Rows when --dims is not given.")
-flags.DEFINE_float("range", 3.0, "Each coordinate goes from -range to +range (latent units).")
-flags.DEFINE_integer("steps", 11, "Images per row.")
-flags.DEFINE_integer("image_index", -1, "Validation image to start from (-1: the prior mean).")
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    del argv
-    from tfvae import analysis, data, model, visualize
-
-    try:
-        config, vae, _ = model.restore(FLAGS.model_dir)
-        images = data.load_config_split(config, "validation", 500)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    means, labels = analysis.posterior_means(vae, images)
-    activity = means.var(axis=0)  # Burda et al.'s activity: Cov_x(E_q[z_i])
-    dims = [int(d) for d in FLAGS.dims] or np.argsort(-activity)[: FLAGS.num_dims].tolist()
-    if any(not 0 <= d < config.latent_dim for d in dims):
-        sys.exit(f"error: Flag `--dims` is {dims}; each must be in [0, {config.latent_dim}).")
-    if FLAGS.image_index >= 0:
-        example = next(iter(images.skip(FLAGS.image_index).batch(1)))
-        centre = vae.encode(data.to_unit_interval(example["image"])).mean()[0]
-    else:
-        centre = np.zeros(config.latent_dim, np.float32)
-    values = np.linspace(-FLAGS.range, FLAGS.range, FLAGS.steps).astype(np.float32)
-    factors = {}
-    if labels.shape[1]:  # name each row by the factor its latent carries most information on
-        info = analysis.mutual_information(means, labels)  # the same rule as tools/latents.py
-        factors = analysis.best_factors(info, analysis.label_names(config), dims)
-    grid = visualize.traversal(vae, centre, dims, values)
-    start = "the prior mean" if FLAGS.image_index < 0 else f"image {FLAGS.image_index}"
-    path = visualize.save_outputs(
-        os.path.join(FLAGS.model_dir, "figures"), "traversal",
-        {"dims": dims, "values": values, "activity": activity[dims], "start": start,
-         "best_factor": factors},
-        grid, title=f"Traversals around {start}: one latent coordinate per row "
-                    "(its value in latent units above each column)",
-        row_labels=[f"z[{d}]" + (f"\n{factors[d]}" if d in factors else "") for d in dims],
-        column_labels=[f"{v:+.1f}" for v in values],
-    )  # fmt: skip
-    print(f"written to {path}")
-
+from tfvae.cli.traverse import run
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -15,12 +15,12 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from tfvae.data import builtin, celeba, folder
+from tfvae.runtime import files
 
 SPLITS = ("train", "validation", "test")
 PIXEL_LEVELS = 256  # 8-bit channels: uint8 values 0..255
@@ -197,10 +197,7 @@ def _report_skipped(attempted, read_index, source) -> None:
 
 
 def _save_atomically(path: str, arrays: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=os.path.dirname(path), suffix=".npz", delete=False) as f:
-        np.savez(f, **arrays)
-    os.replace(f.name, path)
+    files.write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def batches(

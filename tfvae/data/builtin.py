@@ -12,9 +12,10 @@ and cached as .npz under the data directory after the first use.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from tfvae.runtime import files
 
 IMAGE_SIZE = 64
 LABEL_NAMES = (
@@ -158,8 +159,5 @@ def load_arrays(split: str, cache_dir: str) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path) as cached:
             return cached["images"], cached["labels"]
     images, labels = generate(split)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=os.path.dirname(path), suffix=".npz", delete=False) as f:
-        np.savez(f, images=images, labels=labels)
-    os.replace(f.name, path)
+    files.write_atomically(path, lambda f: np.savez(f, images=images, labels=labels))
     return images, labels

@@ -9,26 +9,19 @@ hyper-parameter) and best.flags (the best trial's flags, for `python -m tfvae.tr
 from __future__ import annotations
 
 import csv
-import dataclasses
 import glob
+import io
 import json
 import os
 import statistics
-import tempfile
 
 from tfvae import config as config_lib
+from tfvae.runtime import files
 
 RECORD = "tuning.json"  # a trial's own record, beside its checkpoints
 
 
-def write_json(path: str, value) -> None:
-    """Writes JSON atomically (temporary file in the same folder, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as f:
-        json.dump(value, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(f.name, path)
+write_json = files.write_json
 
 
 def read_json(path: str):
@@ -124,22 +117,20 @@ def write(tune_dir: str, rows: list[dict], space: list[str], score_k: int = 5) -
     """
     names = [entry.split("=", 1)[0] for entry in space]
     paths = {e: os.path.join(tune_dir, f"results.{e}") for e in ("csv", "json", "md", "png")}
-    with open(paths["csv"], "w", newline="") as f:
-        writer = csv.DictWriter(f, _columns(names), extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({**r, **r["values"]})
+    table = io.StringIO()
+    writer = csv.DictWriter(table, _columns(names), extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, **r["values"]})
+    files.write_atomically(paths["csv"], table.getvalue())
     objective = f"validation IWAE-{score_k} bound in bits/dim, lower is better"
-    with open(paths["json"], "w") as f:
-        json.dump({"objective": objective, "space": space, "trials": rows}, f, indent=2)
-    with open(paths["md"], "w") as f:
-        f.write(format_table(rows, names, score_k) + "\n")
+    files.write_json(paths["json"], {"objective": objective, "space": space, "trials": rows})
+    files.write_atomically(paths["md"], format_table(rows, names, score_k) + "\n")
     plot(rows, space, paths["png"], objective)
     top = best(rows)
     if top:
         paths["flags"] = os.path.join(tune_dir, "best.flags")
-        with open(paths["flags"], "w") as f:
-            f.write(best_flags(top, tune_dir, len(rows), objective))
+        files.write_atomically(paths["flags"], best_flags(top, tune_dir, len(rows), objective))
     return paths
 
 
@@ -147,17 +138,13 @@ def best_flags(row: dict, tune_dir: str, num_trials: int, objective: str) -> str
     """The best trial's Config as a flagfile for `python -m tfvae.train`, training it afresh
     in TUNE_DIR/best (its own run stays in TUNE_DIR/trials/ID)."""
     config = config_lib.Config(**row["config"])
-    lines = [
-        f"# Best of {num_trials} trials in {tune_dir}: trial {row['trial_id']}, "
-        f"{row['objective']:.4f} bits/dim ({objective}).",
-        f"# Its run: {os.path.join(tune_dir, 'trials', row['trial_id'])}. Train it afresh with",
-        f"#   python -m tfvae.train --flagfile={os.path.join(tune_dir, 'best.flags')}",
-    ]
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        lines.append(f"--{field.name}={str(value).lower() if isinstance(value, bool) else value}")
-    lines.append(f"--model_dir={os.path.join(tune_dir, 'best')}")
-    return "\n".join(lines) + "\n"
+    header = (
+        f"Best of {num_trials} trials in {tune_dir}: trial {row['trial_id']}, "
+        f"{row['objective']:.4f} bits/dim ({objective}).\n"
+        f"Its run: {os.path.join(tune_dir, 'trials', row['trial_id'])}. Train it afresh with\n"
+        f"  python -m tfvae.train --flagfile={os.path.join(tune_dir, 'best.flags')}"
+    )
+    return config_lib.to_flagfile(config, {"model_dir": os.path.join(tune_dir, "best")}, header)
 
 
 def plot(rows: list[dict], space: list[str], path: str, objective: str) -> None:
@@ -187,7 +174,7 @@ def plot(rows: list[dict], space: list[str], path: str, objective: str) -> None:
         ax.axis("off")
     fig.suptitle(f"{len(rows)} trials: {objective}; orange line: best", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    files.write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 

@@ -12,7 +12,7 @@ import time
 
 import keras_tuner as kt
 
-from tfvae import train
+from tfvae.training import train
 from tfvae.tuning import distributed
 from tfvae.tuning.results import RECORD, read_json, write_json
 from tfvae.tuning.space import searched_values, trial_config
@@ -33,7 +33,8 @@ def score(config, model_dir: str, score_k: int, seed: int = 0) -> dict:
     """
     import numpy as np
 
-    from tfvae import evaluate, model
+    from tfvae.evaluation import estimators as evaluate
+    from tfvae.models import vae as model
 
     _, vae, _ = model.restore(model_dir)
     results = evaluate.evaluate_split(
@@ -92,7 +93,7 @@ def _checkpoint_step(model_dir: str) -> int:
     """The optimizer step of the newest checkpoint in model_dir (0 without one)."""
     import tensorflow as tf
 
-    from tfvae import model
+    from tfvae.models import vae as model
 
     path = model.newest_readable_checkpoint(model_dir) if os.path.isdir(model_dir) else None
     return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE")) if path else 0

@@ -1,0 +1,123 @@
+"""The package's shape: imports go one way down the data flow, the top-level contracts import,
+every room says what it holds, every tool is an installed command."""
+
+import ast
+import configparser
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tfvae"
+
+# The rooms in the order data flows; a module may import only its own room and those before it.
+LAYERS = [
+    "runtime", "config", "data", "models", "samplers", "evaluation", "training", "export",
+    "tuning", "figures", "testing", "experiments", "cli",
+]  # fmt: skip
+FACADES = {"tfvae", "tfvae.train"}  # the top-level contracts and the `python -m tfvae.train` shim
+CONTRACTS = [
+    "VAE", "build", "restore", "iwae_bound", "elbo", "log_likelihood", "bits_per_dim",
+    "load_dataset", "Config",
+]  # fmt: skip
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: pathlib.Path):
+    """(line, imported tfvae module) for every import of the package in a file, lazy ones too."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tfvae"):
+            for alias in node.names:  # `from tfvae import data` imports the room tfvae.data
+                yield (
+                    node.lineno,
+                    f"{node.module}.{alias.name}" if node.module == "tfvae" else (node.module),
+                )
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("tfvae"):
+                    yield node.lineno, alias.name
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_room_is_in_the_layer_order_and_says_what_it_holds():
+    rooms = sorted(
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if p.name != "__init__.py" and (p.suffix == ".py" or (p / "__init__.py").exists())
+    )
+    assert set(rooms) - {"train"} == set(LAYERS)
+    for room in LAYERS:
+        path = PACKAGE / room / "__init__.py"
+        if path.exists():
+            docstring = ast.get_docstring(ast.parse(path.read_text()))
+            assert docstring and len(docstring) > 40, f"tfvae/{room}/__init__.py needs a docstring"
+
+
+def test_imports_never_climb_against_the_data_flow():
+    climbing = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        if module in FACADES:
+            continue
+        own = _layer(module)
+        assert own is not None, f"{module} is in no room of LAYERS"
+        for line, imported in _imports(path):
+            target = _layer(imported)
+            if target is not None and target > own:
+                climbing.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {imported}")
+    assert not climbing, "imports against the data flow:\n" + "\n".join(climbing)
+
+
+def test_the_layer_check_catches_a_climbing_import(tmp_path):
+    # The rule itself, on a made-up module: models importing training climbs two rooms.
+    source = tmp_path / "vae.py"
+    source.write_text("from tfvae.training import steps\nfrom tfvae import data\n")
+    layers = [_layer(m) for _, m in _imports(source)]
+    assert layers == [LAYERS.index("training"), LAYERS.index("data")]
+    assert layers[0] > LAYERS.index("models") > layers[1]
+
+
+def test_the_top_level_contracts_import():
+    import tfvae
+
+    for name in CONTRACTS:
+        assert callable(getattr(tfvae, name)), name
+    assert tfvae.load_dataset is importlib.import_module("tfvae.data").load
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = tfvae.nope
+
+
+def test_importing_the_package_and_the_commands_starts_no_tensorflow():
+    code = (
+        "import sys, tfvae, tfvae.runtime.files, tfvae.experiments.reproduce\n"
+        "import tfvae.cli.bpp, tfvae.cli.train, tfvae.cli.reproduce, tfvae.cli.interpolate\n"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_every_tool_is_a_console_script_and_a_shim():
+    parser = configparser.ConfigParser()
+    parser.read(PACKAGE.parent / "setup.cfg")
+    scripts = dict(
+        line.split(" = ")
+        for line in parser["options.entry_points"]["console_scripts"].strip().splitlines()
+    )
+    tools = sorted(p.stem for p in (PACKAGE.parent / "tools").glob("*.py")) + ["train"]  # -m
+    assert sorted(scripts) == sorted(f"tfvae-{t.replace('_', '-')}" for t in tools)
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
+        assert callable(importlib.import_module(module).main), name

@@ -1,0 +1,70 @@
+"""Interpolation in latent space versus pixel space (the report's section 3.3).
+
+  python tools/interpolate.py --model_dir=runs/quickstart [--from_images] [--spherical]
+
+Top row: z' = alpha z0 + (1 - alpha) z1 decoded; bottom row: x' = alpha x0 + (1 - alpha) x1 with
+x0, x1 the decodings of z0, z1; alpha in {0, 0.1, ..., 1}. The endpoints are two prior draws
+(as in the report; --temperature=T draws them from N(0, T^2 I)) or two encoded validation
+images. Writes model_dir/figures/interpolation.*.
+"""
+
+import os
+
+import numpy as np
+
+from tfvae.cli import common
+
+FLAG_DEFINITIONS, define = common.flag_definitions()  # parsed afresh by each main
+define.string("model_dir", None, "A training run's directory.", required=True)
+define.bool("from_images", False, "Endpoints: two encoded validation images.")
+define.list("indices", ["0", "1"], "With --from_images: the two validation images.")
+define.bool("spherical", False, "Add a row of spherical (slerp) latent interpolation.")
+define.integer("seed", 0, "Seed of the prior draws.")
+define.float(
+    "temperature", 1.0, "Temperature T of the prior endpoints: z ~ N(0, T^2 I).", lower_bound=1e-6
+)
+
+
+def _main(FLAGS) -> int | None:
+    import tensorflow as tf
+
+    from tfvae import data
+    from tfvae.figures import visualize
+
+    config, vae, _ = common.restore(FLAGS)
+    if FLAGS.from_images:
+        images = data.load_config_split(config, "validation", 0)
+        indices = common.int_list(FLAGS, "indices", 0, int(images.cardinality()))
+        if len(indices) != 2:
+            raise common.UsageError(f"Flag `--indices` has {len(indices)} values; it takes two.")
+        pair = [next(iter(images.skip(i).batch(1)))["image"] for i in indices]
+        z0, z1 = (vae.encode(data.to_unit_interval(x)).mean()[0] for x in pair)
+    else:
+        z0, z1 = tf.unstack(FLAGS.temperature * vae.prior.sample(2, seed=[FLAGS.seed, 0]))
+    rows = [visualize.latent_interpolation(vae, z0, z1)]
+    labels = ["latent"]
+    if FLAGS.spherical:
+        rows.append(visualize.latent_interpolation(vae, z0, z1, spherical=True))
+        labels.append("latent (slerp)")
+    ends = vae.sample(z=tf.stack([z0, z1]))
+    rows.append(visualize.pixel_interpolation(ends[0], ends[1]))
+    labels.append("pixel")
+    grid = np.stack([r.numpy() for r in rows])
+    steps = np.abs(np.diff(grid, axis=1)).mean(axis=(2, 3, 4))  # [rows, A - 1]
+    path = visualize.save_outputs(
+        os.path.join(FLAGS.model_dir, "figures"), "interpolation",
+        {"alphas": visualize.ALPHAS, "rows": labels, "z0": z0, "z1": z1,
+         "temperature": None if FLAGS.from_images else FLAGS.temperature,
+         "mean_abs_change_between_frames": dict(zip(labels, steps, strict=True))},
+        grid, title="alpha x0 + (1 - alpha) x1: in latent space (top) and in pixel space",
+        row_labels=labels, column_labels=[f"a={a:.1f}" for a in visualize.ALPHAS],
+    )  # fmt: skip
+    print(f"written to {path}")
+
+
+main = common.command(FLAG_DEFINITIONS, _main, __doc__, reads_run=True)
+
+
+def run() -> None:
+    """The `tfvae-interpolate` console script."""
+    common.run(main)

@@ -1,0 +1,75 @@
+"""Latent traversals (the report's section 3.2): one latent coordinate varied per row.
+
+  python tools/traverse.py --model_dir=runs/quickstart [--dims=3,7] [--image_index=0]
+
+Rows are the most active latent dimensions by default (posterior-mean variance over the data),
+varied over --range around the encoding of a validation image (or the prior mean). Writes
+model_dir/figures/traversal.{png,json} and the same image to TensorBoard.
+"""
+
+import os
+
+import numpy as np
+
+from tfvae.cli import common
+
+FLAG_DEFINITIONS, define = common.flag_definitions()  # parsed afresh by each main
+define.string("model_dir", None, "A training run's directory.", required=True)
+define.list("dims", [], "Latent dimensions, one per row (default: the most active).")
+define.integer("num_dims", 8, "Rows when --dims is not given.", lower_bound=1)
+define.float("range", 3.0, "Each coordinate goes from -range to +range (latent units).")
+define.integer("steps", 11, "Images per row.", lower_bound=2)
+define.integer(
+    "image_index", -1, "Validation image to start from (-1: the prior mean).", lower_bound=-1
+)
+
+
+def _main(FLAGS) -> int | None:
+    from tfvae import data
+    from tfvae.evaluation import latents as analysis
+    from tfvae.figures import visualize
+
+    config, vae, _ = common.restore(FLAGS)
+    available = common.split_size(config, "validation")
+    images = data.load_config_split(
+        config, "validation", min(max(500, FLAGS.image_index + 1), available)
+    )
+    if FLAGS.image_index >= available:
+        raise common.UsageError(
+            f"Flag `--image_index` is {FLAGS.image_index}; accepted: -1 (the prior mean) or an "
+            f"image of the validation split, 0 to {available - 1}."
+        )
+    means, labels = analysis.posterior_means(vae, images)
+    activity = means.var(axis=0)  # Burda et al.'s activity: Cov_x(E_q[z_i])
+    dims = common.int_list(FLAGS, "dims", 0, config.latent_dim)
+    dims = dims or np.argsort(-activity)[: FLAGS.num_dims].tolist()
+    if FLAGS.image_index >= 0:
+        example = next(iter(images.skip(FLAGS.image_index).batch(1)))
+        centre = vae.encode(data.to_unit_interval(example["image"])).mean()[0]
+    else:
+        centre = np.zeros(config.latent_dim, np.float32)
+    values = np.linspace(-FLAGS.range, FLAGS.range, FLAGS.steps).astype(np.float32)
+    factors = {}
+    if labels.shape[1]:  # name each row by the factor its latent carries most information on
+        info = analysis.mutual_information(means, labels)  # the same rule as tools/latents.py
+        factors = analysis.best_factors(info, analysis.label_names(config), dims)
+    grid = visualize.traversal(vae, centre, dims, values)
+    start = "the prior mean" if FLAGS.image_index < 0 else f"image {FLAGS.image_index}"
+    path = visualize.save_outputs(
+        os.path.join(FLAGS.model_dir, "figures"), "traversal",
+        {"dims": dims, "values": values, "activity": activity[dims], "start": start,
+         "best_factor": factors},
+        grid, title=f"Traversals around {start}: one latent coordinate per row "
+                    "(its value in latent units above each column)",
+        row_labels=[f"z[{d}]" + (f"\n{factors[d]}" if d in factors else "") for d in dims],
+        column_labels=[f"{v:+.1f}" for v in values],
+    )  # fmt: skip
+    print(f"written to {path}")
+
+
+main = common.command(FLAG_DEFINITIONS, _main, __doc__, reads_run=True)
+
+
+def run() -> None:
+    """The `tfvae-traverse` console script."""
+    common.run(main)

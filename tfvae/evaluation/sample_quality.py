@@ -1,0 +1,254 @@
+"""Sample quality: Frechet distances, FID features, the metrics of a run, prior diagnostics.
+
+- Frechet distance (Heusel et al. 2017): the squared 2-Wasserstein distance between Gaussians
+  fitted (mean, covariance) to two sets of features; FID when the features are InceptionV3's
+  2048 pool features. It is biased upwards with few samples: compare runs at the same N.
+- For the built-in faces, the same distance in the 128 features of a small classifier trained
+  to read the 8 generative factors (evaluation.factor_classifier), like "FID with a LeNet" on MNIST,
+  and that classifier's factor accuracy on reconstructions and on samples.
+- Diagnostics of why prior samples can fail when reconstructions do not: the aggregate
+  posterior's moments against N(0, I) (`aggregate_posterior`), and decoding prior draws with
+  batch statistics instead of the moving ones (`decode_with_batch_statistics`).
+
+Images are float32 [N, H, W, 3] in [0, 1]; features and statistics are float64.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae import data
+from tfvae.evaluation import factor_classifier as factors
+from tfvae.samplers.gaussian import REPORTED, aggregate_posterior, decode_with_batch_statistics
+
+# ---------------------------------------------------------------------------- Frechet distance
+
+
+def gaussian_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean float64 [F] and covariance float64 [F, F] (unbiased, ddof=1) of features [N, F]."""
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"Features must be [N >= 2, F]; got shape {features.shape}.")
+    return features.mean(0), np.cov(features, rowvar=False).reshape(features.shape[1], -1)
+
+
+def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix (negative round-off eigenvalues -> 0)."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance(mean1, cov1, mean2, cov2) -> float:
+    """||m1 - m2||^2 + tr(C1) + tr(C2) - 2 tr((C1 C2)^(1/2)), float, in squared feature units.
+
+    tr((C1 C2)^(1/2)) is computed as tr((C1^(1/2) C2 C1^(1/2))^(1/2)), a similar matrix that is
+    symmetric PSD, so its square root is real by construction (eigh, eigenvalues clipped at 0)
+    instead of taking the real part of a general sqrtm. Exact for singular covariances too.
+    """
+    mean1, mean2 = np.asarray(mean1, np.float64), np.asarray(mean2, np.float64)
+    cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
+    root1 = _sqrt_psd(cov1)
+    middle = root1 @ cov2 @ root1
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
+    difference = mean1 - mean2
+    distance = difference @ difference + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_root
+    return float(max(distance, 0.0))
+
+
+def frechet_distance_of_features(features1, features2) -> float:
+    """Frechet distance between Gaussians fitted to features [N1, F] and [N2, F]."""
+    return frechet_distance(*gaussian_statistics(features1), *gaussian_statistics(features2))
+
+
+# ---------------------------------------------------------------------------- feature extractors
+
+INCEPTION_SIZE = 299
+
+
+def inception_network(weights: str | None = "imagenet") -> keras.Model:
+    """InceptionV3 up to its 2048 average-pooled features, input [N, 299, 299, 3] in [-1, 1].
+
+    Args:
+      weights: 'imagenet' (Keras downloads them on first use, then caches them under
+        ~/.keras/models), a path to the no-top weights file, or None (random; tests only).
+    """
+    if weights not in (None, "imagenet") and not os.path.exists(weights):
+        raise ValueError(f"Flag `--inception_weights` is {weights!r}; no such file.")
+    return keras.applications.InceptionV3(
+        include_top=False,
+        weights=weights,
+        pooling="avg",
+        input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
+    )
+
+
+def extract_features(network, images, batch_size: int = 50) -> np.ndarray:
+    """Features of images through a network with a fixed input size, float64 [N, F].
+
+    Args:
+      network: a Keras model with input [None, S, S, 3] in [-1, 1] (as keras.applications'
+        preprocess_input in 'tf' mode gives) returning [N, F].
+      images: float [N, H, W, 3] in [0, 1]; resized bilinearly to S x S, in batches.
+    """
+    size = network.input_shape[1:3]
+    parts = []
+    for start in range(0, len(images), batch_size):
+        batch = tf.convert_to_tensor(images[start : start + batch_size], tf.float32)
+        resized = tf.image.resize(batch, size, method="bilinear", antialias=True)
+        parts.append(np.asarray(network(resized * 2.0 - 1.0, training=False), np.float64))
+    return np.concatenate(parts)
+
+
+def inception_or_reason(mode: str, weights: str = "") -> tuple[keras.Model | None, str]:
+    """InceptionV3 for FID, or None and why not.
+
+    Args:
+      mode: 'on' (failure to get the weights is an error), 'auto' (then FID is skipped) or 'off'.
+      weights: a path to InceptionV3's no-top ImageNet weights, or '' to let Keras download
+        them on first use (cached under ~/.keras/models).
+    """
+    if mode not in ("on", "auto", "off"):
+        raise ValueError(f"Flag `--fid` is {mode!r}; accepted: on, auto, off.")
+    if mode == "off":
+        return None, "--fid=off"
+    try:
+        return inception_network(weights or "imagenet"), ""
+    except ValueError:
+        raise
+    except Exception as error:  # noqa: BLE001 (a failed download shows as several types)
+        reason = f"InceptionV3 weights unavailable ({type(error).__name__}: {error})"
+        if mode == "on":
+            raise ValueError(f"{reason}; pass --inception_weights=PATH.") from error
+        return None, reason + "; pass --inception_weights=PATH or run once online"
+
+
+# ---------------------------------------------------------------------------- diagnostics
+
+
+def _in_batches(function, array, batch_size: int = 250) -> np.ndarray:
+    return np.concatenate(
+        [np.asarray(function(array[i : i + batch_size])) for i in range(0, len(array), batch_size)]
+    )
+
+
+def _aggregate_of(vae, images, batch_size: int = 250) -> dict:
+    """`aggregate_posterior` of the posteriors of images float32 [N, H, W, 3] in [0, 1]."""
+    posteriors = [vae.encode(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return aggregate_posterior(
+        np.concatenate([q.mean() for q in posteriors]),
+        np.concatenate([q.stddev() for q in posteriors]),
+    )
+
+
+def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0):
+    """The images compared: real, reconstructed, sampled and the diagnostic decodings.
+
+    Returns:
+      (sets, labels, diagnostics): sets maps a name to float32 [N, H, W, 3] in [0, 1]:
+      'validation' and 'train' (the first N of each split), 'reconstructions' (of the
+      validation images), 'samples_t{T}' (z = T * eps, the same eps for every T),
+      'samples_t1.0_batch_statistics' (batch norm in training mode, over batches of
+      batch_size * k codes as in training) and
+      'samples_aggregate_gaussian' (z from the moment-matched aggregate posterior of the train
+      images); labels maps 'validation' and 'train' to their labels [N, L]; diagnostics holds
+      `aggregate_posterior` of the train images.
+    """
+    sets, labels = {}, {}
+    for split in ("validation", "train"):
+        batch = next(iter(data.load_config_split(config, split, num_samples).batch(num_samples)))
+        sets[split] = data.to_unit_interval(batch["image"]).numpy()
+        labels[split] = batch["labels"].numpy() if "labels" in batch else None
+    if min(len(sets["validation"]), len(sets["train"])) < 2:
+        raise ValueError(f"Flag `--num_samples` is {num_samples}; it must be >= 2.")
+    count = len(sets["validation"])  # N: fewer than asked when the split is smaller
+    sets["reconstructions"] = _in_batches(vae.reconstruct, sets["validation"])
+    eps = vae.prior.sample(count, seed=[seed, 2]).numpy()  # [N, Z]
+    for temperature in temperatures:
+        sets[f"samples_t{temperature}"] = _in_batches(lambda z: vae.sample(z=z), temperature * eps)
+    sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
+        vae, eps, config.batch_size * config.k
+    )
+    aggregate = _aggregate_of(vae, sets["train"])
+    noise = np.random.default_rng(seed).standard_normal(eps.shape)
+    z = aggregate["mean"] + noise @ np.linalg.cholesky(aggregate["covariance"]).T  # [N, Z]
+    sets["samples_aggregate_gaussian"] = _in_batches(
+        lambda c: vae.sample(z=c), z.astype(np.float32)
+    )
+    return sets, labels, {"aggregate_posterior": aggregate}
+
+
+def _frechet_distances(prefix: str, embed, sets: dict) -> dict:
+    """`prefix`_NAME: the Frechet distance of each set's features to the validation images'."""
+    reference = gaussian_statistics(embed(sets["validation"]))
+    return {
+        f"{prefix}_{name}": frechet_distance(*gaussian_statistics(embed(images)), *reference)
+        for name, images in sets.items()
+        if name != "validation"
+    }
+
+
+def _factor_metrics(classifier, sets: dict, labels: dict, train_images, train_labels) -> dict:
+    """Factor accuracy on real and reconstructed images (their own labels) and, for every set
+    but train, against the labels of each image's pixel-nearest train image."""
+    bins, names = classifier.bins, factors.label_names()
+    by_set = {}
+    metrics = {}
+    own = {"validation": labels["validation"], "reconstructions": labels["validation"]}
+    for name, images in sets.items():
+        predicted = classifier.predict_bins(images)
+        if name in own:
+            by_set[name] = factors.factor_accuracy(predicted, own[name], bins)
+            metrics[f"factor_accuracy_{name}"] = float(by_set[name].mean())
+        if name != "train":
+            nearest, distance = factors.nearest_labels(images, train_images, train_labels)
+            accuracy = factors.factor_accuracy(predicted, nearest, bins)
+            by_set[f"nearest_{name}"] = accuracy
+            metrics[f"nearest_factor_accuracy_{name}"] = float(accuracy.mean())
+            metrics[f"nearest_train_rms_{name}"] = float(distance.mean())
+    metrics["factor_accuracy_by_factor"] = {
+        name: dict(zip(names, np.round(values, 4).tolist(), strict=True))
+        for name, values in by_set.items()
+    }
+    return metrics
+
+
+def sample_quality(
+    config, vae, num_samples=1000, temperatures=(1.0, 0.7), seed=0, classifier=None, inception=None
+):
+    """Frechet distances, factor accuracies and prior diagnostics of a trained VAE.
+
+    Args:
+      config, vae: a run's Config and its restored VAE.
+      num_samples: N, images of every set (the Frechet distance's bias depends on N: compare
+        runs at the same N).
+      temperatures: prior temperatures T of the samples, z = T eps, eps ~ N(0, I).
+      seed: seed of eps and of the aggregate-Gaussian draws.
+      classifier: a factor_classifier.FactorClassifier (built-in faces only) or None.
+      inception: `inception_network(...)` for FID, or None.
+
+    Returns:
+      (metrics, sets): metrics a JSON-ready dict (distances in squared feature units, accuracies
+      in [0, 1], KLs in nats); sets the images of `image_sets`, float32 [N, H, W, 3] in [0, 1].
+    """
+    sets, labels, diagnostics = image_sets(config, vae, num_samples, temperatures, seed)
+    aggregate = diagnostics["aggregate_posterior"]
+    metrics = {
+        "sample_quality_num_samples": len(sets["validation"]),
+        "sample_quality_seed": seed,
+        "aggregate_posterior": {
+            k: np.round(np.asarray(aggregate[k], np.float64), 4).tolist() for k in REPORTED
+        },
+    }
+    if inception is not None:
+        metrics.update(_frechet_distances("fid", lambda x: extract_features(inception, x), sets))
+    if classifier is not None:
+        metrics.update(_frechet_distances("factor_fd", classifier.embed, sets))
+        train_images, train_labels = factors.builtin_split(
+            config.data_dir, "train", config.image_size
+        )
+        metrics.update(_factor_metrics(classifier, sets, labels, train_images, train_labels))
+    return metrics, sets

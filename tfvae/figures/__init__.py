@@ -1,0 +1,1 @@
+"""Pictures of a run: interpolations, traversals and image grids as PNG, JSON and TensorBoard."""

@@ -1,0 +1,175 @@
+"""The training state (model, optimizer, counters, checkpoint) and the compiled train/eval steps.
+
+Each step is one `tf.function` around `strategy.run`; the Python loop over steps stays outside.
+A replica's loss is its share of the global-batch mean (sum over its examples / global batch),
+so the optimizer's cross-replica sum of gradients is the gradient of the global mean.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfvae import data
+from tfvae.evaluation import estimators as evaluate
+from tfvae.models import likelihoods, objectives
+from tfvae.models import vae as model
+
+SUMS = ("bound", "elbo", "kl", "reconstruction")  # per-example terms summed by the steps
+
+
+def _terms_sums(terms: dict, weight=None) -> dict:
+    """Per-replica sums over examples of the bounds and their parts, float32 scalars (nats).
+
+    weight: optional float32 [B] of 1 (a real example) or 0 (padding, left out of the sums).
+    """
+    log_w = objectives.log_weights_from_terms(terms)  # [K, B]
+    per_example = {
+        "bound": objectives.iwae_bound(log_w),
+        "elbo": objectives.elbo(log_w),
+        "kl": tf.reduce_mean(terms["log_qz_x"] - terms["log_pz"], axis=0),
+        "reconstruction": tf.reduce_mean(terms["log_px_z"], axis=0),
+    }  # each [B]
+    if weight is not None:  # padding never reaches a sum, even where its terms are not finite
+        per_example = {k: tf.where(weight > 0, v, 0.0) for k, v in per_example.items()}
+    return {k: tf.reduce_sum(v) for k, v in per_example.items()}
+
+
+class Steps:
+    """Model, optimizer and counters of one run, created under `strategy`, and its steps.
+
+    Attributes:
+      model: tfvae.models.vae.VAE.
+      optimizer: Keras Adam (in a LossScaleOptimizer for mixed_float16).
+      step, epoch, step_in_epoch: int64 counters; with the model and optimizer they are the
+        whole state of a run (sampling seeds derive from (seed, step)), saved in `checkpoint`.
+      train_step(images, seed, stop=None): images uint8 [B, H, W, C] (distributed), seed int64
+        [2], stop float32 scalar (> 0: this worker asks to stop) -> dict of float32 scalars:
+        loss, bound, elbo, kl, reconstruction per example (nats), and "stop", the sum of the
+        requests of all replicas (> 0 on every worker at the same step: stop there).
+      eval_step(batch, seed): batch {"image": uint8 [B, H, W, C], "index": int64 [B] (the
+        example's position in the split), "weight": float32 [B] (0 for padding)} (distributed)
+        -> the sums over real examples of bound, elbo, kl, reconstruction (nats) and "count".
+    """
+
+    def __init__(self, config, strategy: tf.distribute.Strategy, compute_dtype: str = "float32"):
+        replicas = strategy.num_replicas_in_sync
+        if config.jit_compile and replicas > 1:
+            raise ValueError(
+                f"Flag `--jit_compile` is refused with {replicas} replicas: XLA cannot compile "
+                "the all-reduce of the synchronized batch norm inside a step; accepted: one "
+                "replica (--strategy=default) or --nojit_compile."
+            )
+        self.config = config
+        self.strategy = strategy
+        with strategy.scope():
+            self.model = model.build(
+                config, compute_dtype, synchronized_batch_norm=strategy.num_replicas_in_sync > 1
+            )
+            optimizer = keras.optimizers.Adam(
+                config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
+            )
+            if compute_dtype == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            # Built before tracing, so the traced step reads the live dynamic loss scale.
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.step,
+            epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch,
+        )
+
+        # XLA compiles the loss and its gradients; the update runs outside XLA. Without XLA
+        # there is no inner function (a nested one cannot hold the batch norm's all-reduce).
+        def compiled(fn):
+            return tf.function(fn, jit_compile=True) if config.jit_compile else fn
+
+        self._gradients = compiled(self._replica_gradients)
+        self._replica_eval = compiled(self._replica_eval_sums)
+        self.train_step = tf.function(self._train_step)
+        self.eval_step = tf.function(self._eval_step)
+
+    def _terms(self, images, noise, uniform, training):
+        """Log-weight terms [K, B] of uint8 images [B, H, W, C] given the step's noise.
+
+        noise: float32 [K, B, Z] latent noise; uniform: float32 [K, B, H, W, C] in [0, 1) for a
+        density likelihood (scored at (v + u) / 256), else None.
+        """
+        x = data.to_unit_interval(images)  # [B, H, W, C] float32 in [0, 1]
+        if uniform is None:
+            return self.model.log_weight_terms(x, self.config.k, training=training, noise=noise)
+        q = self.model.encode(x, training=training)
+        z = model.reparameterize(q, noise)  # [K, B, Z]
+        return self.model.joint_terms(likelihoods.dequantize(x, uniform), q, z, training)
+
+    def _uniform(self, shape, seed):
+        """Dequantization noise [K, B, H, W, C] from the step's seed, or None (discrete)."""
+        if not likelihoods.is_density(self.config.likelihood):
+            return None
+        size = self.config.image_size
+        seed = tf.random.experimental.stateless_fold_in(seed, -1)  # a stream apart from z's
+        return tf.random.stateless_uniform([*shape, size, size, 3], seed, alg="philox")
+
+    def _replica_gradients(self, images, noise, uniform):
+        """This replica's sums (nats) and the gradients of its share of the global-mean loss."""
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            sums = _terms_sums(self._terms(images, noise, uniform, training=True))
+            loss = -sums["bound"] / self.config.batch_size  # this replica's share of the mean
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = self.optimizer.scale_loss(loss)
+        return sums, tape.gradient(loss, variables)
+
+    def _replica_train_step(self, images, noise, stop, uniform=None):
+        local_batch = tf.shape(images)[0]
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        offset = tf.cast(replica, tf.int32) * local_batch
+        noise = noise[:, offset : offset + local_batch]  # this replica's rows of the global batch
+        if uniform is not None:
+            uniform = uniform[:, offset : offset + local_batch]
+        sums, gradients = self._gradients(images, noise, uniform)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return tf.stack([sums[k] for k in SUMS] + [stop])
+
+    def _train_step(self, images, seed, stop=None):
+        # The noise of the whole global batch, drawn outside the replicas and outside XLA (whose
+        # Philox differs from TF's kernels): a replica's loss depends on its examples only.
+        config = self.config
+        noise = tf.random.stateless_normal(
+            [config.k, config.batch_size, config.latent_dim], seed, alg="philox"
+        )  # [K, B, Z]
+        uniform = self._uniform([config.k, config.batch_size], seed)  # [K, B, H, W, C] or None
+        stop = tf.zeros([]) if stop is None else tf.cast(stop, tf.float32)
+        args = (images, noise, stop) + (() if uniform is None else (uniform,))
+        sums = self.strategy.run(self._replica_train_step, args=args)
+        # One all-reduce carries the sums and every worker's stop request (the stop protocol).
+        total = self.strategy.reduce("SUM", sums, axis=None)  # [len(SUMS) + 1]
+        means = {k: total[i] / config.batch_size for i, k in enumerate(SUMS)}
+        return {"loss": -means["bound"], **means, "stop": total[-1]}
+
+    def _replica_eval_step(self, batch, seed):
+        # Each example's noise derives from (seed, its index): the same on any replica layout.
+        config = self.config
+        noise = evaluate.per_example_noise(seed, batch["index"], config.k, config.latent_dim)
+        uniform = None
+        if likelihoods.is_density(config.likelihood):
+            shape = tf.shape(batch["image"])[1:]
+            uniform = evaluate.per_sample_uniform(seed, batch["index"], 0, config.k, shape)
+        return self._replica_eval(batch["image"], noise, batch["weight"], uniform)
+
+    def _replica_eval_sums(self, images, noise, weight, uniform):
+        terms = self._terms(images, noise, uniform, training=False)
+        sums = _terms_sums(terms, weight)
+        return tf.stack([sums[k] for k in SUMS] + [tf.reduce_sum(weight)])
+
+    def _eval_step(self, batch, seed):
+        sums = self.strategy.run(self._replica_eval_step, args=(batch, seed))
+        total = self.strategy.reduce("SUM", sums, axis=None)  # [len(SUMS) + 1]
+        return {**{k: total[i] for i, k in enumerate(SUMS)}, "count": total[-1]}
