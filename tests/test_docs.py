@@ -197,7 +197,6 @@ def _command_keywords(module) -> dict:
 
 @functools.cache
 def accepted(name: str) -> Accepted:
-    from absl import flags as absl_flags
 
     from tfvae import config as config_lib
     from tfvae.cli import common
@@ -208,11 +207,8 @@ def accepted(name: str) -> Accepted:
     keywords = _command_keywords(module)
     training = {}
     if keywords.get("reads_run"):
-        fv = absl_flags.FlagValues()
-        config_lib.define_flags(fv)
-        training = {f.name: fv[f.name].boolean for f in dataclasses.fields(config_lib.Config)}
-        extra = getattr(common, "TRAINING_ONLY_FLAGS", ("max_steps", "export"))
-        training.update({n: n == "export" for n in extra})
+        fv = common.training_flag_values()
+        training = {n: fv[n].boolean for n in fv}
     aliases = {**config_lib.DEPRECATED_FLAGS, **(keywords.get("aliases") or {})}
     return Accepted(own, training, aliases)
 

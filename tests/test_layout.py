@@ -34,11 +34,8 @@ def _imports(path: pathlib.Path):
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tfvae"):
-            for alias in node.names:  # `from tfvae import data` imports the room tfvae.data
-                yield (
-                    node.lineno,
-                    f"{node.module}.{alias.name}" if node.module == "tfvae" else (node.module),
-                )
+            for alias in node.names:  # `from tfvae.data import celeba`: maybe a module
+                yield node.lineno, f"{node.module}.{alias.name}"
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("tfvae"):
@@ -77,6 +74,54 @@ def test_imports_never_climb_against_the_data_flow():
             if target is not None and target > own:
                 climbing.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {imported}")
     assert not climbing, "imports against the data flow:\n" + "\n".join(climbing)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (lazy imports too; a name that is a module
+    counts as that module, `from tfvae.data import celeba` as tfvae.data.celeba)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for _, imported in _imports(path):
+            while imported not in modules and "." in imported:
+                imported = imported.rsplit(".", 1)[0]  # an attribute: its module
+            if imported in modules and imported != module:
+                targets.add(imported)
+        graph[module] = targets
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle found by a depth-first search, each as the modules around it."""
+    found, state = [], {}  # state: 1 on the current path, 2 finished
+
+    def visit(module, path):
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                found.append(path[path.index(target) :] + [target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    # Package __init__ files import their own modules by design; a module importing its
+    # package back is a cycle like any other.
+    cycles = [c for c in _cycles(_import_graph()) if not set(c) <= FACADES | {"tfvae"}]
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_the_layer_check_catches_a_climbing_import(tmp_path):

@@ -51,20 +51,17 @@ def _main(FLAGS) -> int | None:
     strategy = cluster.make_strategy(config_lib.Config())  # auto: TF_CONFIG's workers
     role = cluster.role(strategy)
     config, vae, checkpoint = common.restore(FLAGS, strategy=strategy)
-    available = common.split_size(config, FLAGS.split)
-    num_images = common.capped(
-        FLAGS.num_images, available, "num_images", f"the {FLAGS.split} split"
-    )
-    agreed = dict(k=FLAGS.k, split=FLAGS.split, num_images=num_images, seed=FLAGS.seed)
+    agreed = dict(k=FLAGS.k, split=FLAGS.split, num_images=FLAGS.num_images, seed=FLAGS.seed)
     cluster.check_agreement(strategy, role, dict(agreed, checkpoint=checkpoint))
-    bar = tqdm(
-        total=num_images, unit="img", desc=f"log p(x), K={FLAGS.k}", disable=not role.is_chief
-    )
+    total = FLAGS.num_images or None  # the split may hold fewer (said after)
+    bar = tqdm(total=total, unit="img", desc=f"log p(x), K={FLAGS.k}", disable=not role.is_chief)
     with bar:
         results = evaluate.evaluate_split(
-            config, vae, FLAGS.split, FLAGS.k, num_images, FLAGS.eval_batch_size,
+            config, vae, FLAGS.split, FLAGS.k, FLAGS.num_images, FLAGS.eval_batch_size,
             FLAGS.chunk_size, FLAGS.seed, progress=bar.update, strategy=strategy,
         )  # fmt: skip
+    used = len(results["log_likelihood"])
+    common.note_capped(FLAGS.num_images, used, "num_images", f"the {FLAGS.split} split")
     metrics = evaluate.summarize(config, results, FLAGS.k)
     metrics.update(
         split=FLAGS.split,

@@ -28,7 +28,6 @@ from tfvae import config as config_lib
 from tfvae.runtime import files, stopping
 
 EXIT_ERROR = 1
-TRAINING_ONLY_FLAGS = ("max_steps", "export")  # the training command's flags beyond Config
 
 
 class UsageError(ValueError):
@@ -85,12 +84,21 @@ def _flag_name(arg: str) -> str | None:
     return match.group(1) if match and arg.startswith("-") else None
 
 
-def _training_flag_values() -> flags.FlagValues:
-    fv = flags.FlagValues()
-    config_lib.define_flags(fv)
-    flags.DEFINE_integer("max_steps", None, "", flag_values=fv)
-    flags.DEFINE_bool("export", False, "", flag_values=fv)
-    return fv
+def define_training_flags(flag_values: flags.FlagValues) -> None:
+    """The training settings: one flag per Config field, then `--max_steps` and `--export`."""
+    config_lib.define_flags(flag_values)
+    define = _Definer(flag_values)
+    define.integer("max_steps", None, "Stop after this many steps in total (resumable).")
+    define.bool(
+        "export", False, "After the last epoch, export a SavedModel to MODEL_DIR/export/<next>/."
+    )
+
+
+def training_flag_values() -> flags.FlagValues:
+    """Fresh FlagValues holding only the training settings (what a shared flagfile names)."""
+    flag_values = flags.FlagValues()
+    define_training_flags(flag_values)
+    return flag_values
 
 
 def _accepted(flag) -> str:
@@ -152,23 +160,19 @@ def parse(
     if any(a in ("--help", "-h", "--helpfull", "-?") for a in args):
         print(doc.strip() + "\n\nflags:\n" + fv.get_help(include_special_flags=False))
         raise _Exit(0)
-    training_fv = _training_flag_values() if reads_run else None
+    training_fv = training_flag_values() if reads_run else None
     own, training_args = [], []
     for arg, from_file in _expanded(args):
         name = _flag_name(arg)
-        shared = from_file and training_fv is not None and name not in (None, "model_dir")
-        if shared and _is_training(name, training_fv):  # a shared flagfile's training setting
-            training_args.append(arg)
-            continue
-        if name is not None and name in aliases:
-            new = aliases[name]
-            print(f"warning: --{name} is deprecated; use --{new}.", file=sys.stderr)
-            arg = arg.replace(f"-{name}", f"-{new}", 1)
-            name = new
-        training_setting = (
-            training_fv is not None and name is not None and _is_training(name, training_fv)
-        )
-        if training_setting and name != "model_dir" and (from_file or name not in fv):
+        training = _base_name(name, training_fv) if name and training_fv else None
+        if name in aliases and not (from_file and training in training_fv):
+            print(f"warning: --{name} is deprecated; use --{aliases[name]}.", file=sys.stderr)
+            arg, name = arg.replace(f"-{name}", f"-{aliases[name]}", 1), aliases[name]
+            training = _base_name(name, training_fv) if training_fv else None
+        # A training setting describes the run: always from a flagfile, on the command line
+        # unless the command has a flag of that name itself (bpp's --k, --seed).
+        describes_run = training in (training_fv or ()) and training != "model_dir"
+        if describes_run and (from_file or _base_name(name, fv) not in fv):
             training_args.append(arg)
         else:
             own.append(arg)
@@ -182,11 +186,8 @@ def parse(
 
 
 def _base_name(name: str, fv) -> str:
-    return name[2:] if name not in fv and name.startswith("no") else name
-
-
-def _is_training(name: str, training_fv) -> bool:
-    return _base_name(name, training_fv) in training_fv
+    """The flag `name` sets in `fv`: 'export' for 'noexport' (absl's negated booleans)."""
+    return name[2:] if name not in fv and name.startswith("no") and name[2:] in fv else name
 
 
 def _expanded(args: list[str]):
@@ -229,17 +230,6 @@ def restore(parsed: Parsed, **kwargs):
     return config, vae, checkpoint
 
 
-def load_run_config(parsed: Parsed, model_dir: str | None = None):
-    """The Config of a run directory (one line when it has none or it is broken)."""
-    model_dir = model_dir or parsed.model_dir
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(path):
-        raise UsageError(f"--model_dir={model_dir} has no config.json: not a tfvae run.")
-    config = config_lib.load(path)
-    check_training_settings(parsed, config)
-    return config
-
-
 def int_list(parsed: Parsed, name: str, low: int | None = None, high: int | None = None) -> list:
     """The integers of list flag `--name`, each in [low, high) (one line naming a bad one)."""
     return _numbers(parsed, name, int, "integers", low, high)
@@ -268,25 +258,22 @@ def _numbers(parsed, name, kind, word, low, high, strict=False):
     return values
 
 
-def capped(count: int, available: int, flag: str, what: str) -> int:
-    """`count` images, or all `available` (0 = all) with one line when there are fewer."""
-    if count == 0 or count > available:
-        if count:
-            print(f"note: --{flag}={count}, but {what} has {available}; using {available}.")
-        return available
-    return count
-
-
-def split_size(config, split: str) -> int:
-    """Images in a split of the run's dataset (its --train_size/--val_size subset)."""
-    from tfvae import data
-
-    return int(data.load_config_split(config, split, 0).cardinality())
+def note_capped(asked: int, used: int, flag: str, what: str) -> None:
+    """One line when a split had fewer images than `--flag` asked for (0 asks for all)."""
+    if asked and used < asked:
+        print(f"note: --{flag}={asked}, but {what} has {used}; using {used}.")
 
 
 # ------------------------------------------------------------------------------ commands
 
-_ERRORS = (UsageError, ValueError, FileNotFoundError, NotImplementedError, FloatingPointError)
+_ERRORS = (
+    ValueError,  # UsageError included
+    FileNotFoundError,
+    NotImplementedError,
+    FloatingPointError,
+    files.DiskFullError,
+    files.LockHeldError,
+)
 
 
 def command(
@@ -308,17 +295,15 @@ def command(
         except stopping.Stopped as stopped:
             print(stopped, flush=True)
             return stopping.EXIT_STOPPED
-        except (files.DiskFullError, files.LockHeldError) as error:
-            print(f"error: {error.args[-1] if error.args else error}", file=sys.stderr)
-            return EXIT_ERROR
         except _ERRORS as error:
             print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
             return EXIT_ERROR
-        except OSError as error:
-            if error.errno == 28:  # ENOSPC raised outside the package's writers (TensorFlow)
-                print(f"error: {files.describe_disk_full(error.filename or '.')}", file=sys.stderr)
-                return EXIT_ERROR
-            raise
+        except Exception as error:
+            if not files.is_disk_full(error):  # raised outside the package's writers (TF)
+                raise
+            print(f"error: {files.describe_disk_full(getattr(error, 'filename', None) or '.')}",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_ERROR
 
     return main
 

@@ -33,16 +33,8 @@ def _main(FLAGS) -> int | None:
     from tfvae.figures import visualize
 
     config, vae, _ = common.restore(FLAGS)
-    images = data.load_config_split(
-        config,
-        "validation",
-        common.capped(
-            FLAGS.num_images,
-            common.split_size(config, "validation"),
-            "num_images",
-            "the validation split",
-        ),
-    )
+    images = data.load_config_split(config, "validation", FLAGS.num_images, at_most=True)
+    common.note_capped(FLAGS.num_images, int(images.cardinality()), "num_images", "validation")
     means, labels = analysis.posterior_means(vae, images)
     if labels.shape[1] == 0:
         raise common.UsageError(f"the dataset of {FLAGS.model_dir} has no labels to compare with.")

@@ -46,8 +46,6 @@ def _main(FLAGS) -> int | None:
 
     config, vae, checkpoint = common.restore(FLAGS)
     inception, why_no_fid = quality.inception_or_reason(FLAGS.fid, FLAGS.inception_weights)
-    available = min(common.split_size(config, s) for s in ("train", "validation"))
-    num_images = common.capped(FLAGS.num_images, available, "num_images", "the smaller split")
     classifier, info = None, {}
     if config.dataset == "builtin":
         recipe = factor_classifier.classifier_recipe(
@@ -55,8 +53,10 @@ def _main(FLAGS) -> int | None:
         )
         classifier, info = factor_classifier.load_or_train(config.data_dir, recipe)
     metrics, sets = quality.sample_quality(
-        config, vae, num_images, temperatures, FLAGS.seed, classifier, inception
+        config, vae, FLAGS.num_images, temperatures, FLAGS.seed, classifier, inception
     )
+    used = len(sets["validation"])
+    common.note_capped(FLAGS.num_images, used, "num_images", "the smaller of train and validation")
     metrics["sample_quality_checkpoint"] = os.path.basename(checkpoint)
     metrics["fid_skipped"] = why_no_fid or None
     if info:

@@ -14,12 +14,8 @@ from tfvae import config as config_lib
 from tfvae.cli import common
 
 FLAG_DEFINITIONS, define = common.flag_definitions()  # parsed afresh by each main
-config_lib.define_flags(FLAG_DEFINITIONS)
+common.define_training_flags(FLAG_DEFINITIONS)
 define.string("model_dir", "runs/default", "Directory for config, checkpoints, events.")
-define.integer("max_steps", None, "Stop after this many steps in total (resumable).")
-define.bool(
-    "export", False, "After the last epoch, export a SavedModel to MODEL_DIR/export/<next>/."
-)
 
 
 def _main(FLAGS) -> int | None:

@@ -30,10 +30,9 @@ def _main(FLAGS) -> int | None:
     from tfvae.figures import visualize
 
     config, vae, _ = common.restore(FLAGS)
-    available = common.split_size(config, "validation")
-    images = data.load_config_split(
-        config, "validation", min(max(500, FLAGS.image_index + 1), available)
-    )
+    shown_from = max(500, FLAGS.image_index + 1)  # activity over 500 images, or up to the start
+    images = data.load_config_split(config, "validation", shown_from, at_most=True)
+    available = int(images.cardinality())
     if FLAGS.image_index >= available:
         raise common.UsageError(
             f"Flag `--image_index` is {FLAGS.image_index}; accepted: -1 (the prior mean) or an "

@@ -57,6 +57,7 @@ def load(
     size: int = 0,
     crop: str = "realnvp",
     seed: int = 0,
+    at_most: bool = False,
 ) -> tf.data.Dataset:
     """Loads one split of a dataset, preprocessed to `image_size`.
 
@@ -68,6 +69,8 @@ def load(
       size: number of examples, a deterministic subset (the first `size`); 0 = all.
       crop: CelebA crop before resizing, a key of celeba.CROP_BOXES (not used by builtin).
       seed: seeds the train/validation/test split of a folder without a partition file.
+      at_most: a split smaller than `size` gives all its images instead of an error (what the
+        tools do on a small folder; training refuses, so its subset is what was asked for).
 
     Returns:
       A finite tf.data.Dataset of {"image": uint8 [S, S, 3], "labels": float32 [L]}.
@@ -79,7 +82,7 @@ def load(
     data_dir = data_dir or default_data_dir()
     if name == "builtin":
         images, labels = builtin.load_arrays(split, data_dir)
-        if size > len(images):
+        if size > len(images) and not at_most:
             raise ValueError(
                 f"Asked for {size} examples of {name}/{split}, which has only {len(images)}."
             )
@@ -93,18 +96,19 @@ def load(
         return tf.data.Dataset.from_tensor_slices({"image": images, "labels": labels})
     if name != "celeb_a" and not name.startswith("folder:"):
         raise ValueError(f"Dataset {name!r} is unknown; accepted: builtin, celeb_a, folder:PATH.")
-    arrays = _prepared(name, split, data_dir, image_size, size, crop, seed)
+    arrays = _prepared(name, split, data_dir, image_size, size, crop, seed, at_most)
     return tf.data.Dataset.from_tensor_slices(arrays)
 
 
-def load_config_split(config, split: str, size: int) -> tf.data.Dataset:
+def load_config_split(config, split: str, size: int, at_most: bool = False) -> tf.data.Dataset:
     """`load` with the data fields of a tfvae Config: its dataset, data_dir, size, crop, seed."""
     return load(
-        config.dataset, split, config.data_dir, config.image_size, size, config.crop, config.seed
-    )
+        config.dataset, split, config.data_dir, config.image_size, size, config.crop, config.seed,
+        at_most,
+    )  # fmt: skip
 
 
-def _prepared(name, split, data_dir, image_size, size, crop, seed) -> dict:
+def _prepared(name, split, data_dir, image_size, size, crop, seed, at_most=False) -> dict:
     """Decoded, cropped, resized arrays of a real-image split, cached as .npz by their recipe."""
     recipe = [name, _source_stamp(name), split, image_size, size, crop, seed, "v1"]
     key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:20]
@@ -140,11 +144,11 @@ def _prepared(name, split, data_dir, image_size, size, crop, seed) -> dict:
         no_labels = np.zeros([len(index), 0], np.float32)
         arrays["labels"] = labels[index] if labels is not None else no_labels
     count = len(arrays["image"])
-    if size and count < size or count == 0:
+    if (size and count < size and not at_most) or count == 0:
         raise ValueError(
             f"Asked for {size or 'some'} {split} images of {name}; only {count} could be read."
         )
-    _save_atomically(path, arrays)
+    files.write_atomically(path, lambda f: np.savez(f, **arrays))
     return arrays
 
 
@@ -194,10 +198,6 @@ def _report_skipped(attempted, read_index, source) -> None:
             f"readable images at least as large as the crop: {shown}{more}",
             file=sys.stderr,
         )
-
-
-def _save_atomically(path: str, arrays: dict) -> None:
-    files.write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def batches(

@@ -361,7 +361,7 @@ def evaluate_split(
     from tfvae.runtime import cluster
 
     strategy = strategy or tf.distribute.get_strategy()
-    dataset = data.load_config_split(config, split, num_examples)
+    dataset = data.load_config_split(config, split, num_examples, at_most=True)
     count = int(dataset.cardinality())
     global_batch = batch_size * strategy.num_replicas_in_sync
     batches, num_batches = padded_batches(dataset.map(lambda ex: ex["image"]), global_batch)

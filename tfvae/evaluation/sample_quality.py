@@ -144,6 +144,9 @@ def _aggregate_of(vae, images, batch_size: int = 250) -> dict:
     )
 
 
+SPLITS = ("validation", "train")  # the real sets compared: samples are scored against validation
+
+
 def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0):
     """The images compared: real, reconstructed, sampled and the diagnostic decodings.
 
@@ -157,14 +160,15 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0):
       images); labels maps 'validation' and 'train' to their labels [N, L]; diagnostics holds
       `aggregate_posterior` of the train images.
     """
+    splits = {s: data.load_config_split(config, s, num_samples, at_most=True) for s in SPLITS}
+    count = min(int(images.cardinality()) for images in splits.values())  # N <= num_samples
+    if count < 2:
+        raise ValueError(f"The splits have {count} image(s); sample quality needs >= 2.")
     sets, labels = {}, {}
-    for split in ("validation", "train"):
-        batch = next(iter(data.load_config_split(config, split, num_samples).batch(num_samples)))
+    for split, images in splits.items():  # the first N of each: equal sets for the distances
+        batch = next(iter(images.take(count).batch(count)))
         sets[split] = data.to_unit_interval(batch["image"]).numpy()
         labels[split] = batch["labels"].numpy() if "labels" in batch else None
-    if min(len(sets["validation"]), len(sets["train"])) < 2:
-        raise ValueError(f"Flag `--num_samples` is {num_samples}; it must be >= 2.")
-    count = len(sets["validation"])  # N: fewer than asked when the split is smaller
     sets["reconstructions"] = _in_batches(vae.reconstruct, sets["validation"])
     eps = vae.prior.sample(count, seed=[seed, 2]).numpy()  # [N, Z]
     for temperature in temperatures:

@@ -274,10 +274,6 @@ class Plan:
         return self.best
 
 
-def _flag_value(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def _write_if_changed(path: str, text: str) -> None:
     if os.path.exists(path):
         with open(path) as f:

@@ -319,7 +319,7 @@ def export(
         for name, request in _example_requests(config).items():
             with open(os.path.join(extra, "requests", f"{name}.json"), "w") as f:
                 json.dump(request, f)
-        _move_into_place(staging, target)
+        files.replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -380,11 +380,6 @@ def write_onnx(module: ExportModule, directory: str, opset: int = 17) -> dict[st
             if expected.dtype != np.uint8:  # images may differ by one level (rounding)
                 differences[name] = max(differences[name], difference)
     return differences
-
-
-def _move_into_place(staging: str, target: str) -> None:
-    """Renames a finished export onto target; an existing target is swapped out, then removed."""
-    files.replace_directory(staging, target, overwrite=True)
 
 
 def markdown_signature_table(table: dict) -> str:

@@ -30,6 +30,14 @@ LOCK_FILE = ".tfvae.lock"  # in every directory one process writes at a time
 class DiskFullError(OSError):
     """No space left for a file: its message is one line naming the file and the bytes needed."""
 
+    def __str__(self) -> str:
+        return self.strerror  # the line, without OSError's "[Errno 28]"
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an error (OSError, or TensorFlow's error for a failed write) means ENOSPC."""
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
+
 
 def describe_disk_full(path: str, needed_bytes: int | None = None) -> str:
     """'No space left on the device of PATH (needed N bytes, M free).' for one file."""
@@ -108,17 +116,15 @@ def merge_metrics(path: str, metrics: dict) -> dict:
     return merged
 
 
-def replace_directory(staging: str, target: str, overwrite: bool = False) -> str:
+def replace_directory(staging: str, target: str) -> str:
     """Renames the finished directory `staging` to `target` (both on one filesystem).
 
-    An existing `target` is refused (FileExistsError) unless `overwrite`, when it is moved
-    aside first and deleted only after the new one is in place. Returns `target`.
+    An existing `target` is moved aside first and deleted only after the new one is in place,
+    so `target` is always whole: the old or the new. Returns `target`.
     """
     if not os.path.exists(target):
         os.rename(staging, target)
         return target
-    if not overwrite:
-        raise FileExistsError(f"{target} exists; pass --overwrite to replace it.")
     retired = tempfile.mkdtemp(
         prefix=".tmp-replaced-", dir=os.path.dirname(os.path.abspath(target))
     )

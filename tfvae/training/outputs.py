@@ -109,7 +109,7 @@ class RunOutputs:
         try:
             self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as error:
-            if "No space left" not in str(error) and getattr(error, "errno", None) != errno.ENOSPC:
+            if not files.is_disk_full(error):
                 raise
             for partial in glob.glob(os.path.join(self._checkpoint_dir, f"ckpt-{step}_temp*")):
                 shutil.rmtree(partial, ignore_errors=True)  # the unfinished save

@@ -104,7 +104,6 @@ def train_and_evaluate(config, model_dir: str, max_steps: int | None = None) -> 
 
 def _setup(config, model_dir, max_steps, stop) -> _Run:
     """Strategy, data, state restored from the newest readable checkpoint; checked, then saved."""
-    check_model_dir(config, model_dir)
     strategy = make_strategy(config)
     stop.install()  # after the strategy, whose coordination service takes SIGTERM for itself
     role = cluster.role(strategy)

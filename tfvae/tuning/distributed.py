@@ -22,7 +22,18 @@ import keras_tuner as kt
 from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief
 
+from tfvae.runtime import stopping
+
 POLL_S = 0.2  # seconds between the chief's looks at its workers
+
+
+class Stopped(stopping.Stopped, kt.errors.FatalError):
+    """The search stopped, resumably: on SIGINT/SIGTERM (a running trial saved a checkpoint), or
+    in a distributed search when the chief or a worker was silent past --worker_timeout_s.
+
+    A `stopping.Stopped` (the command exits 75) and a keras-tuner FatalError, so keras-tuner
+    lets it through instead of recording it as a failed trial.
+    """
 
 
 def role() -> str:
@@ -42,8 +53,6 @@ class BoundedStub:
         self._stub, self._timeout_s, self._address = stub, timeout_s, address
 
     def __getattr__(self, name):
-        from tfvae.tuning.tuner import Stopped
-
         method = getattr(self._stub, name)
 
         def call(request, **kwargs):
@@ -70,8 +79,6 @@ class Heartbeat:
         threading.Thread(target=self._run, args=(tuner, trial_id), daemon=True).start()
 
     def _run(self, tuner, trial_id):
-        from tfvae.tuning.tuner import Stopped
-
         while not self._done.wait(tuner.worker_timeout_s / 4):
             try:
                 tuner.oracle.get_trial(trial_id)
@@ -149,10 +156,8 @@ def serve(oracle, timeout_s: float, stop) -> None:
     """Serves `oracle` at KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT until the search is done.
 
     Raises tuning.Stopped when a worker is lost (see `verdict`) or on SIGINT/SIGTERM (`stop` is
-    a tuning.StopRequest); ValueError when the address cannot be listened on.
+    a stopping.StopRequest); ValueError when the address cannot be listened on.
     """
-    from tfvae.tuning.tuner import Stopped
-
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     servicer = _Servicer(oracle)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))

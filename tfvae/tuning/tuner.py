@@ -6,14 +6,15 @@ import glob
 import math
 import os
 import shutil
-import signal
 import tempfile
 import time
 
 import keras_tuner as kt
 
+from tfvae.runtime import files, stopping
 from tfvae.training import train
 from tfvae.tuning import distributed
+from tfvae.tuning.distributed import Stopped
 from tfvae.tuning.results import RECORD, read_json, write_json
 from tfvae.tuning.space import searched_values, trial_config
 
@@ -57,36 +58,7 @@ def copy_run(source: str, target: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     temporary = tempfile.mkdtemp(prefix=f".{name}-", dir=parent)
     shutil.copytree(source, temporary, dirs_exist_ok=True, ignore=shutil.ignore_patterns(RECORD))
-    os.replace(temporary, target)
-
-
-class StopRequest:
-    """SIGINT/SIGTERM outside training: a flag checked between trials (training has its own)."""
-
-    def __init__(self):
-        self.signal_name = None
-
-    def _handle(self, signum, frame):
-        self.signal_name = signal.Signals(signum).name
-
-    def install(self):
-        """Installs the handlers; returns a function that restores the previous ones."""
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return lambda: [signal.signal(s, h) for s, h in previous.items()]
-
-
-class Stopped(train.Stopped, kt.errors.FatalError):
-    """The search stopped, resumably: on SIGINT/SIGTERM (a running trial saved a checkpoint), or
-    in a distributed search when the chief or a worker was silent past --worker_timeout_s.
-
-    A `train.Stopped` (the tool exits 75 for both) and a keras-tuner FatalError, so keras-tuner
-    lets it through instead of recording it as a failed trial.
-    """
-
-    def __init__(self, message: str, signal_name: str | None = None, step: int | None = None):
-        Exception.__init__(self, message)
-        self.signal_name = signal_name
-        self.step = step
+    files.replace_directory(temporary, target)
 
 
 def _checkpoint_step(model_dir: str) -> int:
@@ -124,7 +96,7 @@ class Tuner(kt.Tuner):
     def __init__(self, oracle, base, tune_dir: str, score_k: int = 5, worker_timeout_s=600.0):
         self.base, self.tune_dir, self.score_k = base, tune_dir, score_k
         self.worker_timeout_s = float(worker_timeout_s)
-        self._stop, self._lost = StopRequest(), None
+        self._stop, self._lost = stopping.StopRequest(), None
         super().__init__(oracle=oracle, directory=tune_dir, project_name="oracle")
         if distributed.role() == "worker":  # keras-tuner wrapped the oracle in a client
             address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
@@ -170,7 +142,7 @@ class Tuner(kt.Tuner):
         start = time.perf_counter()
         try:
             result = self._train_and_score(record, values, model_dir)
-        except train.Stopped as stopped:
+        except stopping.Stopped as stopped:  # the trial's training saved a checkpoint
             self._end(record, model_dir, start, "stopped", str(stopped))
             message = self._lost or f"trial {trial.trial_id}: {stopped}"
             raise Stopped(message, stopped.signal_name, stopped.step) from None
