@@ -12,27 +12,22 @@ tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 
-from tfvae import config as config_lib  # noqa: E402
+from tests.factory import tiny_config_for  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """Where every test's built-in faces are cached (made once per session)."""
+    return tmp_path_factory.getbasetemp() / "tfvae-data"
 
 
 @pytest.fixture
-def tiny_config(tmp_path):
-    """A 16x16 model with a few hundred built-in images, cached under tmp_path's parent."""
-    return config_lib.Config(
-        dataset="builtin",
-        data_dir=str(tmp_path.parent / "tfvae-data"),
-        image_size=16,
-        train_size=64,
-        val_size=32,
-        width=8,
-        latent_dim=4,
-        k=3,
-        batch_size=16,
-        epochs=2,
-        learning_rate=1e-3,
-        beta_1=0.9,
-        log_every_steps=2,
-    )
+def tiny_config(data_dir):
+    """A 16x16 model of four steps per epoch, two epochs."""
+    return tiny_config_for(
+        data_dir, width=8, latent_dim=4, k=3, train_size=64, val_size=32, epochs=2,
+        beta_1=0.9, log_every_steps=2,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

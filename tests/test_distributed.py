@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.factory import tiny_config_for
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae.evaluation import estimators as evaluate
@@ -30,11 +31,10 @@ TIMEOUT_S = 240  # per cluster launch: two TF processes start in ~10-20 s each o
 
 
 def _config(tmp_path, **changes):
-    return config_lib.Config(
-        data_dir=str(tmp_path.parent / "tfvae-data"), image_size=16, width=4, latent_dim=3, k=2,
-        batch_size=16, train_size=64, val_size=24, epochs=2, learning_rate=1e-3,
-        log_every_steps=1, collective_timeout_s=20,
-    ).replace(**changes)  # fmt: skip
+    settings = dict(
+        train_size=64, val_size=24, epochs=2, log_every_steps=1, collective_timeout_s=20
+    )
+    return tiny_config_for(tmp_path.parent / "tfvae-data", **{**settings, **changes})
 
 
 def _flags(config, model_dir):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.factory import tiny_config_for
 from tfvae import config as config_lib
 from tfvae.evaluation import estimators as evaluate
 from tfvae.export import saved_model as export
@@ -36,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
+
 
 def inputs_for(name, images, z):
     return {
@@ -107,13 +109,10 @@ def _make_run(directory, base, **overrides):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, data_dir):
     """Run directories of every variant plus one trained with mixed_bfloat16."""
     root = tmp_path_factory.mktemp("runs")
-    base = config_lib.Config(
-        data_dir=str(root.parent / "tfvae-data"), image_size=16, width=4, latent_dim=3, k=2,
-        batch_size=16, train_size=32, val_size=16, epochs=1, learning_rate=1e-3,
-    )  # fmt: skip
+    base = tiny_config_for(data_dir)
     runs = {name: _make_run(root / name, base, **o) for name, o in VARIANTS.items()}
     runs["trained_bfloat16"] = str(root / "trained_bfloat16")
     bfloat16 = base.replace(mixed_precision="mixed_bfloat16")
@@ -269,3 +268,38 @@ def test_cli_exports_after_training_and_saved_model_cli_runs_it(tmp_path):
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "Result for output key images" in shown.stdout
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_onnx_encoder_and_decoder_equal_the_model_in_onnxruntime(runs, tmp_path, variant):
+    # Every upsampling and likelihood: the files written next to the SavedModel, run here in
+    # onnxruntime on inputs of their own, against the Keras model (not the export's own probe).
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    target = export.export(runs[variant], export_dir=str(tmp_path), onnx=True)
+    extra = os.path.join(target, "assets.extra")
+    with open(os.path.join(extra, export.METADATA_FILE)) as f:
+        metadata = json.load(f)
+    assert metadata["onnx"]["files"] == ["encoder.onnx", "decoder.onnx"]
+    _, vae, _ = model.restore(runs[variant])
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, [3, 16, 16, 3]).astype(np.uint8)
+    z = rng.normal(size=[4, 3]).astype(np.float32)
+    q, p = vae.encode(tf.cast(images, tf.float32) / 255.0), vae.decode(z)
+    expected = {
+        "encoder": {"loc": q.mean(), "scale": q.stddev()},
+        "decoder": export.likelihood_parameters(p),
+    }
+    for name, probe in (("encoder", images), ("decoder", z)):
+        session = onnxruntime.InferenceSession(
+            os.path.join(extra, f"{name}.onnx"), providers=["CPUExecutionProvider"]
+        )
+        got = dict(
+            zip(
+                [o.name for o in session.get_outputs()],
+                session.run(None, {session.get_inputs()[0].name: probe}),
+                strict=True,
+            )
+        )
+        for key, want in expected[name].items():
+            np.testing.assert_allclose(got[key], want.numpy(), rtol=1e-4, atol=1e-5, err_msg=key)

@@ -7,19 +7,14 @@ import sys
 import numpy as np
 import pytest
 
+from tests.factory import tiny_config_for
 from tfvae.training import train
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from tfvae import config as config_lib
-
+def trained_run(tmp_path_factory, data_dir):
     base = tmp_path_factory.mktemp("run")
-    config = config_lib.Config(
-        data_dir=str(base.parent / "tfvae-data"), image_size=16, width=4, latent_dim=3, k=2,
-        batch_size=16, train_size=32, val_size=16, epochs=1, learning_rate=1e-3,
-    )  # fmt: skip
-    train.train_and_evaluate(config, str(base))
+    train.train_and_evaluate(tiny_config_for(data_dir), str(base))
     return base
 
 
@@ -100,18 +95,33 @@ def test_latents_tool_reports_factors_and_mig(trained_run):
 
 
 def test_comparison_tools_write_png_and_json(trained_run, tmp_path):
+    from tfvae import config as config_lib
+    from tfvae.evaluation import latents, upsampling
+
+    config = config_lib.load(str(trained_run / "config.json"))
+    nearest = tmp_path / "nearest"  # a second decoder, so the two measures can differ
+    train.train_and_evaluate(config.replace(upsampling="nearest", kernel_size=3), str(nearest))
     run = _tool(
         "compare_upsampling",
-        f"--model_dirs={trained_run},{trained_run}",
+        f"--model_dirs={trained_run},{nearest}",
         f"--output_dir={tmp_path}",
         "--num_images=8",
         "--num_shown=2",
     )
     assert run.returncode == 0, run.stderr
     numbers = json.loads((tmp_path / "upsampling_samples.json").read_text())
-    assert 0 <= numbers["data_checkerboard_mean_and_standard_error"][0] <= 1
+    real = upsampling.checkerboard_energy(latents.real_images(config))  # the same 256 images
+    data_mean, data_sem = numbers["data_checkerboard_mean_and_standard_error"]
+    assert data_mean == pytest.approx(real.mean()) and data_sem > 0
+    runs = list(numbers["checkerboard_mean_and_standard_error"].values())
+    assert len(runs) == 2 and runs[0] != runs[1]  # two decoders, one set of prior draws
     overlap = json.loads((tmp_path / "transposed_conv_overlap.json").read_text())
-    assert overlap["kernel_sizes"] == [3, 4]
+    taps = {
+        k: np.array(t)
+        for k, t in zip(overlap["kernel_sizes"], overlap["taps_per_output_pixel"], strict=True)
+    }
+    assert len(np.unique(taps[3][1:-1, 1:-1])) > 1  # kernel 3 at stride 2: uneven, a checkerboard
+    assert np.unique(taps[4][1:-1, 1:-1]).tolist() == [4]  # kernel 4: every pixel gets 4 taps
     run = _tool("loss_curves", f"--model_dirs={trained_run}", f"--output_dir={tmp_path}")
     assert run.returncode == 0, run.stderr
     for name in ("upsampling_samples", "transposed_conv_overlap", "loss_curves"):

@@ -10,6 +10,7 @@ import time
 import pytest
 from absl import flags
 
+from tests.factory import tiny_config_for
 from tfvae import config as config_lib
 from tfvae import tuning
 from tfvae.runtime import stopping
@@ -20,13 +21,11 @@ SPACE = "upsampling=deconv,nearest,bilinear latent_dim=3,4 learning_rate=1e-4:3e
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def base(data_dir):
     """A 16x16 run of 4 steps per epoch, data cached beside the other tests' (conftest)."""
-    return config_lib.Config(
-        data_dir=str(tmp_path_factory.getbasetemp() / "tfvae-data"), image_size=16,
-        train_size=64, val_size=32, width=4, latent_dim=4, k=2, batch_size=16, epochs=1,
-        learning_rate=1e-3, beta_1=0.9, log_every_steps=2,
-    )  # fmt: skip
+    return tiny_config_for(
+        data_dir, train_size=64, val_size=32, latent_dim=4, beta_1=0.9, log_every_steps=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +104,9 @@ def test_the_objective_does_not_depend_on_the_trials_training_k(random_search):
     model_dir = os.path.join(tune_dir, "trials", "0")
     scores = [tuning.score(config.replace(k=k), model_dir, 5, seed=config.seed) for k in (1, 2)]
     assert scores[0] == scores[1] and scores[0]["objective"] == rows[0]["objective"]
+    # ... but on its own K: the ELBO (K=1) is below the IWAE-5 bound on the same images.
+    elbo = tuning.score(config, model_dir, 1, seed=config.seed)
+    assert elbo["bound_nats"] < scores[0]["bound_nats"]
 
 
 def test_hyperband_continues_a_trial_from_its_parents_checkpoint(base, tmp_path):
@@ -300,3 +302,18 @@ def test_a_chief_and_two_workers_share_a_search_and_a_lost_worker_stops_it(base,
     assert sorted(r["values"]["latent_dim"] for r in rows) == [2, 3, 4]  # each trial once
     assert {r["tuner_id"] for r in rows} <= {"tuner0", "tuner1"}
     assert "| completed |" in (tune_dir / "results.md").read_text()
+
+
+def test_keras_tuner_is_the_pinned_minor_version_and_another_is_refused_in_one_line():
+    import configparser
+    import pathlib
+
+    from tfvae.tuning import distributed
+
+    setup = configparser.ConfigParser()
+    setup.read(pathlib.Path(__file__).resolve().parents[1] / "setup.cfg")
+    requirements = setup["options"]["install_requires"].replace(" ", "").splitlines()
+    assert distributed.KERAS_TUNER_REQUIREMENT.replace(" ", "") in requirements
+    distributed.check_keras_tuner()  # the installed one
+    with pytest.raises(ImportError, match=r"keras-tuner 1\.5\.0 is installed, .* 1\.4\.x"):
+        distributed.check_keras_tuner("1.5.0")

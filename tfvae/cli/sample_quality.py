@@ -33,7 +33,7 @@ define.enum("fid", "auto", ["auto", "on", "off"], "InceptionV3 FID (auto: if ava
 define.string("inception_weights", "", "No-top InceptionV3 weights file ('' = download).")
 define.integer("classifier_epochs", 10, "Epochs of the built-in factor classifier.")
 define.integer("classifier_train_size", 0, "Its training images (0 = all 10,000).")
-define.integer("num_shown", 64, "Samples in each grid (8 per row).")
+define.integer("num_shown", 64, "Samples in each grid (8 per row).", lower_bound=1)
 
 
 def _main(FLAGS) -> int | None:
@@ -62,11 +62,12 @@ def _main(FLAGS) -> int | None:
     if info:
         metrics["factor_classifier"] = {k: info[k] for k in ("key", "directory", "recipe")}
     figures = os.path.join(FLAGS.model_dir, "figures")
-    shown = FLAGS.num_shown // 8 * 8
+    columns = min(8, used)  # 8 per row, or one row of all N on a small split
+    shown = max(min(FLAGS.num_shown, used) // columns, 1) * columns
     for t in temperatures:
         visualize.save_outputs(
             figures, f"samples_t{t}", {"temperature": t, "seed": FLAGS.seed},
-            sets[f"samples_t{t}"][:shown].reshape(-1, 8, *sets["validation"].shape[1:]),
+            sets[f"samples_t{t}"][:shown].reshape(-1, columns, *sets["validation"].shape[1:]),
             title=f"Prior samples at T={t} (z ~ N(0, {t}^2 I))",
         )  # fmt: skip
     names = [n for n in sets if n != "train"]

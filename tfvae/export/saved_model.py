@@ -61,17 +61,17 @@ def _checked(tensor: tf.Tensor, name: str, shape: list[int], dtype: str) -> tf.T
 def likelihood_parameters(distribution) -> dict[str, tf.Tensor]:
     """The tensor parameters of p(x|z) (e.g. loc and scale), each float32 [N, H, W, ...].
 
-    Scalar parameters (a fixed Gaussian scale) are broadcast to the image's shape.
+    Scalar parameters (a fixed Gaussian scale) are broadcast to the shape of the full ones, not
+    through TFP's batch_shape_tensor (its BroadcastArgs has no ONNX counterpart).
     """
     pixels = getattr(distribution, "distribution", distribution)  # inside tfd.Independent
-    shape = tf.concat([distribution.batch_shape_tensor(), distribution.event_shape_tensor()], 0)
-    parameters = {}
-    for name, value in pixels.parameters.items():
-        if value is None or isinstance(value, (str, bool)) or name == "dtype":
-            continue
-        value = tf.cast(value, tf.float32)
-        parameters[name] = value if value.shape.rank else tf.broadcast_to(value, shape)
-    return parameters
+    parameters = {
+        name: tf.cast(value, tf.float32)
+        for name, value in pixels.parameters.items()
+        if value is not None and not isinstance(value, (str, bool)) and name != "dtype"
+    }
+    shape = tf.shape(next(v for v in parameters.values() if v.shape.rank))  # [N, H, W, ...]
+    return {k: v if v.shape.rank else tf.broadcast_to(v, shape) for k, v in parameters.items()}
 
 
 def posterior_moments(q) -> dict[str, tf.Tensor]:

@@ -62,25 +62,30 @@ def train_epoch(config, steps, batches, steps_per_epoch, outputs, stop, max_step
     """
     epoch, start, step = int(steps.epoch), int(steps.step_in_epoch), int(steps.step)
     progress = _progress_bar(config, epoch, steps_per_epoch, start) if outputs.is_chief else None
-    pending, previous, last_time = [], None, time.perf_counter()
-    for in_epoch in range(start + 1, steps_per_epoch + 1):
-        seed = tf.constant([config.seed, step], tf.int64)
-        result = steps.train_step(next(batches), seed, stop.flag())
-        step += 1
-        pending.append(result)
-        if len(pending) == config.log_every_steps or in_epoch == steps_per_epoch:
-            last_time = _report(config, pending, step, last_time, outputs, progress)
-            pending = []
-        agreed = previous is not None and float(previous["stop"]) > 0
-        if agreed or (max_steps is not None and step >= max_steps):
-            return _stop_early(steps, outputs, stop, step, in_epoch, pending, agreed, progress)
-        previous = result
-    if previous is not None and float(previous["stop"]) > 0:  # carried by the epoch's last step
-        return _stop_early(steps, outputs, stop, step, steps_per_epoch, [], True, progress)
-    if progress:
-        progress.close()
-    steps.step.assign(step)
-    return True
+    try:
+        pending, previous, last_time = [], None, time.perf_counter()
+        for in_epoch in range(start + 1, steps_per_epoch + 1):
+            seed = tf.constant([config.seed, step], tf.int64)
+            result = steps.train_step(next(batches), seed, stop.flag())
+            step += 1
+            pending.append(result)
+            if len(pending) == config.log_every_steps or in_epoch == steps_per_epoch:
+                last_time = _report(config, pending, step, last_time, outputs, progress)
+                pending = []
+            agreed = previous is not None and float(previous["stop"]) > 0
+            if agreed or (max_steps is not None and step >= max_steps):
+                return _stop_early(steps, outputs, stop, step, in_epoch, pending, agreed, progress)
+            previous = result
+        if previous is not None and float(previous["stop"]) > 0:  # carried by the epoch's last step
+            return _stop_early(steps, outputs, stop, step, steps_per_epoch, [], True, progress)
+        if progress:
+            progress.close()
+        steps.step.assign(step)
+        return True
+    except BaseException:  # an error's line must not land inside the bar's line
+        if progress:
+            progress.close()
+        raise
 
 
 def _stop_early(steps, outputs, stop, step, in_epoch, pending, agreed, progress) -> bool:

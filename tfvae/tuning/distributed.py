@@ -19,10 +19,26 @@ from concurrent import futures
 
 import grpc
 import keras_tuner as kt
-from keras_tuner.src import protos
-from keras_tuner.src.distribute import oracle_chief
 
 from tfvae.runtime import stopping
+
+KERAS_TUNER_MINOR = "1.4"  # the keras-tuner whose private modules (src.protos, src.distribute) fit
+KERAS_TUNER_REQUIREMENT = "keras-tuner>=1.4.7,<1.5"  # setup.cfg's pin (a test keeps them equal)
+
+
+def check_keras_tuner(version: str = kt.__version__) -> None:
+    """Raises ImportError (one line) unless keras-tuner is the minor version this module uses."""
+    if not version.startswith(KERAS_TUNER_MINOR + "."):
+        raise ImportError(
+            f"keras-tuner {version} is installed, but the distributed search uses the private "
+            f"modules of keras-tuner {KERAS_TUNER_MINOR}.x: pip install "
+            f"'{KERAS_TUNER_REQUIREMENT}'."
+        )
+
+
+check_keras_tuner()
+from keras_tuner.src import protos  # noqa: E402 (checked above: private, version-bound)
+from keras_tuner.src.distribute import oracle_chief  # noqa: E402
 
 POLL_S = 0.2  # seconds between the chief's looks at its workers
 
