@@ -98,3 +98,24 @@ def test_a_broken_config_json_names_the_file_and_that_the_run_cannot_be_restored
     assert bpp_cli.main(["tfvae-bpp", f"--model_dir={tmp_path}"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{path} is not valid JSON" in err[0]
+
+
+@pytest.mark.parametrize(
+    "command,directory_flag,args",
+    [
+        ("reproduce", "output_dir", ["--epochs=1", "--image_size=16", "--eval_k=2"]),
+        ("tune", "tune_dir", ["--epochs=1", "--image_size=16", "--search=latent_dim=2,3"]),
+    ],
+)
+def test_an_experiment_or_a_search_directory_has_one_writer(
+    command, directory_flag, args, tmp_path, capsys
+):
+    import importlib
+
+    main = importlib.import_module(f"tfvae.cli.{command}").main
+    directory = tmp_path / "out"
+    with files.DirectoryLock(str(directory), "another run"):
+        code = main([f"tfvae-{command}", f"--{directory_flag}={directory}", *args])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and f"in use by pid {os.getpid()} on " in last and "(another run)" in last
+    assert sorted(os.listdir(directory)) == [files.LOCK_FILE]
