@@ -1,4 +1,10 @@
-"""The one factory of test configs (conftest's fixtures and the test modules use it)."""
+"""What tests build runs and call commands with: the one factory of tiny configs, and a command
+run in this process (no interpreter and TensorFlow start-up per call)."""
+
+import contextlib
+import importlib
+import io
+import subprocess
 
 from tfvae import config as config_lib
 
@@ -11,3 +17,14 @@ TINY = dict(  # a 16x16 run of two steps per epoch on the built-in faces: second
 def tiny_config_for(data_dir, **changes) -> config_lib.Config:
     """The one factory of test configs: TINY with `changes`, its data cached in `data_dir`."""
     return config_lib.Config(**{**TINY, "data_dir": str(data_dir), **changes})
+
+
+def run_command(name: str, *args: str) -> subprocess.CompletedProcess:
+    """`tfvae-NAME ARGS` through its `main(argv)` here: the exit code and what it printed, as
+    subprocess.run(..., capture_output=True, text=True) would return them."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = importlib.import_module(f"tfvae.cli.{name}").main([f"tfvae-{name}", *args])
+    return subprocess.CompletedProcess(
+        [f"tfvae-{name}", *args], code, out.getvalue(), err.getvalue()
+    )

@@ -166,3 +166,13 @@ def test_every_tool_is_a_console_script_and_a_shim():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), name
         assert callable(importlib.import_module(module).main), name
+
+
+def test_every_tools_shim_runs_its_command():
+    # `python tools/NAME.py` as the mission writes it: --help needs no TensorFlow, so it is quick.
+    for shim in sorted((PACKAGE.parent / "tools").glob("*.py")):
+        out = subprocess.run(
+            [sys.executable, str(shim), "--help"], capture_output=True, text=True, timeout=60
+        )
+        module = importlib.import_module(f"tfvae.cli.{shim.stem}")
+        assert out.returncode == 0 and out.stdout.startswith(module.__doc__.strip()[:40]), shim

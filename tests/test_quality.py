@@ -2,13 +2,12 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
+from tests.factory import run_command
 from tfvae import config as config_lib
 from tfvae.evaluation import factor_classifier
 from tfvae.evaluation import sample_quality as quality
@@ -199,11 +198,9 @@ def test_sample_quality_tool_merges_metrics_and_draws_grids(tmp_path, tiny_confi
     train.train_and_evaluate(config, str(tmp_path))
     (tmp_path / "metrics.json").write_text(json.dumps({"nll_nats": 123.0}))
     args = ["--num_images=16", "--classifier_train_size=64", "--classifier_epochs=1"]
-    run = subprocess.run(
-        [sys.executable, "tools/sample_quality.py", f"--model_dir={tmp_path}", "--fid=off",
-         "--num_shown=8", *args],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    run = run_command(
+        "sample_quality", f"--model_dir={tmp_path}", "--fid=off", "--num_shown=8", *args
+    )
     assert run.returncode == 0, run.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["nll_nats"] == 123.0 and metrics["sample_quality_num_samples"] == 16
@@ -218,10 +215,7 @@ def test_sample_quality_tool_merges_metrics_and_draws_grids(tmp_path, tiny_confi
     for name in ("samples_t1.0", "samples_t0.7", "sample_quality"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
     assert not list(tmp_path.glob("*.tmp"))
-    bad = subprocess.run(
-        [sys.executable, "tools/sample_quality.py", f"--model_dir={tmp_path}", "--temperature=0"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    bad = run_command("sample_quality", f"--model_dir={tmp_path}", "--temperature=0")
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith(
         "error: Flag `--temperature` has 0.0"
     )

@@ -1,13 +1,11 @@
 """End to end: the tools on a tiny trained run."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.factory import tiny_config_for
+from tests.factory import run_command, tiny_config_for
 from tfvae.training import train
 
 
@@ -18,10 +16,7 @@ def trained_run(tmp_path_factory, data_dir):
     return base
 
 
-def _tool(name, *args):
-    return subprocess.run(
-        [sys.executable, f"tools/{name}.py", *args], capture_output=True, text=True, timeout=300
-    )
+_tool = run_command  # in process: the shims themselves are run in tests/test_layout.py
 
 
 def test_bpp_writes_metrics_with_units_and_conventions(trained_run):
