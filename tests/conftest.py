@@ -1,5 +1,6 @@
 """Test setup: two logical CPUs (for MirroredStrategy tests), quiet TF, tiny configs."""
 
+import functools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,3 +38,46 @@ def two_cpus():
     return tf.distribute.MirroredStrategy(
         [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     )
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (setup.cfg): one test process per core, at most four (each holds a TF)."""
+    del config
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+# Started first, so that the longest modules do not end the run alone (speed only).
+_LONGEST_FIRST = ("test_distributed", "test_tuning", "test_export", "test_cli", "test_reproduce")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slowest modules first; otherwise collection order."""
+    del config
+
+    def rank(item):
+        name = item.module.__name__.rsplit(".", 1)[-1]
+        return _LONGEST_FIRST.index(name) if name in _LONGEST_FIRST else len(_LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable
+
+
+@functools.cache
+def _has_module_fixture(path: str) -> bool:
+    with open(path) as f:
+        return 'scope="module"' in f.read()
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`-n auto` (setup.cfg): each test is its own unit of work, except that a module with a
+    module-scoped fixture (a trained run, an export) goes to one test process as a whole, so the
+    fixture is built once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            full = os.path.join(str(config.rootpath), path)
+            return path if os.path.exists(full) and _has_module_fixture(full) else nodeid
+
+    config.option.loadscopereorder = False  # keep the order above
+    return Scheduling(config, log)

@@ -19,12 +19,19 @@ def tiny_config_for(data_dir, **changes) -> config_lib.Config:
     return config_lib.Config(**{**TINY, "data_dir": str(data_dir), **changes})
 
 
+def main_of(argv: list[str]) -> int:
+    """The exit code of `tfvae-NAME ARGS` (argv as a shell would pass it) run through
+    `tfvae.cli.NAME.main` in this process."""
+    name = argv[0].removeprefix("tfvae-").replace("-", "_")
+    return importlib.import_module(f"tfvae.cli.{name}").main(list(argv))
+
+
 def run_command(name: str, *args: str) -> subprocess.CompletedProcess:
     """`tfvae-NAME ARGS` through its `main(argv)` here: the exit code and what it printed, as
     subprocess.run(..., capture_output=True, text=True) would return them."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = importlib.import_module(f"tfvae.cli.{name}").main([f"tfvae-{name}", *args])
+        code = main_of([f"tfvae-{name}", *args])
     return subprocess.CompletedProcess(
         [f"tfvae-{name}", *args], code, out.getvalue(), err.getvalue()
     )

@@ -1,4 +1,4 @@
-"""End to end: `python -m tfvae.train` as a user runs it."""
+"""End to end: `python -m tfvae.train` as a user runs it (bad flags: in process)."""
 
 import os
 import signal
@@ -8,26 +8,13 @@ import time
 
 import pytest
 
+from tests.factory import run_command
 from tfvae.runtime import stopping
 
 TINY = [
     "--image_size=16", "--width=4", "--latent_dim=3", "--k=2", "--batch_size=16",
     "--train_size=64", "--val_size=32", "--learning_rate=0.001", "--log_every_steps=1",
 ]  # fmt: skip
-
-
-def _train(args, tmp_path, **kwargs):
-    command = [sys.executable, "-m", "tfvae.train", f"--data_dir={tmp_path.parent / 'tfvae-data'}"]
-    return subprocess.run(command + args, capture_output=True, text=True, timeout=300, **kwargs)
-
-
-def test_training_prints_the_bound_and_where_it_wrote(tmp_path):
-    run = _train([*TINY, "--epochs=1", f"--model_dir={tmp_path}"], tmp_path)
-    assert run.returncode == 0, run.stderr
-    assert "validation IWAE-2 bound: -" in run.stdout and "bits/dim" in run.stdout
-    assert f"written to {tmp_path}" in run.stdout
-    assert "img_s=" in run.stderr  # the progress bar
-    assert (tmp_path / "config.json").exists() and (tmp_path / "checkpoint").exists()
 
 
 @pytest.mark.parametrize(
@@ -39,7 +26,8 @@ def test_training_prints_the_bound_and_where_it_wrote(tmp_path):
     ],
 )
 def test_bad_flags_fail_before_any_work_in_one_line(tmp_path, flag, message):
-    run = _train([*TINY, *flag.split(), f"--model_dir={tmp_path / 'run'}"], tmp_path)
+    data_dir = f"--data_dir={tmp_path.parent / 'tfvae-data'}"
+    run = run_command("train", data_dir, *TINY, *flag.split(), f"--model_dir={tmp_path / 'run'}")
     assert run.returncode == 1
     lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and lines[0].startswith(message)
@@ -61,8 +49,13 @@ def test_sigint_saves_a_checkpoint_and_a_rerun_resumes(tmp_path):
     assert "SIGINT: checkpoint saved at step" in stdout
     step = int(stdout.split("checkpoint saved at step ")[1].split(";")[0])
     assert os.path.exists(tmp_path / f"ckpt-{step}.index")
-    rerun = _train(
-        [*TINY, "--epochs=1000", f"--model_dir={tmp_path}", f"--max_steps={step + 1}"], tmp_path
-    )
+    epochs = step // 4 + 1  # 4 steps per epoch: to the end of the epoch it stopped in
+    data_dir = f"--data_dir={tmp_path.parent / 'tfvae-data'}"
+    rerun = run_command("train", data_dir, *TINY, f"--epochs={epochs}", f"--model_dir={tmp_path}")
     assert rerun.returncode == 0, rerun.stderr
-    assert os.path.exists(tmp_path / f"ckpt-{step + 1}.index")  # continued, one step further
+    assert f"resuming from {tmp_path / f'ckpt-{step}'}" in rerun.stdout
+    assert os.path.exists(tmp_path / f"ckpt-{epochs * 4}.index")  # continued to the end
+    assert "validation IWAE-2 bound: -" in rerun.stdout and "bits/dim" in rerun.stdout
+    assert f"written to {tmp_path}" in rerun.stdout
+    assert "img_s=" in rerun.stderr  # the progress bar
+    assert (tmp_path / "config.json").exists()

@@ -147,7 +147,8 @@ def test_bpp_on_two_workers_equals_one_process(stopped_and_resumed):
 
 @pytest.mark.multiprocess
 def test_a_killed_worker_stops_the_other_within_the_timeout(tmp_path):
-    config = _config(tmp_path, epochs=1000)
+    # 10 s: only the first step runs before the kill, so no healthy collective waits that long.
+    config = _config(tmp_path, epochs=1000, collective_timeout_s=10)
     model_dir = str(tmp_path / "run")
     command = _train_command(config, model_dir)
     with LocalCluster([command, command]) as cluster:

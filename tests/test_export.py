@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.factory import tiny_config_for
+from tests.factory import run_command, tiny_config_for
 from tfvae import config as config_lib
 from tfvae.evaluation import estimators as evaluate
 from tfvae.export import saved_model as export
@@ -44,7 +44,7 @@ def inputs_for(name, images, z):
         "encode": {"images": images}, "reconstruct": {"images": images},
         "serving_default": {"images": images}, "decode": {"z": z},
         "sample": {"count": np.int32(3), "seed": np.array([1, 2], np.int64)},
-        "log_likelihood": {"images": images, "num_samples": np.int32(%(k)d),
+        "log_likelihood": {"images": images, "k": np.int32(%(k)d),
                            "seed": np.array([1, 2], np.int64)},
     }[name]
 
@@ -193,7 +193,7 @@ def test_metadata_states_the_contract(exported):
         metadata = json.load(f)
     assert metadata["config"]["mixed_precision"] == "mixed_bfloat16"
     assert metadata["step"] == 2 and metadata["checkpoint"] == "ckpt-2"
-    assert metadata["max_num_samples"] == export.DEFAULT_MAX_NUM_SAMPLES
+    assert metadata["max_k"] == export.DEFAULT_MAX_K
     assert set(metadata["signatures"]) == {
         "serving_default", "encode", "decode", "reconstruct", "sample", "log_likelihood"
     }  # fmt: skip
@@ -212,8 +212,8 @@ def test_bad_inputs_fail_naming_the_input(exported):
     with pytest.raises(tf.errors.InvalidArgumentError, match="uint8"):
         signatures["reconstruct"](images=tf.constant(images, tf.float32))
     seed = tf.constant(SEED, tf.int64)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"num_samples must be in \[1, "):
-        signatures["log_likelihood"](images=images, num_samples=tf.constant(0), seed=seed)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"k must be in \[1, "):
+        signatures["log_likelihood"](images=images, k=tf.constant(0), seed=seed)
 
 
 def test_refusals_write_nothing(tmp_path, tiny_config):
@@ -255,9 +255,7 @@ def test_cli_exports_after_training_and_saved_model_cli_runs_it(tmp_path):
         "--train_size=32", "--val_size=16", "--epochs=1", "--export",
         f"--data_dir={tmp_path.parent / 'tfvae-data'}", f"--model_dir={tmp_path}",
     ]  # fmt: skip
-    run = subprocess.run(
-        [sys.executable, "-m", "tfvae.train", *args], capture_output=True, text=True, timeout=300
-    )
+    run = run_command("train", *args)  # in process; saved_model_cli below is a process
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"exported to {tmp_path / 'export' / '1'}" in run.stdout
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

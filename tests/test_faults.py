@@ -10,6 +10,7 @@ import sys
 import pytest
 import tensorflow as tf
 
+from tests.factory import run_command
 from tfvae import config as config_lib
 from tfvae.cli import bpp as bpp_cli
 from tfvae.cli import train as train_cli
@@ -119,3 +120,62 @@ def test_an_experiment_or_a_search_directory_has_one_writer(
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 1 and f"in use by pid {os.getpid()} on " in last and "(another run)" in last
     assert sorted(os.listdir(directory)) == [files.LOCK_FILE]
+
+
+_FDOPEN = os.fdopen
+
+
+class _FullFile:
+    """A binary file on a full device: every write fails with ENOSPC."""
+
+    def __init__(self, fd):
+        self.file = _FDOPEN(fd, "wb")
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def test_a_full_disk_in_an_export_a_figure_or_metrics_is_one_line_and_keeps_what_was_there(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    model_dir = tmp_path / "run"
+    train.train_and_evaluate(tiny_config.replace(epochs=1), str(model_dir))
+    bpp = ("bpp", f"--model_dir={model_dir}", "--k=2", "--num_images=4")
+    assert run_command(*bpp).returncode == 0  # metrics.json, per-example npz
+    metrics = (model_dir / "metrics.json").read_text()
+    before = sorted(p.relative_to(model_dir) for p in model_dir.rglob("*"))
+    capsys.readouterr()
+    save = tf.saved_model.save
+
+    def full_disk_save(module, path, **kwargs):
+        save(module, path, **kwargs)  # a complete SavedModel in the hidden staging folder ...
+        raise tf.errors.ResourceExhaustedError(None, None, "write: No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", full_disk_save)  # ... then the disk is full
+    runs = [run_command("export", f"--model_dir={model_dir}")]
+    monkeypatch.setattr(tf.saved_model, "save", save)
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: _FullFile(fd))  # every atomic write
+    runs += [
+        run_command("export", f"--model_dir={model_dir}"),  # its metadata
+        run_command(*bpp),
+        run_command("traverse", f"--model_dir={model_dir}", "--dims=0"),
+    ]
+    for result in runs:
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert lines[-1].startswith("error: No space left on the device of "), lines[-1]
+    assert (model_dir / "metrics.json").read_text() == metrics  # not half-written
+    after = sorted(p.relative_to(model_dir) for p in model_dir.rglob("*"))
+    leftover = [p for p in after if p not in before and p.parts[0] not in ("figures", "export")]
+    assert not leftover, leftover
+    assert not list(model_dir.rglob("*.tmp")) and not list(model_dir.rglob(".tmp-*"))
+    assert not (model_dir / "export" / "1").exists() and not list(model_dir.rglob("*.png"))

@@ -203,7 +203,7 @@ def test_sample_quality_tool_merges_metrics_and_draws_grids(tmp_path, tiny_confi
     )
     assert run.returncode == 0, run.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["nll_nats"] == 123.0 and metrics["sample_quality_num_samples"] == 16
+    assert metrics["nll_nats"] == 123.0 and metrics["sample_quality_num_images"] == 16
     # Real training faces sit closer to the validation faces than a one-epoch model's samples.
     assert metrics["factor_fd_train"] < metrics["factor_fd_samples_t1.0"]
     assert metrics["factor_fd_samples_t0.7"] > 0 and metrics["factor_fd_reconstructions"] > 0

@@ -1,21 +1,21 @@
 """tools/reproduce.py: the plan, resuming, and one tiny end-to-end reproduction with REPORT.md."""
 
 import dataclasses
+import functools
 import json
 import os
 import re
 import signal
-import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
+from tests.factory import main_of, run_command
 from tfvae import config as config_lib
 from tfvae.experiments import report, reproduce
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_plan_trains_each_distinct_setting_once(tmp_path):
@@ -93,6 +93,56 @@ def test_runner_skips_finished_steps_and_names_a_failing_one(tmp_path, capsys, m
     assert "[3/3 |" in capsys.readouterr().out
 
 
+_STOPPABLE = """
+import os, signal, sys, time
+if os.path.exists("resume"):
+    open("b", "w").close()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(75))  # as a training: checkpoint, exit 75
+open("started", "w").close()
+time.sleep(120)
+"""
+
+
+def test_a_signal_stops_the_running_step_and_a_rerun_redoes_only_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    steps = [("a", _touch("a"), []), ("b", _STOPPABLE, ["a"]), ("c", _touch("c"), ["b"])]
+
+    def stop_when_b_runs():
+        deadline = time.monotonic() + 60
+        while not os.path.exists("started") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # to the runner, which passes it on to b
+
+    stopper = threading.Thread(target=stop_when_b_runs)
+    stopper.start()
+    runner = reproduce.Runner(_StubPlan(str(tmp_path), steps))
+    with pytest.raises(reproduce.Stopped, match="stopped during b .exit code 75"):
+        runner.run()
+    stopper.join()
+    assert runner.ran == ["a"]
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert set(state["steps"]) == {"a"} and state["partial_seconds"]["b"] >= 0  # time kept
+    assert signal.getsignal(signal.SIGTERM) is not runner._on_signal  # handlers restored
+    open("resume", "w").close()
+    runner = reproduce.Runner(_StubPlan(str(tmp_path), steps))
+    runner.run()
+    assert runner.ran == ["b", "c"]  # the finished step is not redone
+
+
+def test_the_command_exits_75_and_says_how_to_resume(tmp_path, monkeypatch, data_dir):
+    def stopped(runner):
+        raise reproduce.Stopped("stopped during train vae_nearest (exit code 75)")
+
+    monkeypatch.setattr(reproduce.Runner, "run", stopped)
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text(TINY.format(data=data_dir, out=tmp_path / "out"))
+    result = run_command("reproduce", f"--flagfile={flagfile}")
+    assert result.returncode == reproduce.EXIT_STOPPED, result.stderr
+    assert "run the same command again to resume" in result.stderr + result.stdout
+    assert not (tmp_path / "out" / "REPORT.md").exists()
+
+
 def test_flattening_is_called_only_when_the_last_quarter_gains_little():
     flat = np.concatenate([np.linspace(1000, 500, 10), np.full(30, 500.0)])
     assert "it has flattened" in report.flattening_sentence("run", flat)
@@ -126,55 +176,25 @@ TINY = """--dataset=builtin
 """
 
 
-def _reproduce(flagfile, log, timeout=600):
-    return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tools", "reproduce.py"), f"--flagfile={flagfile}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-    )  # fmt: skip
-
-
-def _wait(process, timeout=600):
-    try:
-        return process.wait(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-@pytest.mark.multiprocess
-def test_tiny_reproduction_stops_resumes_and_reports(tmp_path):
+def test_tiny_reproduction_reports_and_a_rerun_does_nothing(tmp_path, data_dir, monkeypatch):
+    # The plan's commands run here through their main(argv) (no TensorFlow start per step);
+    # the tests above run a Runner's steps as processes, the way tfvae-reproduce does.
+    monkeypatch.setattr(reproduce, "Runner", functools.partial(reproduce.Runner, execute=main_of))
     out = tmp_path / "out"
     flagfile = tmp_path / "tiny.flags"
-    flagfile.write_text(TINY.format(data=tmp_path.parent / "tfvae-data", out=out))
-    log_path = tmp_path / "log"
-    # 1. Interrupted while the second training runs: exit 75, the first training kept.
-    with open(log_path, "w") as log:
-        process = _reproduce(flagfile, log)
-        deadline = time.monotonic() + 300
-        while "[2/19" not in log_path.read_text() and time.monotonic() < deadline:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(0.5)
-        time.sleep(6)  # inside the second training (or still starting it)
-        process.send_signal(signal.SIGTERM)
-        assert _wait(process) == reproduce.EXIT_STOPPED, log_path.read_text()[-3000:]
-    assert "run the same command again to resume" in log_path.read_text()
-    state = json.loads((out / "state.json").read_text())
-    assert "train vae_deconv" in state["steps"] and "train vae_nearest" not in state["steps"]
-    # 2. The same command resumes: the finished training is not redone; everything else is.
-    with open(log_path, "w") as log:
-        assert _wait(_reproduce(flagfile, log)) == 0, log_path.read_text()[-3000:]
-    text = log_path.read_text()
-    assert re.search(r"\[1/19 \| [0-9:]+\] train vae_deconv: done", text)
-    assert "18 steps run, 1 already done" in text
-    document = (out / "REPORT.md").read_text()
-    _check_report(document, out)
-    # 3. Again: nothing runs, nothing is rewritten.
+    flagfile.write_text(TINY.format(data=data_dir, out=out))
+    # 1. Every step, each an installed command in its own process, then REPORT.md.
+    result = run_command("reproduce", f"--flagfile={flagfile}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"\[1/19 \| [0-9:]+\] train vae_deconv: tfvae-train", result.stdout)
+    assert "19 steps run, 0 already done" in result.stdout
+    _check_report((out / "REPORT.md").read_text(), out)
+    # 2. Again: nothing runs, nothing is rewritten.
     stamp = (out / "REPORT.md").stat().st_mtime_ns
     state = (out / "state.json").read_text()
-    with open(log_path, "w") as log:
-        assert _wait(_reproduce(flagfile, log), timeout=60) == 0
-    text = log_path.read_text()
-    assert "0 steps run, 19 already done" in text and ": python" not in text
+    result = run_command("reproduce", f"--flagfile={flagfile}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "0 steps run, 19 already done" in result.stdout and ": tfvae-" not in result.stdout
     assert (out / "REPORT.md").stat().st_mtime_ns == stamp
     assert (out / "state.json").read_text() == state
 
@@ -231,3 +251,11 @@ def test_a_run_trained_with_other_flags_is_refused_before_anything_is_written(tm
     plan.write_flagfiles()  # more epochs: the run continues
     with open(plan.runs["vae_nearest"].flagfile) as f:
         assert "--upsampling=nearest\n" in f.read()
+
+
+def test_steps_run_the_commands_installed_beside_this_interpreter():
+    bin_dir = os.path.dirname(sys.executable)
+    assert reproduce.installed_command(["tfvae-train", "--k=2"]) == [
+        os.path.join(bin_dir, "tfvae-train"), "--k=2"
+    ]  # fmt: skip
+    assert reproduce.installed_command(["python", "-c", "0"]) == [sys.executable, "-c", "0"]

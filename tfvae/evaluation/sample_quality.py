@@ -241,7 +241,7 @@ def sample_quality(
     sets, labels, diagnostics = image_sets(config, vae, num_samples, temperatures, seed)
     aggregate = diagnostics["aggregate_posterior"]
     metrics = {
-        "sample_quality_num_samples": len(sets["validation"]),
+        "sample_quality_num_images": len(sets["validation"]),
         "sample_quality_seed": seed,
         "aggregate_posterior": {
             k: np.round(np.asarray(aggregate[k], np.float64), 4).tolist() for k in REPORTED

@@ -291,7 +291,7 @@ def quality_sentences(f: Findings) -> str:
     if scale:
         parts.append(f"For scale: {', '.join(scale)}.")
     parts.append(
-        f"(Frechet distances to {m.get('sample_quality_num_samples')} validation "
+        f"(Frechet distances to {m.get('sample_quality_num_images')} validation "
         "images; lower is better.)"
     )
     return " ".join(parts)

@@ -312,10 +312,13 @@ class Runner:
 
     A SIGINT or SIGTERM is passed to the running command (a training saves a checkpoint and
     exits 75) and then raises `Stopped`. A failing command raises RuntimeError naming it.
+    `execute` (argv -> exit code) replaces the default of one installed command per process
+    (the test suite runs a plan's commands in its own process with it).
     """
 
-    def __init__(self, plan: Plan, out=None):
+    def __init__(self, plan: Plan, out=None, execute=None):
         self.plan, self.out = plan, out or sys.stdout
+        self.execute = execute
         self.state_path = os.path.join(plan.output_dir, "state.json")
         self.state = {"steps": {}, "partial_seconds": {}}
         if os.path.exists(self.state_path):
@@ -389,10 +392,13 @@ class Runner:
             raise Stopped(f"stopped by signal {self._signal} before {step.key}")
         argv = installed_command(command)
         start = time.monotonic()
-        self._child = subprocess.Popen(argv, start_new_session=True)
-        self._forward()  # a signal that came while it was starting
         try:
-            code = self._child.wait()
+            if self.execute is not None:
+                code = self.execute(command)
+            else:
+                self._child = subprocess.Popen(argv, start_new_session=True)
+                self._forward()  # a signal that came while it was starting
+                code = self._child.wait()
         finally:
             self._child = None
             seconds = time.monotonic() - start + self.state["partial_seconds"].get(step.key, 0.0)

@@ -14,7 +14,6 @@ enter as uint8 [0, 255]; log-probabilities come out as float32 nats. Randomness 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -31,8 +30,8 @@ from tfvae.models import likelihoods
 from tfvae.models import vae as model_lib
 from tfvae.runtime import files
 
-FORMAT_VERSION = 1
-DEFAULT_MAX_NUM_SAMPLES = 10_000  # largest K the log_likelihood signature accepts
+FORMAT_VERSION = 2  # 2: log_likelihood input `k`, metadata `max_k` (were num_samples)
+DEFAULT_MAX_K = 10_000  # largest K the log_likelihood signature accepts
 METADATA_FILE = "tfvae_export.json"
 RNG = "philox: tf.random.stateless_normal(shape, seed, alg='philox'), seed int64 [2]"
 
@@ -88,7 +87,7 @@ def posterior_moments(q) -> dict[str, tf.Tensor]:
 class ExportModule(tf.Module):
     """The signatures of one VAE over its plain TF variables (see the module docstring)."""
 
-    def __init__(self, vae, config, max_num_samples, chunk_size):
+    def __init__(self, vae, config, max_k, chunk_size):
         super().__init__(name="tfvae")
         # Only plain variables are tracked; the functions below close over the Keras model.
         self.model_variables = [getattr(v, "value", v) for v in vae.variables]
@@ -125,21 +124,17 @@ class ExportModule(tf.Module):
             z = tf.random.stateless_normal([count, config.latent_dim], seed, alg="philox")
             return {"images": decoded(z)["images"], "z": z}
 
-        @tf.function(
-            input_signature=[images, tf.TensorSpec([], tf.int32, name="num_samples"), seed]
-        )
-        def log_likelihood(images, num_samples, seed):
+        @tf.function(input_signature=[images, tf.TensorSpec([], tf.int32, name="k"), seed])
+        def log_likelihood(images, k, seed):
             check = tf.debugging.Assert(
-                tf.logical_and(num_samples >= 1, num_samples <= max_num_samples),
-                [f"num_samples must be in [1, {max_num_samples}]; got", num_samples],
+                tf.logical_and(k >= 1, k <= max_k),
+                [f"k must be in [1, {max_k}]; got", k],
             )
             with tf.control_dependencies([check]):
                 x = unit_images(images)
             ids = tf.range(tf.shape(x)[0])
             dequantize = likelihoods.is_density(config.likelihood)  # at (v + u) / 256
-            results = evaluate.estimate_bounds(
-                vae, x, ids, seed, num_samples, chunk_size, 1, dequantize
-            )
+            results = evaluate.estimate_bounds(vae, x, ids, seed, k, chunk_size, 1, dequantize)
             out = {"log_likelihood": results["log_likelihood"], "elbo": results["elbo"]}
             if convention:
                 out["bits_per_dim"] = evaluate.bits_per_dim(
@@ -194,7 +189,7 @@ def _example_requests(config) -> dict[str, dict]:
     }
     columns = {
         "sample": {"count": 2, "seed": [1, 2]},
-        "log_likelihood": {"images": images, "num_samples": 10, "seed": [1, 2]},
+        "log_likelihood": {"images": images, "k": 10, "seed": [1, 2]},
     }
     requests = {n: {"signature_name": n, "instances": r} for n, r in rows.items()}
     return requests | {n: {"signature_name": n, "inputs": c} for n, c in columns.items()}
@@ -221,15 +216,12 @@ def parse_version(version) -> int | None:
     return int(text)
 
 
-def _metadata(config, checkpoint, model_dir, table, max_num_samples, chunk_size) -> dict:
+def _metadata(config, checkpoint, model_dir, table, max_k, chunk_size) -> dict:
     import keras
     import tensorflow_probability as tfp
 
     metrics_path = os.path.join(model_dir, "metrics.json")
-    metrics = None
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            metrics = json.load(f)
+    metrics = files.read_json(metrics_path) if os.path.exists(metrics_path) else None
     try:
         convention = evaluate.BITS_PER_DIM_CONVENTIONS[evaluate.convention_for(config.likelihood)]
     except ValueError as refusal:
@@ -253,7 +245,7 @@ def _metadata(config, checkpoint, model_dir, table, max_num_samples, chunk_size)
         "compute_dtype": "float32",
         "rng": RNG,
         "prior": "standard normal N(0, I) over [latent_dim]",
-        "max_num_samples": max_num_samples,
+        "max_k": max_k,
         "log_likelihood_chunk_size": chunk_size,
         "signatures": table,
     }  # fmt: skip
@@ -264,7 +256,7 @@ def export(
     export_dir: str | None = None,
     version=None,
     overwrite: bool = False,
-    max_num_samples: int = DEFAULT_MAX_NUM_SAMPLES,
+    max_k: int = DEFAULT_MAX_K,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     onnx: bool = False,
 ) -> str:
@@ -275,7 +267,7 @@ def export(
       export_dir: parent of the version folders (default MODEL_DIR/export).
       version: positive integer, or None for the next free one.
       overwrite: replace an existing version (otherwise it is refused).
-      max_num_samples: largest K accepted by the log_likelihood signature.
+      max_k: largest K accepted by the log_likelihood signature.
       chunk_size: importance samples decoded at once per image (bounds memory).
       onnx: also write assets.extra/encoder.onnx and decoder.onnx (the `onnx` extra), each
         checked in onnxruntime against `encode` / `decode`.
@@ -286,7 +278,7 @@ def export(
     """
     export_dir = export_dir or os.path.join(model_dir, "export")
     version = parse_version(version)
-    for name, value in (("max_num_samples", max_num_samples), ("chunk_size", chunk_size)):
+    for name, value in (("max_k", max_k), ("chunk_size", chunk_size)):
         if value < 1:
             raise ValueError(f"Flag `--{name}` is {value}; it must be an integer >= 1.")
     if onnx:
@@ -299,7 +291,7 @@ def export(
             f"{target} exists; pass --overwrite to replace it, or another --version "
             f"(next free: {next_version(export_dir)})."
         )
-    module = ExportModule(vae, config, max_num_samples, chunk_size)
+    module = ExportModule(vae, config, max_k, chunk_size)
     signatures = module.signatures()
     os.makedirs(export_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)  # ignored by TF Serving
@@ -308,17 +300,15 @@ def export(
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(os.path.join(extra, "requests"))
         table = signature_table(signatures)
-        metadata = _metadata(config, checkpoint, model_dir, table, max_num_samples, chunk_size)
+        metadata = _metadata(config, checkpoint, model_dir, table, max_k, chunk_size)
         if onnx:
             metadata["onnx"] = {
                 "files": ["encoder.onnx", "decoder.onnx"],
                 "largest_difference_from_tensorflow": write_onnx(module, extra),
             }
-        with open(os.path.join(extra, METADATA_FILE), "w") as f:
-            json.dump(metadata, f, indent=2)
+        files.write_json(os.path.join(extra, METADATA_FILE), metadata)
         for name, request in _example_requests(config).items():
-            with open(os.path.join(extra, "requests", f"{name}.json"), "w") as f:
-                json.dump(request, f)
+            files.write_json(os.path.join(extra, "requests", f"{name}.json"), request)
         files.replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
