@@ -16,6 +16,7 @@ from tfvae.evaluation import estimators as evaluate
 from tfvae.export import saved_model as export
 from tfvae.models import likelihoods
 from tfvae.models import vae as model
+from tfvae.samplers import store as samplers
 from tfvae.training import train
 from tfvae.training.steps import Steps
 
@@ -26,6 +27,8 @@ VARIANTS = {  # name -> Config overrides: every upsampling and every likelihood 
     "bilinear_bernoulli": dict(upsampling="bilinear", likelihood="bernoulli"),
     "deconv_fixed_gaussian": dict(likelihood="gaussian", gaussian_scale=0.1),
 }
+
+SAMPLED = {"gmm": ["--components=2"], "flow": ["--flow_epochs=1", "--flow_width=8"]}
 
 # Runs in a fresh interpreter where tfvae and TFP cannot be imported: every signature of every
 # export through tf.saved_model.load and through TF1's session loader (TF Serving's path).
@@ -130,11 +133,17 @@ def exported(tmp_path_factory, runs):
     np.savez(root / "inputs.npz", images=images, z=z)
     for name, run in runs.items():
         export.export(run, export_dir=str(root / "exports" / name))  # -> exports/NAME/1
+    for sampler, args in SAMPLED.items():  # `sample` drawing from a fitted sampler
+        run = runs["deconv_logistic"]
+        fitted = run_command("fit_sampler", f"--model_dir={run}", f"--sampler={sampler}", *args)
+        assert fitted.returncode == 0, fitted.stderr[-2000:]
+        export.export(run, export_dir=str(root / "exports" / f"sampler_{sampler}"), sampler=sampler)
     consumer = subprocess.run(
         [sys.executable, "-c", CONSUMER, str(root)], capture_output=True, text=True, timeout=300
     )
     assert consumer.returncode == 0, consumer.stderr[-3000:]
-    outputs = {n: dict(np.load(root / f"out_{n}.npz", allow_pickle=True)) for n in runs}
+    names = [*runs, *(f"sampler_{s}" for s in SAMPLED)]
+    outputs = {n: dict(np.load(root / f"out_{n}.npz", allow_pickle=True)) for n in names}
     return root, outputs, images, z
 
 
@@ -184,6 +193,27 @@ def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
     assert list(out["unknown_ops"]) == []  # stock TensorFlow ops only
     requests = [k for k in out if k.startswith("request/")]
     assert len(requests) == 5 and all(out[k].min() >= 1 for k in requests)
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLED))
+def test_sample_draws_from_a_fitted_sampler_with_tensorflow_alone(runs, exported, sampler):
+    root, outputs, _, _ = exported
+    out = outputs[f"sampler_{sampler}"]
+    run = runs["deconv_logistic"]
+    _, vae, checkpoint = model.restore(run)
+    fitted, info = samplers.load(run, sampler, checkpoint)
+    expected = fitted.sample(3, SEED).numpy()  # the same seed in this process
+    for loader in ("tf2", "tf1"):
+        np.testing.assert_allclose(out[f"{loader}/sample/z"], expected, rtol=1e-5, atol=1e-5)
+        pixels = vae.sample(z=expected).numpy()
+        difference = out[f"{loader}/sample/images"].astype(int) - np.round(pixels * 255)
+        assert np.abs(difference).max() <= 1
+    assert not np.allclose(expected, tf.random.stateless_normal([3, 3], SEED, alg="philox"))
+    assert list(out["unknown_ops"]) == []
+    path = os.path.join(root, "exports", f"sampler_{sampler}", "1", "assets.extra")
+    with open(os.path.join(path, export.METADATA_FILE)) as f:
+        metadata = json.load(f)
+    assert metadata["sample_codes_from"] == sampler and metadata["sampler"] == info
 
 
 def test_metadata_states_the_contract(exported):

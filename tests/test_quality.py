@@ -220,3 +220,20 @@ def test_sample_quality_tool_merges_metrics_and_draws_grids(tmp_path, tiny_confi
         "error: Flag `--temperature` has 0.0"
     )
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    # A fitted sampler beside the prior: its own sets, distances and grids.
+    fitted = run_command("fit_sampler", f"--model_dir={tmp_path}", "--components=2")
+    assert fitted.returncode == 0, fitted.stderr
+    unfitted = run_command("sample_quality", f"--model_dir={tmp_path}", "--samplers=prior,flow")
+    assert (
+        unfitted.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: --model_dir={tmp_path} has no sampler 'flow' (fitted: gmm)")
+    )
+    run = run_command(
+        "sample_quality", f"--model_dir={tmp_path}", "--fid=off", "--num_shown=8",
+        "--samplers=gmm", "--temperature=1.0", *args,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["factor_fd_samples_gmm_t1.0"] > 0
+    assert (tmp_path / "figures" / "samples_gmm_t1.0.png").stat().st_size > 1000

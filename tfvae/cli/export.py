@@ -25,6 +25,10 @@ define.integer("max_k", 10_000, "Largest K the log_likelihood signature accepts.
 define.integer(
     "chunk_size", DEFAULT_CHUNK_SIZE, "Importance samples decoded at once per image.", lower_bound=1
 )
+define.string(
+    "sampler", "", "A fitted sampler (MODEL_DIR/samplers/NAME) that `sample` draws codes from "
+    "('' = the prior N(0, I)).",
+)  # fmt: skip
 define.bool(
     "onnx",
     False,
@@ -44,6 +48,7 @@ def _main(FLAGS) -> int | None:
         FLAGS.max_k,
         FLAGS.chunk_size,
         FLAGS.onnx,
+        FLAGS.sampler or None,
     )
     with open(os.path.join(path, "assets.extra", export.METADATA_FILE)) as f:
         metadata = json.load(f)

@@ -1,13 +1,15 @@
 """Sample quality of a trained run: FID, factor Frechet distance and accuracy, sample grids.
 
   python tools/sample_quality.py --model_dir=runs/quickstart [--num_images=1000]
+  python tools/sample_quality.py --model_dir=runs/quickstart --samplers=prior,gaussian,gmm,flow
 
-Compares N prior samples at each --temperatures (z = T eps), N reconstructions and diagnostic
-decodings with the first N validation images, in InceptionV3 features (FID; needs its ImageNet
-weights: downloaded by Keras on first use, or --inception_weights=PATH) and, on the built-in
-faces, in the features of a factor classifier trained once and cached under the data directory.
-Merges the numbers into model_dir/metrics.json and writes figures/samples_t{T}.png and
-figures/sample_quality.png. Frechet distances grow as N shrinks: compare runs at the same N.
+Compares N prior samples at each --temperature (z = T eps), N samples of each fitted sampler
+named in --samplers (tfvae-fit-sampler; figures/samples_NAME_t{T}.png), N reconstructions and
+diagnostic decodings with the first N validation images, in InceptionV3 features (FID; needs
+its ImageNet weights: downloaded by Keras on first use, or --inception_weights=PATH) and, on the
+built-in faces, in the features of a factor classifier trained once and cached under the data
+directory. Merges the numbers into model_dir/metrics.json and writes figures/samples_t{T}.png
+and figures/sample_quality.png. Frechet distances grow as N shrinks: compare runs at the same N.
 """
 
 import os
@@ -28,6 +30,10 @@ define.integer(
 define.list(
     "temperature", ["1.0", "0.7"], "Prior temperatures T, one set of samples each: z ~ N(0, T^2 I)."
 )
+define.list(
+    "samplers", ["prior"],
+    "Where codes come from: prior, and/or samplers fitted by tfvae-fit-sampler (their names).",
+)  # fmt: skip
 define.integer("seed", 0, "Seed of the prior draws.")
 define.enum("fid", "auto", ["auto", "on", "off"], "InceptionV3 FID (auto: if available).")
 define.string("inception_weights", "", "No-top InceptionV3 weights file ('' = download).")
@@ -43,8 +49,16 @@ def _main(FLAGS) -> int | None:
     from tfvae.evaluation import sample_quality as quality
     from tfvae.figures import visualize
     from tfvae.runtime import files
+    from tfvae.samplers import store
 
     config, vae, checkpoint = common.restore(FLAGS)
+    samplers = {}
+    for name in FLAGS.samplers or []:
+        samplers[name] = (
+            None if name == "prior" else store.load(FLAGS.model_dir, name, checkpoint)[0]
+        )
+    if not samplers:
+        raise common.UsageError("Flag `--samplers` is empty; name prior and/or fitted samplers.")
     inception, why_no_fid = quality.inception_or_reason(FLAGS.fid, FLAGS.inception_weights)
     classifier, info = None, {}
     if config.dataset == "builtin":
@@ -53,7 +67,7 @@ def _main(FLAGS) -> int | None:
         )
         classifier, info = factor_classifier.load_or_train(config.data_dir, recipe)
     metrics, sets = quality.sample_quality(
-        config, vae, FLAGS.num_images, temperatures, FLAGS.seed, classifier, inception
+        config, vae, FLAGS.num_images, temperatures, FLAGS.seed, classifier, inception, samplers
     )
     used = len(sets["validation"])
     common.note_capped(FLAGS.num_images, used, "num_images", "the smaller of train and validation")
@@ -64,12 +78,15 @@ def _main(FLAGS) -> int | None:
     figures = os.path.join(FLAGS.model_dir, "figures")
     columns = min(8, used)  # 8 per row, or one row of all N on a small split
     shown = max(min(FLAGS.num_shown, used) // columns, 1) * columns
-    for t in temperatures:
-        visualize.save_outputs(
-            figures, f"samples_t{t}", {"temperature": t, "seed": FLAGS.seed},
-            sets[f"samples_t{t}"][:shown].reshape(-1, columns, *sets["validation"].shape[1:]),
-            title=f"Prior samples at T={t} (z ~ N(0, {t}^2 I))",
-        )  # fmt: skip
+    for name in samplers:
+        for t in temperatures:
+            key = f"samples_t{t}" if name == "prior" else f"samples_{name}_t{t}"
+            title = (f"Prior samples at T={t} (z ~ N(0, {t}^2 I))" if name == "prior"
+                     else f"Samples of the {name} sampler at T={t}")  # fmt: skip
+            visualize.save_outputs(
+                figures, key, {"temperature": t, "seed": FLAGS.seed, "sampler": name},
+                sets[key][:shown].reshape(-1, columns, *sets["validation"].shape[1:]), title=title,
+            )  # fmt: skip
     names = [n for n in sets if n != "train"]
     visualize.save_outputs(
         figures, "sample_quality", {"rows": names},

@@ -147,8 +147,12 @@ def _aggregate_of(vae, images, batch_size: int = 250) -> dict:
 SPLITS = ("validation", "train")  # the real sets compared: samples are scored against validation
 
 
-def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0):
+def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, samplers=None):
     """The images compared: real, reconstructed, sampled and the diagnostic decodings.
+
+    `samplers` maps a name to a fitted sampler (tfvae.samplers) whose codes are decoded at each
+    temperature as 'samples_{name}_t{T}' (seed [seed, 3]); the name 'prior' (or no samplers)
+    keeps the prior's sets below.
 
     Returns:
       (sets, labels, diagnostics): sets maps a name to float32 [N, H, W, 3] in [0, 1]:
@@ -170,14 +174,22 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0):
         sets[split] = data.to_unit_interval(batch["image"]).numpy()
         labels[split] = batch["labels"].numpy() if "labels" in batch else None
     sets["reconstructions"] = _in_batches(vae.reconstruct, sets["validation"])
-    eps = vae.prior.sample(count, seed=[seed, 2]).numpy()  # [N, Z]
-    for temperature in temperatures:
-        sets[f"samples_t{temperature}"] = _in_batches(lambda z: vae.sample(z=z), temperature * eps)
-    sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
-        vae, eps, config.batch_size * config.k
-    )
+    samplers = {"prior": None} if samplers is None else samplers
+    if "prior" in samplers:
+        eps = vae.prior.sample(count, seed=[seed, 2]).numpy()  # [N, Z]
+        for temperature in temperatures:
+            sets[f"samples_t{temperature}"] = _in_batches(
+                lambda z: vae.sample(z=z), temperature * eps
+            )
+        sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
+            vae, eps, config.batch_size * config.k
+        )
+    for name, sampler in samplers.items():
+        for temperature in temperatures if name != "prior" else ():
+            z = sampler.sample(count, [seed, 3], temperature).numpy()
+            sets[f"samples_{name}_t{temperature}"] = _in_batches(lambda c: vae.sample(z=c), z)
     aggregate = _aggregate_of(vae, sets["train"])
-    noise = np.random.default_rng(seed).standard_normal(eps.shape)
+    noise = np.random.default_rng(seed).standard_normal([count, config.latent_dim])
     z = aggregate["mean"] + noise @ np.linalg.cholesky(aggregate["covariance"]).T  # [N, Z]
     sets["samples_aggregate_gaussian"] = _in_batches(
         lambda c: vae.sample(z=c), z.astype(np.float32)
@@ -221,8 +233,9 @@ def _factor_metrics(classifier, sets: dict, labels: dict, train_images, train_la
 
 
 def sample_quality(
-    config, vae, num_samples=1000, temperatures=(1.0, 0.7), seed=0, classifier=None, inception=None
-):
+    config, vae, num_samples=1000, temperatures=(1.0, 0.7), seed=0, classifier=None, inception=None,
+    samplers=None,
+):  # fmt: skip
     """Frechet distances, factor accuracies and prior diagnostics of a trained VAE.
 
     Args:
@@ -233,12 +246,13 @@ def sample_quality(
       seed: seed of eps and of the aggregate-Gaussian draws.
       classifier: a factor_classifier.FactorClassifier (built-in faces only) or None.
       inception: `inception_network(...)` for FID, or None.
+      samplers: {name: fitted sampler} drawn beside (or, without 'prior', instead of) the prior.
 
     Returns:
       (metrics, sets): metrics a JSON-ready dict (distances in squared feature units, accuracies
       in [0, 1], KLs in nats); sets the images of `image_sets`, float32 [N, H, W, 3] in [0, 1].
     """
-    sets, labels, diagnostics = image_sets(config, vae, num_samples, temperatures, seed)
+    sets, labels, diagnostics = image_sets(config, vae, num_samples, temperatures, seed, samplers)
     aggregate = diagnostics["aggregate_posterior"]
     metrics = {
         "sample_quality_num_images": len(sets["validation"]),

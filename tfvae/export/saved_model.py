@@ -29,6 +29,7 @@ from tfvae.evaluation import estimators as evaluate
 from tfvae.models import likelihoods
 from tfvae.models import vae as model_lib
 from tfvae.runtime import files
+from tfvae.samplers import store
 
 FORMAT_VERSION = 2  # 2: log_likelihood input `k`, metadata `max_k` (were num_samples)
 DEFAULT_MAX_K = 10_000  # largest K the log_likelihood signature accepts
@@ -87,10 +88,11 @@ def posterior_moments(q) -> dict[str, tf.Tensor]:
 class ExportModule(tf.Module):
     """The signatures of one VAE over its plain TF variables (see the module docstring)."""
 
-    def __init__(self, vae, config, max_k, chunk_size):
+    def __init__(self, vae, config, max_k, chunk_size, sampler=None):
         super().__init__(name="tfvae")
         # Only plain variables are tracked; the functions below close over the Keras model.
         self.model_variables = [getattr(v, "value", v) for v in vae.variables]
+        self.sampler_variables = list(getattr(sampler, "model_variables", []))
         s, z = config.image_size, config.latent_dim
         images = tf.TensorSpec([None, s, s, 3], tf.uint8, name="images")
         seed = tf.TensorSpec([2], tf.int64, name="seed")
@@ -121,7 +123,10 @@ class ExportModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="count"), seed])
         def sample(count, seed):
-            z = tf.random.stateless_normal([count, config.latent_dim], seed, alg="philox")
+            if sampler is None:  # the prior
+                z = tf.random.stateless_normal([count, config.latent_dim], seed, alg="philox")
+            else:
+                z = sampler.sample(count, seed)
             return {"images": decoded(z)["images"], "z": z}
 
         @tf.function(input_signature=[images, tf.TensorSpec([], tf.int32, name="k"), seed])
@@ -216,7 +221,7 @@ def parse_version(version) -> int | None:
     return int(text)
 
 
-def _metadata(config, checkpoint, model_dir, table, max_k, chunk_size) -> dict:
+def _metadata(config, checkpoint, model_dir, table, max_k, chunk_size, sampler_info) -> dict:
     import keras
     import tensorflow_probability as tfp
 
@@ -245,6 +250,8 @@ def _metadata(config, checkpoint, model_dir, table, max_k, chunk_size) -> dict:
         "compute_dtype": "float32",
         "rng": RNG,
         "prior": "standard normal N(0, I) over [latent_dim]",
+        "sample_codes_from": sampler_info["name"] if sampler_info else "prior",
+        "sampler": sampler_info,
         "max_k": max_k,
         "log_likelihood_chunk_size": chunk_size,
         "signatures": table,
@@ -259,6 +266,7 @@ def export(
     max_k: int = DEFAULT_MAX_K,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     onnx: bool = False,
+    sampler: str | None = None,
 ) -> str:
     """Exports the latest checkpoint of `model_dir` as EXPORT_DIR/<version>/; returns that path.
 
@@ -271,6 +279,8 @@ def export(
       chunk_size: importance samples decoded at once per image (bounds memory).
       onnx: also write assets.extra/encoder.onnx and decoder.onnx (the `onnx` extra), each
         checked in onnxruntime against `encode` / `decode`.
+      sampler: name of a sampler fitted on the run's newest checkpoint (MODEL_DIR/samplers/NAME)
+        that the `sample` signature draws codes from instead of the prior.
 
     Raises:
       ValueError (one line, nothing written) for a run without a checkpoint, a bad version or
@@ -284,6 +294,9 @@ def export(
     if onnx:
         _onnx_libraries()  # refuse before writing anything
     config, vae, checkpoint = model_lib.restore(model_dir)
+    fitted, sampler_info = (None, None) if sampler is None else store.load(
+        model_dir, sampler, checkpoint
+    )  # fmt: skip
     version = version or next_version(export_dir)
     target = os.path.join(export_dir, str(version))
     if os.path.exists(target) and not overwrite:
@@ -291,7 +304,7 @@ def export(
             f"{target} exists; pass --overwrite to replace it, or another --version "
             f"(next free: {next_version(export_dir)})."
         )
-    module = ExportModule(vae, config, max_k, chunk_size)
+    module = ExportModule(vae, config, max_k, chunk_size, fitted)
     signatures = module.signatures()
     os.makedirs(export_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)  # ignored by TF Serving
@@ -300,7 +313,7 @@ def export(
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(os.path.join(extra, "requests"))
         table = signature_table(signatures)
-        metadata = _metadata(config, checkpoint, model_dir, table, max_k, chunk_size)
+        metadata = _metadata(config, checkpoint, model_dir, table, max_k, chunk_size, sampler_info)
         if onnx:
             metadata["onnx"] = {
                 "files": ["encoder.onnx", "decoder.onnx"],

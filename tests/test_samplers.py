@@ -1,0 +1,153 @@
+"""Samplers fitted to latent codes: densities against independent references, sampling against
+the density, the saved directory, and refusal of a sampler fitted on another checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tests.factory import run_command
+from tfvae.models import vae as model
+from tfvae.samplers import densities, store
+from tfvae.samplers import flow as flow_lib
+from tfvae.training import train
+
+tfb, tfd = tfp.bijectors, tfp.distributions
+
+
+def _grid(half_width=6.0, count=241):
+    axis = np.linspace(-half_width, half_width, count)
+    a, b = np.meshgrid(axis, axis, indexing="ij")
+    return np.stack([a.ravel(), b.ravel()], -1).astype(np.float32), (axis[1] - axis[0]) ** 2
+
+
+def _mixture():
+    return densities.GaussianMixture(
+        [0.2, 0.5, 0.3],
+        [[-1.5, 0.0], [1.0, 1.0], [0.5, -1.5]],
+        [[[0.3, 0.1], [0.1, 0.2]], [[0.5, -0.2], [-0.2, 0.4]], [[0.2, 0.0], [0.0, 0.6]]],
+    )
+
+
+def _flow(seed=0):
+    tf.keras.utils.set_random_seed(seed)
+    network = flow_lib.MaskedAutoregressiveFlow(2, layers=2, width=16)
+    rng = np.random.default_rng(seed)
+    for made in network.mades:  # far from the identity, so the test sees the networks
+        made.out.kernel.assign(rng.normal(0, 0.15, made.out.kernel.shape).astype(np.float32))
+    return densities.Flow(network)
+
+
+def test_the_mixture_density_equals_scikit_learn():
+    mixture_lib = pytest.importorskip("sklearn.mixture")
+    rng = np.random.default_rng(0)
+    codes = np.concatenate([rng.normal(-2, 1, [300, 4]), rng.normal(2, 0.5, [300, 4])])
+    fitted = mixture_lib.GaussianMixture(3, covariance_type="full", random_state=0).fit(codes)
+    ours = densities.GaussianMixture(fitted.weights_, fitted.means_, fitted.covariances_)
+    np.testing.assert_allclose(
+        ours.log_prob(codes.astype(np.float32)).numpy(), fitted.score_samples(codes), atol=2e-4
+    )
+
+
+@pytest.mark.parametrize(
+    "make", [_mixture, _flow, lambda: densities.gaussian([0.5, -0.5], [[1, 0.6], [0.6, 0.8]])]
+)
+def test_each_density_integrates_to_one_and_its_samples_have_its_moments(make):
+    sampler = make()
+    grid, cell = _grid()
+    p = np.exp(sampler.log_prob(grid).numpy().astype(np.float64)) * cell
+    assert abs(p.sum() - 1) < 2e-3  # the grid reaches 6 standard deviations or more
+    mean = p @ grid
+    second = (grid * p[:, None]).T @ grid  # E[z z^T]
+    draws = sampler.sample(40_000, [3, 4]).numpy().astype(np.float64)
+    centred = draws - mean
+    # Every first and second moment of the draws within 5 standard errors of the density's.
+    stderr = draws.std(0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(0) - mean) < 5 * stderr)
+    products = draws[:, :, None] * draws[:, None, :]
+    stderr2 = products.std(0) / np.sqrt(len(draws))
+    assert np.all(np.abs(products.mean(0) - second) < 5 * stderr2 + 1e-3), centred.std(0)
+
+
+def test_the_flow_equals_tfp_transformed_distribution_and_the_numeric_jacobian():
+    sampler = _flow(1)
+    network = sampler.network
+    z = tf.constant(np.random.default_rng(0).normal(size=[16, 2]), tf.float32)
+    ours = sampler.log_prob(z).numpy()
+    # TFP: z = m + s * MAF_1(rev(MAF_2(rev(u)))), u ~ N(0, I), the MADEs as shift-and-log-scale.
+    chain = [tfb.Shift(network.shift_of_data), tfb.Scale(network.scale_of_data)]
+    for made in network.mades:
+        chain += [tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=made), tfb.Permute([1, 0])]
+    reference = tfd.TransformedDistribution(
+        tfd.MultivariateNormalDiag(tf.zeros(2)), tfb.Chain(chain)
+    )
+    np.testing.assert_allclose(ours, reference.log_prob(z).numpy(), atol=1e-4)
+    # Change of variables with the Jacobian of z -> u taken by autodiff.
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        u, _ = network.to_noise(z)
+    jacobian = tape.batch_jacobian(u, z)
+    base = tfd.MultivariateNormalDiag(tf.zeros(2)).log_prob(u)
+    numeric = base + tf.math.log(tf.abs(tf.linalg.det(jacobian)))
+    np.testing.assert_allclose(ours, numeric.numpy(), atol=1e-4)
+    # Sampling inverts the density's map: the noise of a sample is the noise it came from.
+    noise = tf.random.stateless_normal([16, 2], [5, 6], alg="philox")
+    np.testing.assert_allclose(network.to_noise(network.from_noise(noise))[0], noise, atol=1e-4)
+
+
+def test_a_fitted_flow_beats_the_best_gaussian_on_a_curved_cloud():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=3000)
+    codes = np.stack([x, 0.5 * x**2 + 0.1 * rng.normal(size=3000)], -1).astype(np.float32)
+    network, history = flow_lib.fit_flow(codes[:2500], codes[2500:], 3, 32, 15, seed=0)
+    moments = densities.gaussian(codes[:2500].mean(0), np.cov(codes[:2500], rowvar=False))
+    held_out = codes[2500:]
+    gain = network.log_prob(held_out).numpy().mean() - moments.log_prob(held_out).numpy().mean()
+    assert gain > 0.5 and max(history) == pytest.approx(
+        network.log_prob(held_out).numpy().mean(), abs=1e-4
+    )  # the best epoch is kept
+
+
+def test_fit_sampler_writes_a_whole_directory_that_every_later_checkpoint_refuses(
+    tiny_config, tmp_path
+):
+    model_dir = tmp_path / "run"
+    config = tiny_config.replace(epochs=1)
+    train.train_and_evaluate(config, str(model_dir))
+    for args in (
+        ["--sampler=gmm", "--components=3"],
+        ["--sampler=flow", "--flow_epochs=2", "--flow_width=8"],
+        ["--sampler=gaussian"],
+    ):
+        result = run_command("fit_sampler", f"--model_dir={model_dir}", *args)
+        assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads((model_dir / "samplers" / "gmm" / "sampler.json").read_text())
+    assert info["checkpoint"] == "ckpt-4" and info["step"] == 4
+    assert info["fitted_on"] == {
+        "split": "train",
+        "num_images": 64,
+        "codes": "one draw z ~ q(z|x) per image",
+        "seed": 0,
+    }
+    assert info["settings"]["components"] == 3
+    assert sorted(p.name for p in (model_dir / "samplers").iterdir()) == [
+        "flow",
+        "gaussian",
+        "gmm",
+    ]  # no staging
+    checkpoint = str(model_dir / "ckpt-4")
+    for name in ("gmm", "flow", "gaussian"):
+        sampler, _ = store.load(str(model_dir), name, checkpoint)
+        assert sampler.sample(5, [0, 1]).shape == (5, config.latent_dim)
+        codes = sampler.sample(200, [0, 2])
+        assert np.isfinite(sampler.log_prob(codes).numpy()).all()
+    moments = store.latent_codes(config, model.restore(str(model_dir))[1], "train", 0, 0)
+    gaussian, _ = store.load(str(model_dir), "gaussian", checkpoint)
+    np.testing.assert_allclose(gaussian.means.numpy()[0], moments["means"].mean(0), atol=1e-5)
+    train.train_and_evaluate(config.replace(epochs=2), str(model_dir))  # a newer checkpoint
+    with pytest.raises(ValueError, match="fitted on ckpt-4, but the run's newest checkpoint is"):
+        store.load(str(model_dir), "gmm", str(model_dir / "ckpt-8"))
+    with pytest.raises(ValueError, match="has no sampler 'vamp' .fitted: flow, gaussian, gmm"):
+        store.load(str(model_dir), "vamp", str(model_dir / "ckpt-8"))

@@ -1,0 +1,193 @@
+"""Samplers fitted on a trained run's latent codes, saved under MODEL_DIR/samplers/NAME/.
+
+The codes are one draw z ~ q(z|x) per training image (seeded): draws of the aggregate posterior
+q(z) = mean_n q(z|x_n), which is what the decoder saw in training. Posterior means would be a
+narrower cloud than that (they drop each q(z|x)'s own spread), so a density fitted to them
+draws codes the decoder met less often. The `gaussian` sampler is fitted to q(z)'s exact
+moments instead (means and scales of every q(z|x), `gaussian.aggregate_posterior`).
+
+A sampler's directory holds `sampler.json` (what, fitted on what and when, the run's checkpoint
+and step, held-out log-density) and `parameters.npz`; it is written into a hidden folder and
+renamed into place, so it is whole or absent. A sampler fitted on another checkpoint than the
+run's newest is refused when loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae import data
+from tfvae.runtime import files
+from tfvae.samplers import densities
+from tfvae.samplers.gaussian import aggregate_posterior
+
+KINDS = ("gaussian", "gmm", "flow")
+SAMPLERS_DIR = "samplers"
+INFO_FILE = "sampler.json"
+PARAMETERS_FILE = "parameters.npz"
+_BATCH = 256
+
+
+def sampler_dir(model_dir: str, name: str) -> str:
+    """MODEL_DIR/samplers/NAME."""
+    return os.path.join(model_dir, SAMPLERS_DIR, name)
+
+
+def latent_codes(config, vae, split: str, num_images: int, seed: int) -> dict:
+    """Posterior statistics of the first `num_images` of a split (0 = the run's own: its
+    train_size or val_size; capped at the split's size).
+
+    Returns float32 arrays [N, Z]: "means" and "scales" of q(z|x) and "draws", one
+    z = mean + scale * eps per image with eps from (seed, image index) (Philox).
+    """
+    own = config.train_size if split == "train" else config.val_size
+    images = data.load_config_split(config, split, num_images or own, at_most=True)
+    means, scales = [], []
+    for batch in images.batch(_BATCH):
+        q = vae.encode(data.to_unit_interval(batch["image"]))
+        means.append(q.mean().numpy())
+        scales.append(q.stddev().numpy())
+    means, scales = np.concatenate(means), np.concatenate(scales)
+    eps = tf.random.stateless_normal(means.shape, [seed, 7], alg="philox").numpy()
+    return {"means": means, "scales": scales, "draws": means + scales * eps}
+
+
+def fit(
+    kind: str,
+    train_codes: dict,
+    held_out: dict,
+    seed: int = 0,
+    components: int = 20,
+    flow_layers: int = 4,
+    flow_width: int = 128,
+    flow_epochs: int = 50,
+    log=None,
+):
+    """A sampler of `kind` fitted to train codes (from `latent_codes`).
+
+    Returns (sampler, settings): settings are the JSON-ready hyper-parameters it was fitted with.
+    """  # fmt: skip
+    if kind == "gaussian":
+        moments = aggregate_posterior(train_codes["means"], train_codes["scales"])
+        return densities.gaussian(moments["mean"], moments["covariance"]), {}
+    if kind == "gmm":
+        from sklearn.mixture import GaussianMixture
+
+        if components > len(train_codes["draws"]):
+            raise ValueError(
+                f"Flag `--components` is {components}; it must be at most the "
+                f"{len(train_codes['draws'])} training codes."
+            )
+        mixture = GaussianMixture(
+            components, covariance_type="full", reg_covar=1e-6, max_iter=500, random_state=seed
+        ).fit(train_codes["draws"].astype(np.float64))
+        sampler = densities.GaussianMixture(mixture.weights_, mixture.means_, mixture.covariances_)
+        return sampler, {"components": components, "converged": bool(mixture.converged_)}
+    if kind == "flow":
+        from tfvae.samplers import flow as flow_lib
+
+        network, history = flow_lib.fit_flow(
+            train_codes["draws"], held_out["draws"], flow_layers, flow_width, flow_epochs, seed,
+            log,
+        )  # fmt: skip
+        settings = {
+            "latent_dim": int(train_codes["draws"].shape[1]),
+            "flow_layers": flow_layers,
+            "flow_width": flow_width,
+            "flow_epochs": flow_epochs,
+            "best_epoch": int(np.argmax(history)) + 1,
+        }
+        return densities.Flow(network), settings
+    raise ValueError(f"Flag `--sampler` is {kind!r}; it must be one of {', '.join(KINDS)}.")
+
+
+def mean_log_density(sampler, codes) -> float:
+    """The mean log-density of codes float [N, Z] under a sampler, in nats per code."""
+    values = [sampler.log_prob(codes[i : i + 1024]).numpy() for i in range(0, len(codes), 1024)]
+    return float(np.concatenate(values).mean())
+
+
+def save(model_dir: str, name: str, sampler, info: dict) -> str:
+    """Writes MODEL_DIR/samplers/NAME/ (sampler.json, parameters.npz) whole; returns it."""
+    target = sampler_dir(model_dir, name)
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=parent)
+    try:
+        arrays = sampler.arrays()
+        files.write_atomically(
+            os.path.join(staging, PARAMETERS_FILE), lambda f: np.savez(f, **arrays)
+        )
+        files.write_json(os.path.join(staging, INFO_FILE), info)
+        return files.replace_directory(staging, target)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def describe(
+    kind: str,
+    name: str,
+    checkpoint: str,
+    split: str,
+    count: int,
+    seed: int,
+    settings: dict,
+    scores: dict,
+) -> dict:
+    """The sampler.json of a fitted sampler."""  # fmt: skip
+    step = int(tf.train.load_variable(checkpoint, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+    codes = "moments of q(z|x)" if kind == "gaussian" else "one draw z ~ q(z|x) per image"
+    return {
+        "name": name,
+        "sampler": kind,
+        "fitted_on": {"split": split, "num_images": count, "codes": codes, "seed": seed},
+        "checkpoint": os.path.basename(checkpoint),
+        "step": step,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "settings": settings,
+        "mean_log_density_nats": scores,
+    }
+
+
+def load(model_dir: str, name: str, checkpoint: str):
+    """(sampler, info) of MODEL_DIR/samplers/NAME, refused (ValueError, one line) if it is
+    missing or was fitted on another checkpoint than `checkpoint` (the run's newest)."""
+    directory = sampler_dir(model_dir, name)
+    info_path = os.path.join(directory, INFO_FILE)
+    if not os.path.exists(info_path):
+        fitted = sorted(os.listdir(os.path.dirname(directory))) if os.path.isdir(
+            os.path.dirname(directory)) else []  # fmt: skip
+        raise ValueError(
+            f"--model_dir={model_dir} has no sampler {name!r} (fitted: "
+            f"{', '.join(n for n in fitted if not n.startswith('.')) or 'none'}); fit it with "
+            f"tfvae-fit-sampler --model_dir={model_dir} --sampler={name}."
+        )
+    info = files.read_json(info_path)
+    if info["checkpoint"] != os.path.basename(checkpoint):
+        raise ValueError(
+            f"Sampler {name!r} was fitted on {info['checkpoint']}, but the run's newest checkpoint "
+            f"is {os.path.basename(checkpoint)}; fit it again with tfvae-fit-sampler "
+            f"--model_dir={model_dir} --sampler={info['sampler']} --name={name}."
+        )
+    with np.load(os.path.join(directory, PARAMETERS_FILE)) as stored:
+        arrays = dict(stored)
+    if info["sampler"] == "flow":
+        settings = info["settings"]
+        sampler = densities.flow_from_arrays(
+            arrays, settings["latent_dim"], settings["flow_layers"], settings["flow_width"]
+        )
+    elif info["sampler"] == "gaussian":
+        sampler = densities.gaussian(arrays["means"][0], arrays["covariances"][0])
+    else:
+        sampler = densities.GaussianMixture(
+            arrays["weights"], arrays["means"], arrays["covariances"]
+        )
+    return sampler, info
