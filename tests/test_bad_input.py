@@ -101,6 +101,7 @@ def folder_run(tmp_path_factory):
         ("latents", [], None),
         ("traverse", ["--num_dims=2", "--steps=3"], None),
         ("sample_quality", ["--fid=off", "--num_shown=8"], "num_images"),
+        ("fit_sampler", ["--components=2", "--num_images=1000"], "num_images"),
     ],
 )
 def test_commands_run_on_a_40_image_folder_with_their_default_counts(

@@ -33,6 +33,7 @@ def test_bpp_writes_metrics_with_units_and_conventions(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["other_tool"] == 7 and metrics["nll_nats"] > 0  # merged, own keys replaced
     assert metrics["k"] == 20 and metrics["num_images"] == 6
+    assert metrics["trained_with"] == "IWAE-2 bound"  # no training controls
     assert metrics["bits_per_dim"] == pytest.approx(
         metrics["nll_nats"] / (16 * 16 * 3 * 0.6931471805599453)
     )

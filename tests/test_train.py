@@ -47,8 +47,12 @@ def test_mixed_precision_steps_give_finite_float32_losses(tiny_config, dtype):
     assert all(v.dtype == tf.float32 for v in steps.model.trainable_variables)
 
 
-def test_two_replicas_give_the_same_loss_and_weights_as_one(tiny_config, two_cpus):
-    config = tiny_config.replace(batch_size=8)
+CONTROLS = dict(kl_weight=0.5, kl_warmup_steps=2, free_bits=0.1, ema_decay=0.9)
+
+
+@pytest.mark.parametrize("controls", [{}, CONTROLS], ids=["plain", "controls"])
+def test_two_replicas_give_the_same_loss_and_weights_as_one(tiny_config, two_cpus, controls):
+    config = tiny_config.replace(batch_size=8, **controls)
     images = _batch(config)
     results = []
     for strategy in (tf.distribute.get_strategy(), two_cpus):
@@ -58,6 +62,7 @@ def test_two_replicas_give_the_same_loss_and_weights_as_one(tiny_config, two_cpu
         )
         losses = [float(steps.train_step(distributed, _seed(i))["loss"]) for i in range(3)]
         weights = [v.numpy() for v in steps.model.weights]  # includes batch-norm statistics
+        weights += [v.numpy() for v in steps.eval_model.weights]  # the EMA's, if any
         results.append((losses, weights))
     (one_losses, one_weights), (two_losses, two_weights) = results
     np.testing.assert_allclose(two_losses, one_losses, rtol=2e-5)

@@ -22,10 +22,10 @@ MIXED_PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 CROPS = ("realnvp", "center", "none")
 
-# Fields that control how long or how verbosely a run goes, not what it computes: a resumed run
-# may change them without being refused (e.g. training a finished run for more epochs).
 DEPRECATED_FLAGS = {"sample_temperature": "temperature"}  # old flag or config.json key -> new
 
+# Fields that control how long or how verbosely a run goes, not what it computes: a resumed run
+# may change them without being refused (e.g. training a finished run for more epochs).
 RUN_CONTROL_FIELDS = (
     "epochs",
     "log_every_steps",
@@ -33,6 +33,11 @@ RUN_CONTROL_FIELDS = (
     "checkpoints_to_keep",
     "temperature",
     "collective_timeout_s",
+    # Training controls: they change the objective from this step on, not the model (validation
+    # and evaluation always estimate the model's own log p(x) and bounds).
+    "kl_weight",
+    "kl_warmup_steps",
+    "free_bits",
 )
 
 
@@ -79,6 +84,20 @@ class Config:
     beta_1: float = _field(0.5, "Adam beta_1 (momentum).")
     beta_2: float = _field(0.999, "Adam beta_2.")
     seed: int = _field(0, "Seed of every random choice: data order, sampling, initialisation.")
+    kl_weight: float = _field(
+        1.0, "Training only: weight beta of log p(z) - log q(z|x) in each log-weight (1 = the "
+        "bound)."
+    )  # fmt: skip
+    kl_warmup_steps: int = _field(
+        0, "Training only: steps over which the KL weight grows linearly from 0 to --kl_weight."
+    )
+    free_bits: float = _field(
+        0.0, "Training only: floor (nats) on each latent dimension's KL of each example (0 = off)."
+    )
+    ema_decay: float = _field(
+        0.0, "Decay of an exponential moving average of the weights, used for validation, "
+        "evaluation, figures and export (0 = off; e.g. 0.999)."
+    )  # fmt: skip
     # Execution.
     mixed_precision: str = _field(
         "auto",
@@ -145,6 +164,14 @@ def _errors(c: Config):
     for name in ("beta_1", "beta_2"):
         if not 0 <= getattr(c, name) < 1:
             yield f"Flag `--{name}` is {getattr(c, name)}; it must be in [0, 1)."
+    if c.kl_weight < 0:
+        yield f"Flag `--kl_weight` is {c.kl_weight}; it must be >= 0."
+    if c.kl_warmup_steps < 0:
+        yield f"Flag `--kl_warmup_steps` is {c.kl_warmup_steps}; it must be >= 0 (0 = off)."
+    if c.free_bits < 0:
+        yield f"Flag `--free_bits` is {c.free_bits}; it must be >= 0 (0 = off)."
+    if not 0 <= c.ema_decay < 1:
+        yield f"Flag `--ema_decay` is {c.ema_decay}; it must be in [0, 1) (0 = off)."
     if not c.temperature > 0:
         yield f"Flag `--temperature` is {c.temperature}; it must be > 0."
     if c.gaussian_scale < 0:

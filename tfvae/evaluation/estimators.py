@@ -408,6 +408,7 @@ def summarize(config, results, num_samples: int) -> dict:
         "k": num_samples,
         "num_images": len(nll),
         "likelihood": config.likelihood,
+        "trained_with": objectives.describe_training(config),  # the estimates ignore its controls
     }
     try:
         convention = convention_for(config.likelihood)

@@ -28,3 +28,17 @@ def iwae_bound(log_weights: tf.Tensor) -> tf.Tensor:
 def elbo(log_weights: tf.Tensor) -> tf.Tensor:
     """The ELBO estimated with the same K samples, mean_k log w_k, float32 [B] in nats."""
     return tf.reduce_mean(tf.cast(log_weights, tf.float32), axis=0)
+
+
+def describe_training(config) -> str:
+    """The objective a run was trained with, in words (for metrics.json and the logs)."""
+    name = "ELBO" if config.k == 1 else f"IWAE-{config.k} bound"
+    controls = []
+    if config.kl_weight != 1 or config.kl_warmup_steps:
+        warmup = config.kl_warmup_steps and f", warmed up over {config.kl_warmup_steps} steps"
+        controls.append(f"KL weight {config.kl_weight:g}{warmup or ''}")
+    if config.free_bits:
+        controls.append(f"free bits {config.free_bits:g} nats per latent dimension")
+    if config.ema_decay:
+        controls.append(f"weights averaged with decay {config.ema_decay:g} (EMA, evaluated)")
+    return name + (f" with {'; '.join(controls)}" if controls else "")

@@ -206,7 +206,9 @@ def restore(model_dir: str, dtype: str = "float32", strategy=None):
       strategy: a tf.distribute strategy to build the model under (default: none).
 
     Returns:
-      (config, vae, checkpoint_path). Raises ValueError (one line) if either is missing.
+      (config, vae, checkpoint_path): the VAE has the trained weights, or their exponential
+      moving average for a run trained with --ema_decay. Raises ValueError (one line) if either
+      is missing.
     """
     from tfvae import config as config_lib
 
@@ -222,5 +224,7 @@ def restore(model_dir: str, dtype: str = "float32", strategy=None):
         )
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         vae = build(config, dtype)
-    tf.train.Checkpoint(model=vae).restore(checkpoint).expect_partial()
+    # With --ema_decay the exponential moving average of the weights is the model handed on.
+    saved_as = "ema_model" if getattr(config, "ema_decay", 0) else "model"
+    tf.train.Checkpoint(**{saved_as: vae}).restore(checkpoint).expect_partial()
     return config, vae, checkpoint

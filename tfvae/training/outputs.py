@@ -93,7 +93,7 @@ class RunOutputs:
         """
         if not self.is_chief:
             return
-        vae = self.steps.model
+        vae = self.steps.eval_model  # the EMA's weights when there is one
         inputs = data.to_unit_interval(shown)  # [N, H, W, C]
         rows = tf.concat([inputs, vae.reconstruct(inputs)], axis=0)  # [2N, H, W, C]
         with self.writers["validation"].as_default(step=step):

@@ -16,6 +16,39 @@ from tfvae.models import likelihoods, objectives
 from tfvae.models import vae as model
 
 SUMS = ("bound", "elbo", "kl", "reconstruction")  # per-example terms summed by the steps
+TRAIN_SUMS = (*SUMS, "objective")  # + what training maximises (the bound without controls)
+
+
+def kl_weight_at(config, step) -> tf.Tensor:
+    """The KL weight of the step with index `step` (0-based): --kl_weight, reached linearly over
+    --kl_warmup_steps steps (1/W at the first step). float32 scalar."""
+    weight = tf.constant(config.kl_weight, tf.float32)
+    if config.kl_warmup_steps > 0:
+        ramp = (tf.cast(step, tf.float32) + 1.0) / float(config.kl_warmup_steps)
+        weight *= tf.minimum(1.0, ramp)
+    return weight
+
+
+def training_objective(config, terms: dict, q, noise, kl_weight) -> tf.Tensor:
+    """What a train step maximises, float32 [B] nats: the IWAE-k bound of the log-weights
+    log p(x|z_k) + beta (log p(z_k) - log q(z_k|x)) (beta = kl_weight; the bound itself at 1),
+    minus beta sum_d max(0, lambda - KL_d) with lambda = --free_bits: each latent dimension's KL
+    of each example (estimated with its K samples) counts as at least lambda, as openai/iaf's
+    kl_min (per example here rather than per batch, so a step does not depend on the replicas).
+    """
+    log_w = terms["log_px_z"] + kl_weight * (terms["log_pz"] - terms["log_qz_x"])  # [K, B]
+    objective = objectives.iwae_bound(log_w)
+    if config.free_bits > 0:
+        # log q_d(z_d|x) - log p_d(z_d) of the diagonal q and the N(0, I) prior, per dimension:
+        # -eps^2 / 2 - log s_d + z_d^2 / 2 with z = m + s eps.
+        scale = tf.cast(q.stddev(), tf.float32)  # [B, Z]
+        z = tf.cast(q.mean(), tf.float32) + scale * noise  # [K, B, Z]
+        per_dimension = tf.reduce_mean(
+            -0.5 * tf.square(noise) - tf.math.log(scale) + 0.5 * tf.square(z), axis=0
+        )  # [B, Z]
+        shortfall = tf.nn.relu(config.free_bits - per_dimension)
+        objective -= kl_weight * tf.reduce_sum(shortfall, axis=-1)
+    return objective
 
 
 def _terms_sums(terms: dict, weight=None) -> dict:
@@ -33,6 +66,27 @@ def _terms_sums(terms: dict, weight=None) -> dict:
     if weight is not None:  # padding never reaches a sum, even where its terms are not finite
         per_example = {k: tf.where(weight > 0, v, 0.0) for k, v in per_example.items()}
     return {k: tf.reduce_sum(v) for k, v in per_example.items()}
+
+
+class ExponentialMovingAverage:
+    """A copy of the VAE whose weights follow e <- d e + (1 - d) w after every update (d =
+    --ema_decay; batch-norm statistics copied as they are). Saved in the checkpoint as
+    `ema_model`, which `tfvae.models.vae.restore` loads in place of the trained weights."""
+
+    def __init__(self, config, vae, compute_dtype: str = "float32"):
+        self.decay = config.ema_decay
+        self.model = model.build(config, compute_dtype)
+        for shadow, live in zip(self.model.variables, vae.variables, strict=True):
+            shadow.assign(live)
+
+    def update(self, vae) -> None:
+        """One step of the average (cross-replica context: every copy gets the same value)."""
+        for shadow, live in zip(self.model.trainable_variables, vae.trainable_variables,
+                                strict=True):  # fmt: skip
+            shadow.assign(self.decay * shadow + (1.0 - self.decay) * tf.cast(live, shadow.dtype))
+        for shadow, live in zip(self.model.non_trainable_variables, vae.non_trainable_variables,
+                                strict=True):  # fmt: skip
+            shadow.assign(live)
 
 
 class Steps:
@@ -74,6 +128,12 @@ class Steps:
             # Built before tracing, so the traced step reads the live dynamic loss scale.
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
+            self.ema = (
+                ExponentialMovingAverage(config, self.model, compute_dtype)
+                if config.ema_decay
+                else None
+            )
+        self.eval_model = self.ema.model if self.ema is not None else self.model
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
@@ -83,6 +143,7 @@ class Steps:
             step=self.step,
             epoch=self.epoch,
             step_in_epoch=self.step_in_epoch,
+            **({"ema_model": self.ema.model} if self.ema is not None else {}),
         )
 
         # XLA compiles the loss and its gradients; the update runs outside XLA. Without XLA
@@ -95,18 +156,19 @@ class Steps:
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
 
-    def _terms(self, images, noise, uniform, training):
-        """Log-weight terms [K, B] of uint8 images [B, H, W, C] given the step's noise.
+    def _terms(self, images, noise, uniform, training, vae=None):
+        """(log-weight terms [K, B], q(z|x)) of uint8 images [B, H, W, C] given the noise.
 
         noise: float32 [K, B, Z] latent noise; uniform: float32 [K, B, H, W, C] in [0, 1) for a
-        density likelihood (scored at (v + u) / 256), else None.
+        density likelihood (scored at (v + u) / 256), else None; vae: the model (default the
+        trained one).
         """
+        vae = vae or self.model
         x = data.to_unit_interval(images)  # [B, H, W, C] float32 in [0, 1]
-        if uniform is None:
-            return self.model.log_weight_terms(x, self.config.k, training=training, noise=noise)
-        q = self.model.encode(x, training=training)
+        q = vae.encode(x, training=training)
         z = model.reparameterize(q, noise)  # [K, B, Z]
-        return self.model.joint_terms(likelihoods.dequantize(x, uniform), q, z, training)
+        scored = x if uniform is None else likelihoods.dequantize(x, uniform)
+        return vae.joint_terms(scored, q, z, training), q
 
     def _uniform(self, shape, seed):
         """Dequantization noise [K, B, H, W, C] from the step's seed, or None (discrete)."""
@@ -116,27 +178,30 @@ class Steps:
         seed = tf.random.experimental.stateless_fold_in(seed, -1)  # a stream apart from z's
         return tf.random.stateless_uniform([*shape, size, size, 3], seed, alg="philox")
 
-    def _replica_gradients(self, images, noise, uniform):
+    def _replica_gradients(self, images, noise, uniform, kl_weight):
         """This replica's sums (nats) and the gradients of its share of the global-mean loss."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            sums = _terms_sums(self._terms(images, noise, uniform, training=True))
-            loss = -sums["bound"] / self.config.batch_size  # this replica's share of the mean
+            terms, q = self._terms(images, noise, uniform, training=True)
+            sums = _terms_sums(terms)
+            objective = training_objective(self.config, terms, q, noise, kl_weight)
+            sums["objective"] = tf.reduce_sum(objective)
+            loss = -sums["objective"] / self.config.batch_size  # this replica's share of the mean
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
         return sums, tape.gradient(loss, variables)
 
-    def _replica_train_step(self, images, noise, stop, uniform=None):
+    def _replica_train_step(self, images, noise, stop, kl_weight, uniform=None):
         local_batch = tf.shape(images)[0]
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         offset = tf.cast(replica, tf.int32) * local_batch
         noise = noise[:, offset : offset + local_batch]  # this replica's rows of the global batch
         if uniform is not None:
             uniform = uniform[:, offset : offset + local_batch]
-        sums, gradients = self._gradients(images, noise, uniform)
+        sums, gradients = self._gradients(images, noise, uniform, kl_weight)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return tf.stack([sums[k] for k in SUMS] + [stop])
+        return tf.stack([sums[k] for k in TRAIN_SUMS] + [stop])
 
     def _train_step(self, images, seed, stop=None):
         # The noise of the whole global batch, drawn outside the replicas and outside XLA (whose
@@ -147,12 +212,18 @@ class Steps:
         )  # [K, B, Z]
         uniform = self._uniform([config.k, config.batch_size], seed)  # [K, B, H, W, C] or None
         stop = tf.zeros([]) if stop is None else tf.cast(stop, tf.float32)
-        args = (images, noise, stop) + (() if uniform is None else (uniform,))
+        kl_weight = kl_weight_at(config, seed[1])  # the loop seeds step s with (seed, s)
+        args = (images, noise, stop, kl_weight) + (() if uniform is None else (uniform,))
         sums = self.strategy.run(self._replica_train_step, args=args)
         # One all-reduce carries the sums and every worker's stop request (the stop protocol).
-        total = self.strategy.reduce("SUM", sums, axis=None)  # [len(SUMS) + 1]
-        means = {k: total[i] / config.batch_size for i, k in enumerate(SUMS)}
-        return {"loss": -means["bound"], **means, "stop": total[-1]}
+        total = self.strategy.reduce("SUM", sums, axis=None)  # [len(TRAIN_SUMS) + 1]
+        means = {k: total[i] / config.batch_size for i, k in enumerate(TRAIN_SUMS)}
+        if self.ema is not None:
+            self.ema.update(self.model)
+        result = {"loss": -means["objective"], **means, "stop": total[-1]}
+        if config.kl_weight != 1 or config.kl_warmup_steps or config.free_bits:
+            result["kl_weight"] = kl_weight
+        return result
 
     def _replica_eval_step(self, batch, seed):
         # Each example's noise derives from (seed, its index): the same on any replica layout.
@@ -165,7 +236,8 @@ class Steps:
         return self._replica_eval(batch["image"], noise, batch["weight"], uniform)
 
     def _replica_eval_sums(self, images, noise, weight, uniform):
-        terms = self._terms(images, noise, uniform, training=False)
+        # The model's own bounds: no training control; with an EMA, its weights.
+        terms, _ = self._terms(images, noise, uniform, training=False, vae=self.eval_model)
         sums = _terms_sums(terms, weight)
         return tf.stack([sums[k] for k in SUMS] + [tf.reduce_sum(weight)])
 

@@ -1,0 +1,106 @@
+"""Training controls (KL weight and warm-up, free bits, EMA): what they change in the objective,
+that evaluation ignores them, and exact resume with an EMA."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import config as config_lib
+from tfvae.models import objectives
+from tfvae.models import vae as model
+from tfvae.training import loop, train
+from tfvae.training.steps import Steps, kl_weight_at, training_objective
+
+
+def test_the_kl_weight_ramps_linearly_to_its_value():
+    config = config_lib.Config(kl_weight=0.5, kl_warmup_steps=4)
+    weights = [float(kl_weight_at(config, s)) for s in range(6)]
+    assert weights == pytest.approx([0.125, 0.25, 0.375, 0.5, 0.5, 0.5])
+    assert float(kl_weight_at(config_lib.Config(), 0)) == 1.0
+
+
+def _terms_and_posterior(seed=0, k=3, batch=4, dims=5):
+    rng = np.random.default_rng(seed)
+    loc = tf.constant(rng.normal(size=[batch, dims]), tf.float32)
+    scale = tf.constant(rng.uniform(0.05, 1.5, [batch, dims]), tf.float32)
+    q = model.tfd.MultivariateNormalDiag(loc, scale)
+    noise = tf.constant(rng.normal(size=[k, batch, dims]), tf.float32)
+    z = model.reparameterize(q, noise)
+    terms = {
+        "log_px_z": tf.constant(rng.normal(-100, 5, [k, batch]), tf.float32),
+        "log_pz": model.standard_normal(dims).log_prob(z),
+        "log_qz_x": q.log_prob(z),
+    }
+    return terms, q, noise, z
+
+
+def test_the_objective_is_the_bound_at_weight_one_and_a_beta_bound_otherwise():
+    terms, q, noise, _ = _terms_and_posterior()
+    config = config_lib.Config(k=3)
+    bound = objectives.iwae_bound(objectives.log_weights_from_terms(terms))
+    np.testing.assert_allclose(training_objective(config, terms, q, noise, 1.0), bound)
+    beta = terms["log_px_z"] + 0.3 * (terms["log_pz"] - terms["log_qz_x"])
+    np.testing.assert_allclose(
+        training_objective(config, terms, q, noise, 0.3), objectives.iwae_bound(beta), rtol=1e-6
+    )
+
+
+def test_free_bits_floor_each_dimensions_kl_of_each_example():
+    terms, q, noise, z = _terms_and_posterior()
+    lam = 0.4
+    config = config_lib.Config(k=3, free_bits=lam)
+    # Per dimension by hand with TFP's univariate normals: log q_d(z_d|x) - log p_d(z_d).
+    univariate = model.tfd.Normal(q.mean(), q.stddev())
+    per_dim = np.mean(univariate.log_prob(z) - model.tfd.Normal(0.0, 1.0).log_prob(z), axis=0)
+    np.testing.assert_allclose(  # the dimensions add up to the joint KL estimate
+        per_dim.sum(-1), np.mean(terms["log_qz_x"] - terms["log_pz"], 0), rtol=1e-4, atol=1e-4
+    )
+    assert (per_dim < lam).any() and (per_dim > lam).any()  # the floor binds somewhere
+    expected = objectives.iwae_bound(objectives.log_weights_from_terms(terms)) - np.maximum(
+        0.0, lam - per_dim
+    ).sum(-1)
+    got = training_objective(config, terms, q, noise, 1.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_validation_and_evaluation_ignore_the_training_controls(tiny_config, tmp_path):
+    controlled = tiny_config.replace(epochs=1, kl_weight=0.5, kl_warmup_steps=3, free_bits=0.2)
+    metrics = train.train_and_evaluate(controlled, str(tmp_path))
+    # The same weights under a config without controls: the same validation numbers.
+    _, vae, checkpoint = model.restore(str(tmp_path))
+    plain = controlled.replace(kl_weight=1.0, kl_warmup_steps=0, free_bits=0.0)
+    steps = Steps(plain, tf.distribute.get_strategy())
+    tf.train.Checkpoint(model=steps.model).restore(checkpoint).expect_partial()
+    val = train.data.load_config_split(plain, "validation", plain.val_size)
+    batches, count = loop.validation_batches(plain, steps.strategy, val.map(lambda e: e["image"]))
+
+    class Quiet:
+        def scalars(self, *args):
+            pass
+
+    again = loop.validate(plain, steps, batches, count, Quiet())
+    assert again == metrics
+    assert objectives.describe_training(controlled) == (
+        "IWAE-3 bound with KL weight 0.5, warmed up over 3 steps; "
+        "free bits 0.2 nats per latent dimension"
+    )
+
+
+def test_a_resumed_run_with_an_ema_equals_an_uninterrupted_one_and_hands_on_the_average(
+    tiny_config, tmp_path
+):
+    config = tiny_config.replace(ema_decay=0.9)
+    whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
+    resumed_dir = str(tmp_path / "resumed")
+    assert train.train_and_evaluate(config, resumed_dir, max_steps=3) == {}  # mid-epoch
+    assert train.train_and_evaluate(config, resumed_dir) == whole  # bit for bit
+    _, averaged, checkpoint = model.restore(resumed_dir)
+    trained = model.build(config)
+    tf.train.Checkpoint(model=trained).restore(checkpoint).expect_partial()
+    difference = max(
+        float(tf.reduce_max(tf.abs(a - b)))
+        for a, b in zip(averaged.trainable_variables, trained.trainable_variables, strict=True)
+    )
+    assert difference > 1e-6  # restore hands on the average, not the last weights
+    with pytest.raises(ValueError, match=r"ema_decay: 0.9 \(saved\) vs 0.0"):  # not a run control
+        train.train_and_evaluate(config.replace(ema_decay=0.0), resumed_dir)
