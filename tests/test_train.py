@@ -47,7 +47,14 @@ def test_mixed_precision_steps_give_finite_float32_losses(tiny_config, dtype):
     assert all(v.dtype == tf.float32 for v in steps.model.trainable_variables)
 
 
-CONTROLS = dict(kl_weight=0.5, kl_warmup_steps=2, free_bits=0.1, ema_decay=0.9)
+CONTROLS = dict(
+    kl_weight=0.5,
+    kl_warmup_steps=2,
+    free_bits=0.1,
+    ema_decay=0.9,
+    clip_gradient_norm=50.0,
+    skip_gradient_norm=1e6,
+)
 
 
 @pytest.mark.parametrize("controls", [{}, CONTROLS], ids=["plain", "controls"])

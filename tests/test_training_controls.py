@@ -104,3 +104,67 @@ def test_a_resumed_run_with_an_ema_equals_an_uninterrupted_one_and_hands_on_the_
     assert difference > 1e-6  # restore hands on the average, not the last weights
     with pytest.raises(ValueError, match=r"ema_decay: 0.9 \(saved\) vs 0.0"):  # not a run control
         train.train_and_evaluate(config.replace(ema_decay=0.0), resumed_dir)
+
+
+def _one_step(config, images):
+    tf.keras.utils.set_random_seed(0)
+    steps = Steps(config, tf.distribute.get_strategy())
+    before = [v.numpy() for v in steps.model.trainable_variables]
+    # The gradient of the step's loss, computed here without the step's guards.
+    noise = tf.random.stateless_normal([config.k, config.batch_size, config.latent_dim], [0, 0])
+    with tf.GradientTape() as tape:
+        terms, q = steps._terms(images, noise, None, training=True)
+        objective = training_objective(config, terms, q, noise, 1.0)
+        loss = -tf.reduce_sum(objective) / config.batch_size
+    gradients = tape.gradient(loss, steps.model.trainable_variables)
+    for v, value in zip(steps.model.trainable_variables, before, strict=True):
+        v.assign(value)  # the tape's forward pass moved no weight, but be sure
+    out = steps.train_step(images, tf.constant([0, 0], tf.int64))
+    return steps, before, gradients, out
+
+
+def test_clipping_scales_the_global_gradient_and_skipping_leaves_the_state(tiny_config):
+    images = next(iter(train.data.load_config_split(tiny_config, "train", 64).batch(16)))["image"]
+    plain = tiny_config.replace(batch_size=16)
+    # Clipping to a tenth of the norm: Adam's first moment is (1 - beta_1) times the clipped g.
+    _, _, gradients, out = _one_step(plain.replace(clip_gradient_norm=1e9), images)
+    norm = float(tf.linalg.global_norm(gradients))
+    np.testing.assert_allclose(float(out["gradient_norm"]), norm, rtol=1e-4)
+    steps, _, gradients, out = _one_step(plain.replace(clip_gradient_norm=norm / 10), images)
+    first_moments = steps.optimizer._momentums
+    for g, m in zip(gradients, first_moments, strict=True):
+        np.testing.assert_allclose(m.numpy(), (1 - plain.beta_1) * g.numpy() / 10, atol=1e-6,
+                                   rtol=1e-3)  # fmt: skip
+    # Skipping: an update over the threshold leaves weights and optimizer state, and is counted.
+    steps, before, _, out = _one_step(plain.replace(skip_gradient_norm=norm / 2), images)
+    assert float(out["skipped_updates"]) == 1 and int(steps.optimizer.iterations) == 0
+    for v, value in zip(steps.model.trainable_variables, before, strict=True):
+        np.testing.assert_array_equal(v.numpy(), value)
+    assert all(float(tf.reduce_max(tf.abs(m))) == 0 for m in steps.optimizer._momentums)
+    steps, before, _, out = _one_step(plain.replace(skip_gradient_norm=norm * 2), images)
+    assert float(out["skipped_updates"]) == 0 and int(steps.optimizer.iterations) == 1
+    assert any(
+        not np.array_equal(v.numpy(), value)
+        for v, value in zip(steps.model.trainable_variables, before, strict=True)
+    )
+
+
+def test_a_non_finite_gradient_is_skipped_and_training_goes_on(tiny_config, monkeypatch):
+    from tfvae.training import steps as steps_lib
+
+    real = steps_lib.training_objective
+
+    def nan_at_the_first_step(config, terms, q, noise, kl_weight):  # kl_weight 0.25 at step 0
+        objective = real(config, terms, q, noise, kl_weight)
+        return objective * tf.where(kl_weight < 0.3, np.nan, 1.0)  # NaN loss and gradients
+
+    monkeypatch.setattr(steps_lib, "training_objective", nan_at_the_first_step)
+    config = tiny_config.replace(batch_size=16, kl_warmup_steps=4, skip_gradient_norm=1e9)
+    steps = Steps(config, tf.distribute.get_strategy())
+    images = next(iter(train.data.load_config_split(config, "train", 64).batch(16)))["image"]
+    outs = [steps.train_step(images, tf.constant([0, s], tf.int64)) for s in range(3)]
+    assert not np.isfinite(float(outs[0]["loss"])) and np.isfinite(float(outs[2]["loss"]))
+    assert float(outs[2]["skipped_updates"]) == 1 and int(steps.optimizer.iterations) == 2
+    assert all(np.isfinite(v.numpy()).all() for v in steps.model.trainable_variables)
+    scalars = loop.mean_scalars([{k: v.numpy() for k, v in o.items()} for o in outs], 3)
+    assert np.isfinite(scalars["loss"])  # the skipped step does not stop the run

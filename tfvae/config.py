@@ -38,6 +38,7 @@ RUN_CONTROL_FIELDS = (
     "kl_weight",
     "kl_warmup_steps",
     "free_bits",
+    "clip_gradient_norm",
 )
 
 
@@ -94,6 +95,13 @@ class Config:
     free_bits: float = _field(
         0.0, "Training only: floor (nats) on each latent dimension's KL of each example (0 = off)."
     )
+    clip_gradient_norm: float = _field(
+        0.0, "Training only: scale the global gradient down to this norm when above it (0 = off)."
+    )
+    skip_gradient_norm: float = _field(
+        0.0, "Training only: skip an update whose global gradient norm exceeds this or is not "
+        "finite, counted as skipped_updates (0 = off; VDVAE's guard)."
+    )  # fmt: skip
     ema_decay: float = _field(
         0.0, "Decay of an exponential moving average of the weights, used for validation, "
         "evaluation, figures and export (0 = off; e.g. 0.999)."
@@ -170,6 +178,9 @@ def _errors(c: Config):
         yield f"Flag `--kl_warmup_steps` is {c.kl_warmup_steps}; it must be >= 0 (0 = off)."
     if c.free_bits < 0:
         yield f"Flag `--free_bits` is {c.free_bits}; it must be >= 0 (0 = off)."
+    for name in ("clip_gradient_norm", "skip_gradient_norm"):
+        if getattr(c, name) < 0:
+            yield f"Flag `--{name}` is {getattr(c, name)}; it must be >= 0 (0 = off)."
     if not 0 <= c.ema_decay < 1:
         yield f"Flag `--ema_decay` is {c.ema_decay}; it must be in [0, 1) (0 = off)."
     if not c.temperature > 0:

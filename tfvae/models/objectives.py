@@ -39,6 +39,10 @@ def describe_training(config) -> str:
         controls.append(f"KL weight {config.kl_weight:g}{warmup or ''}")
     if config.free_bits:
         controls.append(f"free bits {config.free_bits:g} nats per latent dimension")
+    if config.clip_gradient_norm:
+        controls.append(f"gradient norm clipped at {config.clip_gradient_norm:g}")
+    if config.skip_gradient_norm:
+        controls.append(f"updates skipped above gradient norm {config.skip_gradient_norm:g}")
     if config.ema_decay:
         controls.append(f"weights averaged with decay {config.ema_decay:g} (EMA, evaluated)")
     return name + (f" with {'; '.join(controls)}" if controls else "")

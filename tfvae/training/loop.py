@@ -116,10 +116,17 @@ def _report(config, pending, step, last_time, outputs, progress) -> float:
 
 
 def mean_scalars(pending, step) -> dict:
-    """Means of the step outputs since the last report; stops on a non-finite loss."""
+    """Means of the step outputs since the last report; stops on a non-finite loss, unless
+    updates are guarded by --skip_gradient_norm (such a step's update was skipped: the means are
+    then over the finite steps)."""
     names = [k for k in pending[0] if k != "stop"]
-    scalars = {k: float(np.mean([p[k] for p in pending])) for k in names}
-    if not np.isfinite(scalars["loss"]):
+    guarded = "skipped_updates" in pending[0]
+    scalars = {}
+    for k in names:
+        values = np.array([float(p[k]) for p in pending])
+        finite = values[np.isfinite(values)] if guarded else values
+        scalars[k] = float(finite.mean()) if finite.size else float("nan")
+    if not np.isfinite(scalars["loss"]) and not guarded:
         raise FloatingPointError(
             f"The loss became non-finite by step {step}; training stopped and the last good "
             "checkpoint is kept."

@@ -79,11 +79,13 @@ class ExponentialMovingAverage:
         for shadow, live in zip(self.model.variables, vae.variables, strict=True):
             shadow.assign(live)
 
-    def update(self, vae) -> None:
-        """One step of the average (cross-replica context: every copy gets the same value)."""
+    def update(self, vae, updated=True) -> None:
+        """One step of the average after an update (none after a skipped one); cross-replica
+        context: every copy gets the same value."""
         for shadow, live in zip(self.model.trainable_variables, vae.trainable_variables,
                                 strict=True):  # fmt: skip
-            shadow.assign(self.decay * shadow + (1.0 - self.decay) * tf.cast(live, shadow.dtype))
+            average = self.decay * shadow + (1.0 - self.decay) * tf.cast(live, shadow.dtype)
+            shadow.assign(tf.where(updated, average, shadow))
         for shadow, live in zip(self.model.non_trainable_variables, vae.non_trainable_variables,
                                 strict=True):  # fmt: skip
             shadow.assign(live)
@@ -134,6 +136,12 @@ class Steps:
                 else None
             )
         self.eval_model = self.ema.model if self.ema is not None else self.model
+        self.guarded = config.clip_gradient_norm > 0 or config.skip_gradient_norm > 0
+        self.skipped_updates = (
+            tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
+            if config.skip_gradient_norm > 0
+            else None
+        )
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
@@ -144,6 +152,11 @@ class Steps:
             epoch=self.epoch,
             step_in_epoch=self.step_in_epoch,
             **({"ema_model": self.ema.model} if self.ema is not None else {}),
+            **(
+                {"skipped_updates": self.skipped_updates}
+                if self.skipped_updates is not None
+                else {}
+            ),  # fmt: skip
         )
 
         # XLA compiles the loss and its gradients; the update runs outside XLA. Without XLA
@@ -199,9 +212,29 @@ class Steps:
         if uniform is not None:
             uniform = uniform[:, offset : offset + local_batch]
         sums, gradients = self._gradients(images, noise, uniform, kl_weight)
+        guards = []
+        if self.guarded:
+            gradients, norm, update = self._guard(gradients)
+            guards = [norm, update]
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return tf.stack([sums[k] for k in TRAIN_SUMS] + [stop])
+        return tf.stack([sums[k] for k in TRAIN_SUMS] + guards + [stop])
+
+    def _guard(self, gradients):
+        """Clipping and skipping on the global gradient (the same on every replica): returns
+        this replica's gradients scaled, the global norm and 1.0 to update (0.0 to skip)."""
+        config = self.config
+        total = tf.distribute.get_replica_context().all_reduce("SUM", gradients)
+        norm = tf.linalg.global_norm(total)
+        if config.skip_gradient_norm > 0:
+            update = tf.math.is_finite(norm) & (norm <= config.skip_gradient_norm)
+        else:
+            update = tf.constant(True)
+        factor = tf.constant(1.0)
+        if config.clip_gradient_norm > 0:
+            factor = tf.minimum(1.0, config.clip_gradient_norm / tf.maximum(norm, 1e-12))
+        gradients = [tf.where(update, g * tf.cast(factor, g.dtype), 0) for g in gradients]
+        return gradients, norm, tf.cast(update, tf.float32)
 
     def _train_step(self, images, seed, stop=None):
         # The noise of the whole global batch, drawn outside the replicas and outside XLA (whose
@@ -214,16 +247,34 @@ class Steps:
         stop = tf.zeros([]) if stop is None else tf.cast(stop, tf.float32)
         kl_weight = kl_weight_at(config, seed[1])  # the loop seeds step s with (seed, s)
         args = (images, noise, stop, kl_weight) + (() if uniform is None else (uniform,))
+        restorable = self._skippable_variables()
+        before = [tf.identity(v) for v in restorable]  # an update to undo if it is skipped
         sums = self.strategy.run(self._replica_train_step, args=args)
         # One all-reduce carries the sums and every worker's stop request (the stop protocol).
-        total = self.strategy.reduce("SUM", sums, axis=None)  # [len(TRAIN_SUMS) + 1]
+        total = self.strategy.reduce("SUM", sums, axis=None)  # [len(TRAIN_SUMS) (+ 2) + 1]
         means = {k: total[i] / config.batch_size for i, k in enumerate(TRAIN_SUMS)}
-        if self.ema is not None:
-            self.ema.update(self.model)
+        updated = tf.constant(True)
         result = {"loss": -means["objective"], **means, "stop": total[-1]}
+        if self.guarded:
+            replicas = float(self.strategy.num_replicas_in_sync)
+            result["gradient_norm"] = total[len(TRAIN_SUMS)] / replicas
+            updated = total[len(TRAIN_SUMS) + 1] > 0.5 * replicas  # the same on every replica
+            for variable, value in zip(restorable, before, strict=True):
+                variable.assign(tf.where(updated, variable, value))
+        if self.skipped_updates is not None:
+            self.skipped_updates.assign_add(1 - tf.cast(updated, tf.int64))
+            result["skipped_updates"] = tf.cast(self.skipped_updates, tf.float32)
+        if self.ema is not None:
+            self.ema.update(self.model, updated)
         if config.kl_weight != 1 or config.kl_warmup_steps or config.free_bits:
             result["kl_weight"] = kl_weight
         return result
+
+    def _skippable_variables(self) -> list:
+        """What a skipped update must leave as it was: weights and optimizer state."""
+        if self.skipped_updates is None:
+            return []
+        return [*self.model.trainable_variables, *self.optimizer.variables]
 
     def _replica_eval_step(self, batch, seed):
         # Each example's noise derives from (seed, its index): the same on any replica layout.
