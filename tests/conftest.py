@@ -47,7 +47,7 @@ def pytest_xdist_auto_num_workers(config):
 
 
 # Started first, so that the longest modules do not end the run alone (speed only).
-_LONGEST_FIRST = ("test_distributed", "test_tuning", "test_export", "test_cli", "test_reproduce")
+_LONGEST_FIRST = ("test_export", "test_distributed", "test_tuning", "test_cli", "test_reproduce")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -28,7 +28,10 @@ VARIANTS = {  # name -> Config overrides: every upsampling and every likelihood 
     "deconv_fixed_gaussian": dict(likelihood="gaussian", gaussian_scale=0.1),
 }
 
-SAMPLED = {"gmm": ["--components=2"], "flow": ["--flow_epochs=1", "--flow_width=8"]}
+SAMPLED = {
+    "gmm": ["--components=2"],
+    "flow": ["--flow_epochs=1", "--flow_width=8", "--flow_layers=2"],
+}
 
 # Runs in a fresh interpreter where tfvae and TFP cannot be imported: every signature of every
 # export through tf.saved_model.load and through TF1's session loader (TF Serving's path).
