@@ -72,16 +72,24 @@ def test_each_density_integrates_to_one_and_its_samples_have_its_moments(make):
 
 
 def test_the_flow_equals_tfp_transformed_distribution_and_the_numeric_jacobian():
-    sampler = _flow(1)
-    network = sampler.network
-    z = tf.constant(np.random.default_rng(0).normal(size=[16, 2]), tf.float32)
+    dims = 5
+    tf.keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(1)
+    network = flow_lib.MaskedAutoregressiveFlow(
+        dims, layers=2, width=16, mean=rng.normal(size=dims), std=rng.uniform(0.5, 2, dims)
+    )
+    for made in network.mades:  # far from the identity, so the test sees the networks
+        made.out.kernel.assign(rng.normal(0, 0.3, made.out.kernel.shape).astype(np.float32))
+    sampler = densities.Flow(network)
+    z = tf.constant(rng.normal(size=[16, dims]), tf.float32)
     ours = sampler.log_prob(z).numpy()
     # TFP: z = m + s * MAF_1(rev(MAF_2(rev(u)))), u ~ N(0, I), the MADEs as shift-and-log-scale.
     chain = [tfb.Shift(network.shift_of_data), tfb.Scale(network.scale_of_data)]
     for made in network.mades:
-        chain += [tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=made), tfb.Permute([1, 0])]
+        reverse = tfb.Permute(list(range(dims))[::-1])
+        chain += [tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=made), reverse]
     reference = tfd.TransformedDistribution(
-        tfd.MultivariateNormalDiag(tf.zeros(2)), tfb.Chain(chain)
+        tfd.MultivariateNormalDiag(tf.zeros(dims)), tfb.Chain(chain)
     )
     np.testing.assert_allclose(ours, reference.log_prob(z).numpy(), atol=1e-4)
     # Change of variables with the Jacobian of z -> u taken by autodiff.
@@ -89,11 +97,19 @@ def test_the_flow_equals_tfp_transformed_distribution_and_the_numeric_jacobian()
         tape.watch(z)
         u, _ = network.to_noise(z)
     jacobian = tape.batch_jacobian(u, z)
-    base = tfd.MultivariateNormalDiag(tf.zeros(2)).log_prob(u)
+    base = tfd.MultivariateNormalDiag(tf.zeros(dims)).log_prob(u)
     numeric = base + tf.math.log(tf.abs(tf.linalg.det(jacobian)))
     np.testing.assert_allclose(ours, numeric.numpy(), atol=1e-4)
     # Sampling inverts the density's map: the noise of a sample is the noise it came from.
-    noise = tf.random.stateless_normal([16, 2], [5, 6], alg="philox")
+    # MADE: output d of each network depends on inputs < d only (a Jacobian check).
+    for made in network.mades:
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(z)
+            shift, log_scale = made(z)
+        for out in (shift, log_scale):
+            dependence = np.abs(tape.batch_jacobian(out, z).numpy()).max(0)  # [out d, in j]
+            assert np.all(dependence[np.triu_indices(dims)] == 0)  # j >= d: no dependence
+    noise = tf.random.stateless_normal([16, dims], [5, 6], alg="philox")
     np.testing.assert_allclose(network.to_noise(network.from_noise(noise))[0], noise, atol=1e-4)
 
 

@@ -57,7 +57,12 @@ CONTROLS = dict(
 )
 
 
-@pytest.mark.parametrize("controls", [{}, CONTROLS], ids=["plain", "controls"])
+SKIPPING = dict(skip_gradient_norm=1e-3, ema_decay=0.5)  # every update skipped and undone
+
+
+@pytest.mark.parametrize(
+    "controls", [{}, CONTROLS, SKIPPING], ids=["plain", "controls", "skipping"]
+)
 def test_two_replicas_give_the_same_loss_and_weights_as_one(tiny_config, two_cpus, controls):
     config = tiny_config.replace(batch_size=8, **controls)
     images = _batch(config)

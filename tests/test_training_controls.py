@@ -163,6 +163,23 @@ def test_a_non_finite_gradient_is_skipped_and_training_goes_on(tiny_config, monk
     outs = [steps.train_step(images, tf.constant([0, s], tf.int64)) for s in range(3)]
     assert not np.isfinite(float(outs[0]["loss"])) and np.isfinite(float(outs[2]["loss"]))
     assert float(outs[2]["skipped_updates"]) == 1 and int(steps.optimizer.iterations) == 2
-    assert all(np.isfinite(v.numpy()).all() for v in steps.model.trainable_variables)
+    assert all(np.isfinite(v.numpy()).all() for v in steps.model.weights)  # batch norm too
     scalars = loop.mean_scalars([{k: v.numpy() for k, v in o.items()} for o in outs], 3)
     assert np.isfinite(scalars["loss"])  # the skipped step does not stop the run
+
+
+def test_the_guards_read_the_gradient_norm_without_the_loss_scale(tiny_config):
+    # mixed_float16 scales the loss (2^15 at first): clipping and skipping see the true norm.
+    images = next(iter(train.data.load_config_split(tiny_config, "train", 64).batch(16)))["image"]
+    config = tiny_config.replace(batch_size=16, clip_gradient_norm=1e9, skip_gradient_norm=1e9)
+    norms = []
+    for dtype in ("float32", "mixed_float16"):
+        tf.keras.utils.set_random_seed(0)
+        steps = Steps(config, tf.distribute.get_strategy(), dtype)
+        for _ in range(30):  # float16 overflows while the loss scale comes down: the loss-scale
+            out = steps.train_step(images, tf.constant([0, 0], tf.int64))  # optimizer skips
+            if np.isfinite(float(out["gradient_norm"])):  # those (weights unchanged) itself
+                break
+        norms.append(float(out["gradient_norm"]))
+        assert float(out["skipped_updates"]) == 0  # overflows are not this guard's skips
+    assert norms[1] == pytest.approx(norms[0], rel=0.05)

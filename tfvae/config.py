@@ -33,13 +33,13 @@ RUN_CONTROL_FIELDS = (
     "checkpoints_to_keep",
     "temperature",
     "collective_timeout_s",
-    # Training controls: they change the objective from this step on, not the model (validation
-    # and evaluation always estimate the model's own log p(x) and bounds).
-    "kl_weight",
-    "kl_warmup_steps",
-    "free_bits",
-    "clip_gradient_norm",
 )
+
+# Training controls a resumed run may change: they change the objective from that step on, not
+# the model (validation and evaluation always estimate the model's own log p(x) and bounds).
+# Unlike the fields above they do change what a run computes (a search may tune them).
+TRAINING_CONTROL_FIELDS = ("kl_weight", "kl_warmup_steps", "free_bits", "clip_gradient_norm")
+RESUMABLE_FIELDS = RUN_CONTROL_FIELDS + TRAINING_CONTROL_FIELDS  # may differ on resume
 
 
 def _field(default, help_text: str, choices: tuple[str, ...] | None = None):

@@ -35,8 +35,17 @@ def _main(FLAGS) -> int | None:
     from tfvae.samplers import store
 
     name = FLAGS.name or FLAGS.sampler
-    if name != os.path.basename(name) or name.startswith("."):
-        raise common.UsageError(f"Flag `--name` is {name!r}; it must be a plain folder name.")
+    if name != os.path.basename(name) or name.startswith(".") or name == "prior":
+        raise common.UsageError(
+            f"Flag `--name` is {name!r}; it must be a plain folder name other than 'prior'."
+        )
+    if FLAGS.sampler == "gmm":
+        try:
+            import sklearn.mixture  # noqa: F401
+        except ImportError:
+            raise common.UsageError(
+                "--sampler=gmm needs scikit-learn (pip install scikit-learn)."
+            ) from None
     config, vae, checkpoint = common.restore(FLAGS)
     train_codes = store.latent_codes(config, vae, "train", FLAGS.num_images, FLAGS.seed)
     count = len(train_codes["draws"])

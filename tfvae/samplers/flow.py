@@ -155,6 +155,11 @@ def fit_flow(codes, held_out, layers: int, width: int, epochs: int, seed: int, l
             best = (history[-1], [v.numpy() for v in flow.weights])
         if log:
             log(epoch + 1, history[-1])
+    if best[1] is None:
+        raise ValueError(
+            "The flow's held-out log-density was never finite; try a smaller --flow_width or "
+            "--flow_layers, or another --seed."
+        )
     for variable, value in zip(flow.weights, best[1], strict=True):
         variable.assign(value)
     return flow, history

@@ -126,6 +126,8 @@ def mean_scalars(pending, step) -> dict:
         values = np.array([float(p[k]) for p in pending])
         finite = values[np.isfinite(values)] if guarded else values
         scalars[k] = float(finite.mean()) if finite.size else float("nan")
+    if guarded:
+        scalars["skipped_updates"] = float(pending[-1]["skipped_updates"])  # a running count
     if not np.isfinite(scalars["loss"]) and not guarded:
         raise FloatingPointError(
             f"The loss became non-finite by step {step}; training stopped and the last good "

@@ -226,8 +226,13 @@ class Steps:
         config = self.config
         total = tf.distribute.get_replica_context().all_reduce("SUM", gradients)
         norm = tf.linalg.global_norm(total)
+        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        if scaled:  # mixed_float16: the gradients are those of the loss times the loss scale
+            norm = norm / tf.cast(self.optimizer.dynamic_scale, norm.dtype)
         if config.skip_gradient_norm > 0:
             update = tf.math.is_finite(norm) & (norm <= config.skip_gradient_norm)
+            if scaled:  # an overflow goes on to the loss-scale optimizer, which skips it and
+                update |= ~tf.math.is_finite(norm)  # lowers its scale
         else:
             update = tf.constant(True)
         factor = tf.constant(1.0)
@@ -271,10 +276,11 @@ class Steps:
         return result
 
     def _skippable_variables(self) -> list:
-        """What a skipped update must leave as it was: weights and optimizer state."""
+        """What a skipped update must leave as it was: weights, batch-norm statistics (a NaN
+        forward pass would poison them) and optimizer state."""
         if self.skipped_updates is None:
             return []
-        return [*self.model.trainable_variables, *self.optimizer.variables]
+        return [*self.model.variables, *self.optimizer.variables]
 
     def _replica_eval_step(self, batch, seed):
         # Each example's noise derives from (seed, its index): the same on any replica layout.

@@ -49,7 +49,9 @@ def check_model_dir(config, model_dir: str) -> None:
     path = os.path.join(model_dir, "config.json")
     if not os.path.exists(path):
         return
-    differing = config_lib.differences(config_lib.load(path), config)
+    differing = config_lib.differences(
+        config_lib.load(path), config, ignore=config_lib.RESUMABLE_FIELDS
+    )
     if differing:
         raise ValueError(
             f"{model_dir} holds a run with another config; use a new --model_dir or the saved "
