@@ -13,9 +13,10 @@ from tfvae.models import vae as model_lib
 tfd = tfp.distributions
 
 
+@pytest.mark.parametrize("learned_prior", [False, True], ids=["normal", "learned_gaussian"])
 @pytest.mark.parametrize("num_samples", [1, 50])
-def test_exact_log_px_with_the_true_posterior_for_any_k(num_samples):
-    vae, x, exact_log_px = linear_gaussian.make()
+def test_exact_log_px_with_the_true_posterior_for_any_k(num_samples, learned_prior):
+    vae, x, exact_log_px = linear_gaussian.make(learned_prior=learned_prior)
     estimate = evaluate.log_likelihood(vae, x, num_samples, chunk_size=16, seed=[1, 2])
     assert estimate.dtype == tf.float32
     np.testing.assert_allclose(estimate, exact_log_px(x), rtol=2e-6, atol=2e-5)

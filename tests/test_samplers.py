@@ -1,5 +1,6 @@
-"""Samplers fitted to latent codes: densities against independent references, sampling against
-the density, the saved directory, and refusal of a sampler fitted on another checkpoint."""
+"""Samplers fitted to latent codes and the learned mog prior: densities against independent
+references, sampling against the density, the saved directory, and refusal of a sampler fitted on
+another checkpoint."""
 
 import json
 
@@ -9,6 +10,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tests.factory import run_command
+from tfvae.models import priors
 from tfvae.models import vae as model
 from tfvae.samplers import densities, store
 from tfvae.samplers import flow as flow_lib
@@ -40,6 +42,14 @@ def _flow(seed=0):
     return densities.Flow(network)
 
 
+def _mog_prior():
+    tf.keras.utils.set_random_seed(2)
+    prior = priors.MixtureOfGaussians(2, 3)
+    prior.logits.assign([0.3, -0.5, 0.1])
+    prior.log_scales.assign(np.log([[0.5, 0.8], [1.2, 0.4], [0.7, 0.7]]).astype(np.float32))
+    return prior
+
+
 def test_the_mixture_density_equals_scikit_learn():
     mixture_lib = pytest.importorskip("sklearn.mixture")
     rng = np.random.default_rng(0)
@@ -52,7 +62,9 @@ def test_the_mixture_density_equals_scikit_learn():
 
 
 @pytest.mark.parametrize(
-    "make", [_mixture, _flow, lambda: densities.gaussian([0.5, -0.5], [[1, 0.6], [0.6, 0.8]])]
+    "make",
+    [_mixture, _flow, lambda: densities.gaussian([0.5, -0.5], [[1, 0.6], [0.6, 0.8]]), _mog_prior],
+    ids=["gmm", "flow", "gaussian", "mog_prior"],
 )
 def test_each_density_integrates_to_one_and_its_samples_have_its_moments(make):
     sampler = make()
@@ -167,3 +179,19 @@ def test_fit_sampler_writes_a_whole_directory_that_every_later_checkpoint_refuse
         store.load(str(model_dir), "gmm", str(model_dir / "ckpt-8"))
     with pytest.raises(ValueError, match="has no sampler 'vamp' .fitted: flow, gaussian, gmm"):
         store.load(str(model_dir), "vamp", str(model_dir / "ckpt-8"))
+
+
+def test_a_run_with_the_mog_prior_learns_it_and_draws_from_it(tiny_config, tmp_path):
+    config = tiny_config.replace(epochs=1, prior="mog", prior_components=3)
+    tf.keras.utils.set_random_seed(config.seed)
+    initial = model.build(config).prior.means.numpy()
+    metrics = train.train_and_evaluate(config, str(tmp_path))
+    assert np.isfinite(metrics["bound"])
+    _, vae, _ = model.restore(str(tmp_path))
+    assert isinstance(vae.prior, priors.MixtureOfGaussians)
+    assert not np.allclose(vae.prior.means.numpy(), initial)  # trained with the model
+    draws = priors.sample(vae.prior, 4, [0, 1], temperature=0.5)
+    np.testing.assert_allclose(draws, vae.prior.sample(4, [0, 1], 0.5))
+    assert vae.sample(4, seed=[0, 1], temperature=0.5).shape == (4, 16, 16, 3)
+    with pytest.raises(ValueError, match="free bits need the per-dimension KL of --prior=normal"):
+        config.replace(free_bits=0.1)

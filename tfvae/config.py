@@ -21,6 +21,7 @@ LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic", "discretized_log
 MIXED_PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 CROPS = ("realnvp", "center", "none")
+PRIORS = ("normal", "mog")  # tfvae.models.priors.PRIORS
 
 DEPRECATED_FLAGS = {"sample_temperature": "temperature"}  # old flag or config.json key -> new
 
@@ -77,6 +78,10 @@ class Config:
     latent_dim: int = _field(128, "Size of the latent code z.")
     kernel_size: int = _field(4, "Convolution kernel size of every stage.")
     posterior_scale_floor: float = _field(1e-4, "Smallest std of q(z|x) (latent units).")
+    prior: str = _field(
+        "normal", "p(z): normal = N(0, I); mog = a learned mixture of diagonal Gaussians.", PRIORS
+    )
+    prior_components: int = _field(10, "Components of the mog prior.")
     # Objective and optimisation.
     k: int = _field(5, "Importance samples per example: 1 = VAE (ELBO), >1 = IWAE bound.")
     batch_size: int = _field(128, "Global batch size in images, split across replicas.")
@@ -156,7 +161,7 @@ def _errors(c: Config):
         if f.metadata["choices"] and value not in f.metadata["choices"]:
             yield (f"Flag `--{f.name}` is {value!r}; accepted: {', '.join(f.metadata['choices'])}.")
     positive = ("width", "latent_dim", "kernel_size", "k", "batch_size", "epochs")
-    positive += ("mixture_components",)
+    positive += ("mixture_components", "prior_components")
     counts = ("log_every_steps", "images_every_epochs", "checkpoints_to_keep")
     for name in positive + counts + ("collective_timeout_s",):
         if getattr(c, name) < 1:
@@ -178,6 +183,9 @@ def _errors(c: Config):
         yield f"Flag `--kl_warmup_steps` is {c.kl_warmup_steps}; it must be >= 0 (0 = off)."
     if c.free_bits < 0:
         yield f"Flag `--free_bits` is {c.free_bits}; it must be >= 0 (0 = off)."
+    if c.free_bits > 0 and c.prior != "normal":
+        yield (f"Flag `--free_bits` is {c.free_bits} with --prior={c.prior}; free bits need the "
+               "per-dimension KL of --prior=normal.")  # fmt: skip
     for name in ("clip_gradient_norm", "skip_gradient_norm"):
         if getattr(c, name) < 0:
             yield f"Flag `--{name}` is {getattr(c, name)}; it must be >= 0 (0 = off)."

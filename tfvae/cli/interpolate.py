@@ -40,7 +40,9 @@ def _main(FLAGS) -> int | None:
         pair = [next(iter(images.skip(i).batch(1)))["image"] for i in indices]
         z0, z1 = (vae.encode(data.to_unit_interval(x)).mean()[0] for x in pair)
     else:
-        z0, z1 = tf.unstack(FLAGS.temperature * vae.prior.sample(2, seed=[FLAGS.seed, 0]))
+        from tfvae.models import priors
+
+        z0, z1 = tf.unstack(priors.sample(vae.prior, 2, [FLAGS.seed, 0], FLAGS.temperature))
     rows = [visualize.latent_interpolation(vae, z0, z1)]
     labels = ["latent"]
     if FLAGS.spherical:

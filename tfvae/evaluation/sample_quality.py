@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae.evaluation import factor_classifier as factors
+from tfvae.models import priors
 from tfvae.samplers.gaussian import REPORTED, aggregate_posterior, decode_with_batch_statistics
 
 # ---------------------------------------------------------------------------- Frechet distance
@@ -176,11 +177,10 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
     sets["reconstructions"] = _in_batches(vae.reconstruct, sets["validation"])
     samplers = {"prior": None} if samplers is None else samplers
     if "prior" in samplers:
-        eps = vae.prior.sample(count, seed=[seed, 2]).numpy()  # [N, Z]
-        for temperature in temperatures:
-            sets[f"samples_t{temperature}"] = _in_batches(
-                lambda z: vae.sample(z=z), temperature * eps
-            )
+        eps = priors.sample(vae.prior, count, [seed, 2]).numpy()  # [N, Z], T = 1
+        for temperature in temperatures:  # the same draws' noise at every T
+            z = priors.sample(vae.prior, count, [seed, 2], temperature).numpy()
+            sets[f"samples_t{temperature}"] = _in_batches(lambda c: vae.sample(z=c), z)
         sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
             vae, eps, config.batch_size * config.k
         )

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvae.models import priors
+
 
 def checkerboard_energy(images) -> np.ndarray:
     """Share of each image's spectral energy at the Nyquist frequencies, float64 [N].
@@ -61,7 +63,7 @@ def upsampling_comparison(
         raise ValueError(f"The runs have latent sizes {sorted(latent_dims)}; they must match.")
     if not temperature > 0:
         raise ValueError(f"Flag `--temperature` is {temperature}; it must be > 0.")
-    z = temperature * runs[0][2].prior.sample(num_samples, seed=[seed, 0])
+    z = priors.sample(runs[0][2].prior, num_samples, [seed, 0], temperature)  # the first run's
     samples = np.stack([vae.sample(z=z).numpy() for _, _, vae in runs])
 
     def mean_sem(images):

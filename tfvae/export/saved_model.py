@@ -26,7 +26,7 @@ import tensorflow_probability as tfp
 from tfvae import data
 from tfvae.evaluation import DEFAULT_CHUNK_SIZE
 from tfvae.evaluation import estimators as evaluate
-from tfvae.models import likelihoods
+from tfvae.models import likelihoods, priors
 from tfvae.models import vae as model_lib
 from tfvae.runtime import files
 from tfvae.samplers import store
@@ -123,8 +123,10 @@ class ExportModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="count"), seed])
         def sample(count, seed):
-            if sampler is None:  # the prior
+            if sampler is None and config.prior == "normal":
                 z = tf.random.stateless_normal([count, config.latent_dim], seed, alg="philox")
+            elif sampler is None:  # a learned prior, in plain TF ops
+                z = priors.sample(vae.prior, count, seed)
             else:
                 z = sampler.sample(count, seed)
             return {"images": decoded(z)["images"], "z": z}
@@ -249,7 +251,10 @@ def _metadata(config, checkpoint, model_dir, table, max_k, chunk_size, sampler_i
         "bits_per_dim_convention": convention,
         "compute_dtype": "float32",
         "rng": RNG,
-        "prior": "standard normal N(0, I) over [latent_dim]",
+        "prior": (
+            "standard normal N(0, I) over [latent_dim]" if config.prior == "normal"
+            else f"learned {config.prior} ({config.prior_components} components) over [latent_dim]"
+        ),  # fmt: skip
         "sample_codes_from": sampler_info["name"] if sampler_info else "prior",
         "sampler": sampler_info,
         "max_k": max_k,

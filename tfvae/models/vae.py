@@ -17,14 +17,12 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.models import likelihoods, networks, objectives
+from tfvae.models import likelihoods, networks, objectives, priors
 
 tfd = tfp.distributions
 
 
-def standard_normal(latent_dim: int) -> tfd.Distribution:
-    """N(0, I) over [latent_dim], float32."""
-    return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim], tf.float32))
+standard_normal = priors.standard_normal  # N(0, I) over [latent_dim], float32
 
 
 def reparameterize(q, noise):
@@ -112,13 +110,13 @@ class VAE(keras.Model):
           n: number of prior draws (when z is None).
           seed: int [2] stateless seed of the draws (None: stateful).
           z: float32 [N, Z] codes to decode instead of drawing.
-          temperature: T > 0; the draws are T * eps, eps ~ prior, so z ~ N(0, T^2 I) for the
+          temperature: T > 0 scales the prior's noise (`priors.sample`): z ~ N(0, T^2 I) for the
             default prior (NVAE samples at T < 1). Only for draws: with z given it must be 1.
         """
         if not temperature > 0:
             raise ValueError(f"Argument `temperature` is {temperature}; it must be > 0.")
         if z is None:
-            z = temperature * self.prior.sample(n, seed=seed)
+            z = priors.sample(self.prior, n, seed, temperature)
         elif temperature != 1.0:
             raise ValueError("Argument `temperature` applies to prior draws; scale a given z.")
         return likelihoods.point_estimate(self.decode(z))
@@ -149,7 +147,7 @@ def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False)
         mixture_components=config.mixture_components,
         **shared,
     )
-    vae = VAE(encoder, decoder)
+    vae = VAE(encoder, decoder, priors.build(config))
     vae(tf.zeros([1, config.image_size, config.image_size, 3]))  # creates weights; Keras: built
     return vae
 

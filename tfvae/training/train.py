@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tfvae import config as config_lib
 from tfvae import data
+from tfvae.models import priors
 from tfvae.models import vae as model
 from tfvae.runtime import cluster
 from tfvae.runtime.files import DirectoryLock
@@ -144,9 +145,12 @@ def _train(run: _Run, stop, max_steps) -> dict:
     config, steps, outputs = run.config, run.steps, run.outputs
     strategy = steps.strategy
     shown = next(iter(run.val_data.batch(NUM_SHOWN).take(1)))["image"]
-    prior_draws = config.temperature * model.standard_normal(config.latent_dim).sample(
-        NUM_SHOWN * 2, seed=[config.seed, 1]
-    )  # [2 NUM_SHOWN, Z], z ~ N(0, T^2 I)
+
+    def prior_draws():  # [2 NUM_SHOWN, Z] from fixed noise; a learned prior's as it is now
+        return priors.sample(
+            steps.eval_model.prior, NUM_SHOWN * 2, [config.seed, 1], config.temperature
+        )
+
     images = run.train_data.map(lambda ex: ex["image"])
     batches = loop.train_batches(
         config, strategy, images, int(steps.epoch), int(steps.step_in_epoch)
@@ -161,7 +165,7 @@ def _train(run: _Run, stop, max_steps) -> dict:
         epoch = int(steps.epoch) + 1  # completed epochs
         metrics = loop.validate(config, steps, val_batches, num_val_batches, outputs)
         if epoch % config.images_every_epochs == 0 or epoch == config.epochs:
-            outputs.images(shown, prior_draws, int(steps.step))
+            outputs.images(shown, prior_draws(), int(steps.step))
         steps.epoch.assign(epoch)
         steps.step_in_epoch.assign(0)
         outputs.save_checkpoint(int(steps.step))
