@@ -21,7 +21,7 @@ LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic", "discretized_log
 MIXED_PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 CROPS = ("realnvp", "center", "none")
-PRIORS = ("normal", "mog")  # tfvae.models.priors.PRIORS
+PRIORS = ("normal", "mog")  # tfvae.models.priors builds each
 
 DEPRECATED_FLAGS = {"sample_temperature": "temperature"}  # old flag or config.json key -> new
 

@@ -13,8 +13,7 @@ training and validation codes in nats per code (the prior's beside them). Nothin
 import os
 
 from tfvae.cli import common
-
-KINDS = ("gaussian", "gmm", "flow")  # tfvae.samplers.store.KINDS, without importing TF here
+from tfvae.samplers import KINDS
 
 FLAG_DEFINITIONS, define = common.flag_definitions()  # parsed afresh by each main
 define.string("model_dir", None, "A training run's directory.", required=True)

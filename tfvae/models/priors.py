@@ -14,15 +14,26 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.config import PRIORS
+
 tfd = tfp.distributions
 
-PRIORS = ("normal", "mog")
 _LOG_2PI = float(np.log(2 * np.pi))
 
 
 def standard_normal(latent_dim: int) -> tfd.Distribution:
     """N(0, I) over [latent_dim], float32."""
     return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim], tf.float32))
+
+
+def mixture_draws(logits, n, dims: int, seed):
+    """The random half of n draws of a mixture from seed int [2] (stateless Philox): components
+    c ~ softmax(logits) (int32 [n]) and standard-normal noise eps (float32 [n, Z])."""
+    pick_seed, noise_seed = tf.unstack(
+        tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    )
+    component = tf.random.stateless_categorical(logits[None], n, pick_seed, dtype=tf.int32)[0]
+    return component, tf.random.stateless_normal([n, dims], noise_seed, alg="philox")
 
 
 class MixtureOfGaussians(keras.layers.Layer):
@@ -60,13 +71,7 @@ class MixtureOfGaussians(keras.layers.Layer):
         """float32 [n, Z]: a component c ~ softmax(logits), then m_c + T s_c eps."""
         if seed is None:
             seed = tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int64)
-        pick_seed, noise_seed = tf.unstack(
-            tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
-        )
-        component = tf.random.stateless_categorical(
-            self.logits[None], n, pick_seed, dtype=tf.int32
-        )[0]
-        eps = tf.random.stateless_normal([n, self.latent_dim], noise_seed, alg="philox")
+        component, eps = mixture_draws(self.logits, n, self.latent_dim, seed)
         scales = tf.gather(tf.exp(self.log_scales), component)
         return tf.gather(self.means, component) + tf.cast(temperature, tf.float32) * scales * eps
 

@@ -13,22 +13,19 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfvae.models import priors
+
 _LOG_2PI = float(np.log(2 * np.pi))
-
-
-def _split(seed, count: int = 2):
-    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), count)
 
 
 def _gaussian_log_prob(z, means, cholesky):
     """log N(z; means[c], L_c L_c^T) for each component c: float32 [N, C]."""
-    diff = z[:, None, :] - means[None]  # [N, C, Z]
-    solved = tf.linalg.triangular_solve(
-        tf.broadcast_to(cholesky[None], [tf.shape(z)[0], *cholesky.shape]), diff[..., None]
-    )[..., 0]
+    diff = tf.transpose(z[None] - means[:, None], [0, 2, 1])  # [C, Z, N]: one solve per c
+    solved = tf.linalg.triangular_solve(cholesky, diff)  # [C, Z, N]
     log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(cholesky)), -1)  # [C]
     dims = float(means.shape[-1])
-    return -0.5 * tf.reduce_sum(tf.square(solved), -1) - log_det - 0.5 * dims * _LOG_2PI
+    quadratic = tf.transpose(tf.reduce_sum(tf.square(solved), 1))  # [N, C]
+    return -0.5 * quadratic - log_det - 0.5 * dims * _LOG_2PI
 
 
 class GaussianMixture(tf.Module):
@@ -61,11 +58,7 @@ class GaussianMixture(tf.Module):
 
     def sample(self, count, seed, temperature=1.0):
         """float32 [count, Z]: a component c ~ w, then m_c + T L_c eps (seed: int [2])."""
-        pick_seed, noise_seed = tf.unstack(_split(seed))
-        components = tf.random.stateless_categorical(
-            self.log_weights[None], count, pick_seed, dtype=tf.int32
-        )[0]
-        eps = tf.random.stateless_normal([count, self.dims], noise_seed, alg="philox")
+        components, eps = priors.mixture_draws(self.log_weights, count, self.dims, seed)
         chol = tf.gather(self.cholesky, components)  # [N, Z, Z]
         noise = tf.linalg.matvec(chol, eps) * tf.cast(temperature, tf.float32)
         return tf.gather(self.means, components) + noise

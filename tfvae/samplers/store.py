@@ -15,6 +15,7 @@ run's newest is refused when loaded.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 
@@ -23,10 +24,9 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae.runtime import files
-from tfvae.samplers import densities
+from tfvae.samplers import KINDS, densities
 from tfvae.samplers.gaussian import aggregate_posterior
 
-KINDS = ("gaussian", "gmm", "flow")
 SAMPLERS_DIR = "samplers"
 INFO_FILE = "sampler.json"
 PARAMETERS_FILE = "parameters.npz"
@@ -126,8 +126,6 @@ def save(model_dir: str, name: str, sampler, info: dict) -> str:
         files.write_json(os.path.join(staging, INFO_FILE), info)
         return files.replace_directory(staging, target)
     except BaseException:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
@@ -163,11 +161,12 @@ def load(model_dir: str, name: str, checkpoint: str):
     directory = sampler_dir(model_dir, name)
     info_path = os.path.join(directory, INFO_FILE)
     if not os.path.exists(info_path):
-        fitted = sorted(os.listdir(os.path.dirname(directory))) if os.path.isdir(
-            os.path.dirname(directory)) else []  # fmt: skip
+        parent = os.path.dirname(directory)
+        fitted = sorted(n for n in os.listdir(parent) if not n.startswith(".")) if os.path.isdir(
+            parent) else []  # fmt: skip
         raise ValueError(
             f"--model_dir={model_dir} has no sampler {name!r} (fitted: "
-            f"{', '.join(n for n in fitted if not n.startswith('.')) or 'none'}); fit it with "
+            f"{', '.join(fitted) or 'none'}); fit it with "
             f"tfvae-fit-sampler --model_dir={model_dir} --sampler={name}."
         )
     info = files.read_json(info_path)
