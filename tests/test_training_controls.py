@@ -41,7 +41,9 @@ def test_the_objective_is_the_bound_at_weight_one_and_a_beta_bound_otherwise():
     np.testing.assert_allclose(training_objective(config, terms, q, noise, 1.0), bound)
     beta = terms["log_px_z"] + 0.3 * (terms["log_pz"] - terms["log_qz_x"])
     np.testing.assert_allclose(
-        training_objective(config, terms, q, noise, 0.3), objectives.iwae_bound(beta), rtol=1e-6
+        training_objective(config.replace(kl_weight=0.3), terms, q, noise, 0.3),
+        objectives.iwae_bound(beta),
+        rtol=1e-6,
     )
 
 

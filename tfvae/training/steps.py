@@ -36,7 +36,10 @@ def training_objective(config, terms: dict, q, noise, kl_weight) -> tf.Tensor:
     of each example (estimated with its K samples) counts as at least lambda, as openai/iaf's
     kl_min (per example here rather than per batch, so a step does not depend on the replicas).
     """
-    log_w = terms["log_px_z"] + kl_weight * (terms["log_pz"] - terms["log_qz_x"])  # [K, B]
+    if config.kl_weight == 1 and not config.kl_warmup_steps:  # the bound, summed as evaluated
+        log_w = objectives.log_weights_from_terms(terms)  # [K, B]
+    else:
+        log_w = terms["log_px_z"] + kl_weight * (terms["log_pz"] - terms["log_qz_x"])
     objective = objectives.iwae_bound(log_w)
     if config.free_bits > 0:
         # log q_d(z_d|x) - log p_d(z_d) of the diagonal q and the N(0, I) prior, per dimension:
