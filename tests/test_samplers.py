@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tests.factory import run_command
-from tfvae.models import priors
+from tfvae.models import flows, priors
 from tfvae.models import vae as model
 from tfvae.samplers import densities, store
 from tfvae.samplers import flow as flow_lib
@@ -35,7 +35,7 @@ def _mixture():
 
 def _flow(seed=0):
     tf.keras.utils.set_random_seed(seed)
-    network = flow_lib.MaskedAutoregressiveFlow(2, layers=2, width=16)
+    network = flows.MaskedAutoregressiveFlow(2, layers=2, width=16)
     rng = np.random.default_rng(seed)
     for made in network.mades:  # far from the identity, so the test sees the networks
         made.out.kernel.assign(rng.normal(0, 0.15, made.out.kernel.shape).astype(np.float32))
@@ -87,7 +87,7 @@ def test_the_flow_equals_tfp_transformed_distribution_and_the_numeric_jacobian()
     dims = 5
     tf.keras.utils.set_random_seed(1)
     rng = np.random.default_rng(1)
-    network = flow_lib.MaskedAutoregressiveFlow(
+    network = flows.MaskedAutoregressiveFlow(
         dims, layers=2, width=16, mean=rng.normal(size=dims), std=rng.uniform(0.5, 2, dims)
     )
     for made in network.mades:  # far from the identity, so the test sees the networks

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfvae import config as config_lib
-from tfvae.models import objectives
+from tfvae.models import objectives, posteriors
 from tfvae.models import vae as model
 from tfvae.training import loop, train
 from tfvae.training.steps import Steps, kl_weight_at, training_objective
@@ -25,7 +25,7 @@ def _terms_and_posterior(seed=0, k=3, batch=4, dims=5):
     scale = tf.constant(rng.uniform(0.05, 1.5, [batch, dims]), tf.float32)
     q = model.tfd.MultivariateNormalDiag(loc, scale)
     noise = tf.constant(rng.normal(size=[k, batch, dims]), tf.float32)
-    z = model.reparameterize(q, noise)
+    z, _ = posteriors.draw(q, noise)
     terms = {
         "log_px_z": tf.constant(rng.normal(-100, 5, [k, batch]), tf.float32),
         "log_pz": model.standard_normal(dims).log_prob(z),
@@ -91,7 +91,10 @@ def test_validation_and_evaluation_ignore_the_training_controls(tiny_config, tmp
 def test_a_resumed_run_with_an_ema_equals_an_uninterrupted_one_and_hands_on_the_average(
     tiny_config, tmp_path
 ):
-    config = tiny_config.replace(ema_decay=0.9)
+    # With a flow prior and an IAF posterior: their weights (and averages) resume too.
+    config = tiny_config.replace(
+        ema_decay=0.9, prior="flow", posterior="iaf", flow_layers=1, flow_width=8
+    )
     whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
     resumed_dir = str(tmp_path / "resumed")
     assert train.train_and_evaluate(config, resumed_dir, max_steps=3) == {}  # mid-epoch

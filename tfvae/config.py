@@ -21,7 +21,8 @@ LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic", "discretized_log
 MIXED_PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 CROPS = ("realnvp", "center", "none")
-PRIORS = ("normal", "mog")  # tfvae.models.priors builds each
+PRIORS = ("normal", "mog", "vamp", "flow")  # tfvae.models.priors builds each
+POSTERIORS = ("diagonal", "iaf")  # tfvae.models.posteriors
 
 DEPRECATED_FLAGS = {"sample_temperature": "temperature"}  # old flag or config.json key -> new
 
@@ -79,9 +80,21 @@ class Config:
     kernel_size: int = _field(4, "Convolution kernel size of every stage.")
     posterior_scale_floor: float = _field(1e-4, "Smallest std of q(z|x) (latent units).")
     prior: str = _field(
-        "normal", "p(z): normal = N(0, I); mog = a learned mixture of diagonal Gaussians.", PRIORS
+        "normal", "p(z): normal = N(0, I); mog = a learned mixture of diagonal Gaussians; vamp = "
+        "the VampPrior (learned pseudo-images); flow = a masked autoregressive flow on N(0, I).",
+        PRIORS,
+    )  # fmt: skip
+    prior_components: int = _field(
+        10, "Components of the mog prior; pseudo-images of the vamp prior."
     )
-    prior_components: int = _field(10, "Components of the mog prior.")
+    posterior: str = _field(
+        "diagonal", "q(z|x): diagonal = a diagonal Gaussian; iaf = an inverse autoregressive "
+        "flow on it, conditioned on the encoder's features.", POSTERIORS,
+    )  # fmt: skip
+    flow_layers: int = _field(2, "MADE layers of --prior=flow and steps of --posterior=iaf.")
+    flow_width: int = _field(
+        128, "Hidden units per MADE layer of --prior=flow and --posterior=iaf."
+    )
     # Objective and optimisation.
     k: int = _field(5, "Importance samples per example: 1 = VAE (ELBO), >1 = IWAE bound.")
     batch_size: int = _field(128, "Global batch size in images, split across replicas.")
@@ -161,7 +174,7 @@ def _errors(c: Config):
         if f.metadata["choices"] and value not in f.metadata["choices"]:
             yield (f"Flag `--{f.name}` is {value!r}; accepted: {', '.join(f.metadata['choices'])}.")
     positive = ("width", "latent_dim", "kernel_size", "k", "batch_size", "epochs")
-    positive += ("mixture_components", "prior_components")
+    positive += ("mixture_components", "prior_components", "flow_layers", "flow_width")
     counts = ("log_every_steps", "images_every_epochs", "checkpoints_to_keep")
     for name in positive + counts + ("collective_timeout_s",):
         if getattr(c, name) < 1:
@@ -183,9 +196,10 @@ def _errors(c: Config):
         yield f"Flag `--kl_warmup_steps` is {c.kl_warmup_steps}; it must be >= 0 (0 = off)."
     if c.free_bits < 0:
         yield f"Flag `--free_bits` is {c.free_bits}; it must be >= 0 (0 = off)."
-    if c.free_bits > 0 and c.prior != "normal":
-        yield (f"Flag `--free_bits` is {c.free_bits} with --prior={c.prior}; free bits need the "
-               "per-dimension KL of --prior=normal.")  # fmt: skip
+    if c.free_bits > 0 and (c.prior, c.posterior) != ("normal", "diagonal"):
+        yield (f"Flag `--free_bits` is {c.free_bits} with --prior={c.prior} --posterior="
+               f"{c.posterior}; free bits need the per-dimension KL of --prior=normal and "
+               "--posterior=diagonal.")  # fmt: skip
     for name in ("clip_gradient_norm", "skip_gradient_norm"):
         if getattr(c, name) < 0:
             yield f"Flag `--{name}` is {getattr(c, name)}; it must be >= 0 (0 = off)."

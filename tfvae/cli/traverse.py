@@ -28,6 +28,7 @@ def _main(FLAGS) -> int | None:
     from tfvae import data
     from tfvae.evaluation import latents as analysis
     from tfvae.figures import visualize
+    from tfvae.models import posteriors
 
     config, vae, _ = common.restore(FLAGS)
     shown_from = max(500, FLAGS.image_index + 1)  # activity over 500 images, or up to the start
@@ -44,7 +45,7 @@ def _main(FLAGS) -> int | None:
     dims = dims or np.argsort(-activity)[: FLAGS.num_dims].tolist()
     if FLAGS.image_index >= 0:
         example = next(iter(images.skip(FLAGS.image_index).batch(1)))
-        centre = vae.encode(data.to_unit_interval(example["image"])).mean()[0]
+        centre = posteriors.code(vae.encode(data.to_unit_interval(example["image"])))[0]
     else:
         centre = np.zeros(config.latent_dim, np.float32)
     values = np.linspace(-FLAGS.range, FLAGS.range, FLAGS.steps).astype(np.float32)

@@ -19,12 +19,10 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfvae import data
 from tfvae.evaluation import DEFAULT_CHUNK_SIZE
-from tfvae.models import likelihoods, objectives
-from tfvae.models import vae as model_lib
+from tfvae.models import likelihoods, objectives, posteriors
 from tfvae.runtime import files
 
 CONVENTIONS = ("discrete", "density", "report")
@@ -129,8 +127,8 @@ def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_si
     """The compiled body of `bounds`: one encoder pass, a loop over sample chunks."""
     q = model.encode(x)
     latent_dim = q.event_shape[-1]
-    gaussian = isinstance(q, tfp.distributions.MultivariateNormalLinearOperator)
-    noise = per_example_noise(seed, example_ids, num_samples, latent_dim) if gaussian else None
+    given_noise = posteriors.takes_noise(q)
+    noise = per_example_noise(seed, example_ids, num_samples, latent_dim) if given_noise else None
     batch, image_shape = tf.shape(x)[0], tf.shape(x)[1:]
     chunk = max(group_size, chunk_size - chunk_size % group_size)  # whole groups per chunk
     log_sum = tf.fill([batch], -np.inf)  # running log sum_k w_k
@@ -141,15 +139,16 @@ def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_si
             shape_invariants=[(t, tf.TensorShape([None])) for t in (log_sum, weight_sum, group_sum)]
         )
         size = tf.minimum(chunk, num_samples - start)
-        if gaussian:
-            z = model_lib.reparameterize(q, noise[start : start + size])
+        log_qz_x = None
+        if given_noise:
+            z, log_qz_x = posteriors.draw(q, noise[start : start + size])
         else:
             z = q.sample(size, seed=tf.random.experimental.stateless_fold_in(seed, start))
         scored = x  # [B, H, W, C], or one dequantized x per sample [size, B, H, W, C]
         if dequantize:
             u = per_sample_uniform(seed, example_ids, start, size, image_shape)
             scored = likelihoods.dequantize(x, u)
-        terms = model.joint_terms(scored, q, z)
+        terms = model.joint_terms(scored, q, z, log_qz_x=log_qz_x)
         log_w = objectives.log_weights_from_terms(terms)  # [size, B]
         log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(log_w, 0)]), 0)
         weight_sum += tf.reduce_sum(log_w, 0)

@@ -26,7 +26,7 @@ import tensorflow_probability as tfp
 from tfvae import data
 from tfvae.evaluation import DEFAULT_CHUNK_SIZE
 from tfvae.evaluation import estimators as evaluate
-from tfvae.models import likelihoods, priors
+from tfvae.models import likelihoods, posteriors, priors
 from tfvae.models import vae as model_lib
 from tfvae.runtime import files
 from tfvae.samplers import store
@@ -75,11 +75,14 @@ def likelihood_parameters(distribution) -> dict[str, tf.Tensor]:
 
 
 def posterior_moments(q) -> dict[str, tf.Tensor]:
-    """Mean and std of q(z|x), each float32 [N, Z].
+    """Mean and std of q(z|x), each float32 [N, Z]; for an IAF posterior the zero-noise code
+    `code` and its base Gaussian's `loc` and `scale` (the flow has no closed-form moments).
 
     A diagonal Gaussian's own parameters are read directly: its mean() and stddev() add
     broadcast ops that ONNX has no counterpart for.
     """
+    if isinstance(q, posteriors.InverseAutoregressivePosterior):
+        return {"code": q.code(), **posterior_moments(q.base)}
     if isinstance(q, tfp.distributions.MultivariateNormalDiag):
         return {"loc": tf.identity(q.loc), "scale": tf.identity(q.scale.diag)}
     return {"loc": q.mean(), "scale": q.stddev()}
@@ -251,9 +254,11 @@ def _metadata(config, checkpoint, model_dir, table, max_k, chunk_size, sampler_i
         "bits_per_dim_convention": convention,
         "compute_dtype": "float32",
         "rng": RNG,
-        "prior": (
-            "standard normal N(0, I) over [latent_dim]" if config.prior == "normal"
-            else f"learned {config.prior} ({config.prior_components} components) over [latent_dim]"
+        "prior": priors.describe(config),
+        "posterior": (
+            "diagonal Gaussian" if config.posterior == "diagonal" else
+            f"inverse autoregressive flow ({config.flow_layers} MADE steps of "
+            f"{config.flow_width} units) on a diagonal Gaussian; encode gives its zero-noise code"
         ),  # fmt: skip
         "sample_codes_from": sampler_info["name"] if sampler_info else "prior",
         "sampler": sampler_info,

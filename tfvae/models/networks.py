@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.models import likelihoods
+from tfvae.models import flows, likelihoods, posteriors
 
 tfd = tfp.distributions
 
@@ -114,7 +114,8 @@ def _all_reduced_moments(x):
 
 
 class Encoder(keras.Model):
-    """x float [B, H, W, 3] in [0, 1] -> q(z|x), diagonal Gaussian, batch [B], event [Z]."""
+    """x float [B, H, W, 3] in [0, 1] -> q(z|x), batch [B], event [Z]: a diagonal Gaussian, or
+    with posterior='iaf' an inverse autoregressive flow on it (`posteriors`)."""
 
     def __init__(
         self,
@@ -125,11 +126,17 @@ class Encoder(keras.Model):
         scale_floor=1e-4,
         dtype="float32",
         synchronized_batch_norm=False,
+        posterior="diagonal",
+        flow_layers=2,
+        flow_width=128,
         **kwargs,
     ):
         super().__init__(dtype=dtype, **kwargs)
+        if posterior not in ("diagonal", "iaf"):
+            raise ValueError(f"Posterior {posterior!r} is unknown; accepted: diagonal, iaf.")
         self.latent_dim = latent_dim
         self.scale_floor = scale_floor
+        self.posterior = posterior
         self.convs = _tracked(
             self,
             "conv",
@@ -152,6 +159,11 @@ class Encoder(keras.Model):
         )
         self.flatten = keras.layers.Flatten(dtype=dtype)
         self.to_params = keras.layers.Dense(2 * latent_dim, dtype=dtype)
+        if posterior == "iaf":  # the flow's context: a linear map of the same features
+            self.to_context = keras.layers.Dense(flow_width, dtype=dtype)
+            self.flow = flows.InverseAutoregressiveFlow(
+                latent_dim, flow_layers, flow_width, context_dim=flow_width
+            )
 
     def call(self, x, training=False):
         h = x * 2.0 - 1.0  # [B, H, W, 3] in [-1, 1]
@@ -160,10 +172,15 @@ class Encoder(keras.Model):
             if stage:
                 h = self.norms[stage - 1](h, training=training)
             h = tf.nn.leaky_relu(h, 0.2)
-        params = tf.cast(self.to_params(self.flatten(h)), tf.float32)  # [B, 2Z]
+        features = self.flatten(h)
+        params = tf.cast(self.to_params(features), tf.float32)  # [B, 2Z]
         loc, raw_scale = tf.split(params, 2, axis=-1)
         scale = tf.nn.softplus(raw_scale) + self.scale_floor
-        return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+        q = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+        if self.posterior == "diagonal":
+            return q
+        context = tf.cast(self.to_context(features), tf.float32)  # [B, flow_width]
+        return posteriors.InverseAutoregressivePosterior(q, context, self.flow)
 
 
 class Decoder(keras.Model):

@@ -1,10 +1,18 @@
-"""Priors p(z) of the VAE: N(0, I) (the default) and a learned mixture of Gaussians (`mog`).
+"""Priors p(z) of the VAE: N(0, I) (the default) and three learned ones.
+
+- `normal`: N(0, I).
+- `mog`: a learned mixture of diagonal Gaussians, sum_c w_c N(m_c, diag(s_c^2)).
+- `vamp`: the VampPrior (Tomczak & Welling 2018), (1/C) sum_c q(z|u_c) with C learned
+  pseudo-images u_c in [0, 1] encoded by the model's own encoder (in inference mode, so the prior
+  does not depend on the batch).
+- `flow`: a masked autoregressive flow on N(0, I) (`flows.MaskedAutoregressiveFlow`).
 
 A prior is part of the model: its weights train with the encoder and decoder, so log p(x), the
 IWAE bound and bits/dim stay estimates of the model they describe. Each prior has `log_prob(z)`
 (float32 [...] nats for z float32 [..., Z]) and is drawn from by `sample(prior, n, seed, T)`.
-Temperature T scales the noise about each component's mean: N(0, T^2 I) for the standard normal;
-for the mixture a component is picked as at T = 1 and z = m_c + T s_c eps.
+Temperature T scales the noise of a draw: z ~ N(0, T^2 I) for the standard normal; for the
+mixtures a component is picked as at T = 1 and z = m_c + T s_c eps (for the VampPrior m_c, s_c
+are q(z|u_c)'s); for the flow z = f^-1(T u), u ~ N(0, I). T = 1 draws the prior itself.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.config import PRIORS
+from tfvae.models import flows
 
 tfd = tfp.distributions
 
@@ -69,9 +78,7 @@ class MixtureOfGaussians(keras.layers.Layer):
 
     def sample(self, n, seed=None, temperature=1.0):
         """float32 [n, Z]: a component c ~ softmax(logits), then m_c + T s_c eps."""
-        if seed is None:
-            seed = tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int64)
-        component, eps = mixture_draws(self.logits, n, self.latent_dim, seed)
+        component, eps = mixture_draws(self.logits, n, self.latent_dim, _seed_or_random(seed))
         scales = tf.gather(tf.exp(self.log_scales), component)
         return tf.gather(self.means, component) + tf.cast(temperature, tf.float32) * scales * eps
 
@@ -79,17 +86,110 @@ class MixtureOfGaussians(keras.layers.Layer):
         return self.log_prob(z)
 
 
-def build(config):
-    """The prior of a Config (`--prior`, `--prior_components`)."""
+def _seed_or_random(seed):
+    if seed is None:
+        return tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int64)
+    return tf.cast(seed, tf.int64)
+
+
+class VampPrior(keras.layers.Layer):
+    """p(z) = (1/C) sum_c q(z|u_c): C learned pseudo-images u_c = sigmoid(w_c) [H, W, 3] in
+    [0, 1], each encoded by `encoder` with training=False (moving batch-norm statistics).
+
+    The encoder is the VAE's own, held without being tracked a second time (its weights belong
+    to the VAE). w_c starts from N(0, 1), so the pseudo-images start as mid-grey noise.
+    """
+
+    def __init__(self, encoder, components: int, image_size: int, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.components, self.latent_dim = components, encoder.latent_dim
+        self._encode = encoder.__call__  # a bound method: Keras and checkpoints do not track it
+        self.pseudo_input_logits = self.add_weight(
+            shape=(components, image_size, image_size, 3),
+            initializer=keras.initializers.RandomNormal(0, 1), name="pseudo_input_logits",
+        )  # fmt: skip
+        self.built = True
+
+    def pseudo_inputs(self):
+        """The pseudo-images u_c, float32 [C, H, W, 3] in [0, 1]."""
+        return tf.sigmoid(self.pseudo_input_logits)
+
+    def components_of(self):
+        """(loc, scale) of q(z|u_c), each float32 [C, Z]."""
+        q = self._encode(self.pseudo_inputs(), training=False)
+        return tf.cast(q.loc, tf.float32), tf.cast(q.scale.diag, tf.float32)
+
+    def log_prob(self, z):
+        """log p(z), float32 [...] in nats, for z float32 [..., Z]."""
+        loc, scale = self.components_of()
+        standardized = (tf.cast(z, tf.float32)[..., None, :] - loc) / scale  # [..., C, Z]
+        per_component = -0.5 * tf.reduce_sum(tf.square(standardized), -1)
+        per_component -= tf.reduce_sum(tf.math.log(scale), -1) + 0.5 * self.latent_dim * _LOG_2PI
+        return tf.reduce_logsumexp(per_component, -1) - np.log(self.components)
+
+    def sample(self, n, seed=None, temperature=1.0):
+        """float32 [n, Z]: c uniform over the pseudo-inputs, then z = m_c + T s_c eps."""
+        loc, scale = self.components_of()
+        component, eps = mixture_draws(
+            tf.zeros([self.components]), n, self.latent_dim, _seed_or_random(seed)
+        )
+        noise = tf.cast(temperature, tf.float32) * tf.gather(scale, component) * eps
+        return tf.gather(loc, component) + noise
+
+    def call(self, z):
+        return self.log_prob(z)
+
+
+class FlowPrior(keras.layers.Layer):
+    """p(z) = N(f(z); 0, I) |det df/dz|, f a MAF of `layers` MADEs of `width` units."""
+
+    def __init__(self, latent_dim: int, layers: int, width: int, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.latent_dim = latent_dim
+        self.flow = flows.MaskedAutoregressiveFlow(latent_dim, layers, width)
+        self.built = True
+
+    def log_prob(self, z):
+        """log p(z), float32 [...] in nats, for z float32 [..., Z]."""
+        return self.flow.log_prob(z)
+
+    def sample(self, n, seed=None, temperature=1.0):
+        """float32 [n, Z]: z = f^-1(T u), u ~ N(0, I) (Z passes of each MADE)."""
+        u = tf.random.stateless_normal([n, self.latent_dim], _seed_or_random(seed), alg="philox")
+        return self.flow.from_noise(tf.cast(temperature, tf.float32) * u)
+
+    def call(self, z):
+        return self.log_prob(z)
+
+
+def build(config, encoder=None):
+    """The prior of a Config (`--prior`, `--prior_components`, `--flow_layers`, `--flow_width`);
+    the VampPrior encodes its pseudo-inputs with `encoder` (the VAE's)."""
     if config.prior == "normal":
         return standard_normal(config.latent_dim)
     if config.prior == "mog":
         return MixtureOfGaussians(config.latent_dim, config.prior_components)
+    if config.prior == "vamp":
+        return VampPrior(encoder, config.prior_components, config.image_size)
+    if config.prior == "flow":
+        return FlowPrior(config.latent_dim, config.flow_layers, config.flow_width)
     raise ValueError(f"Flag `--prior` is {config.prior!r}; accepted: {', '.join(PRIORS)}.")
+
+
+def describe(config) -> str:
+    """The prior of a Config in words (export metadata, docs)."""
+    return {
+        "normal": "standard normal N(0, I) over [latent_dim]",
+        "mog": f"learned mixture of {config.prior_components} diagonal Gaussians over [latent_dim]",
+        "vamp": f"VampPrior: the mean of q(z|u_c) over {config.prior_components} learned "
+        "pseudo-images u_c",
+        "flow": f"masked autoregressive flow ({config.flow_layers} MADEs of {config.flow_width} "
+        "units) on N(0, I) over [latent_dim]",
+    }[config.prior]
 
 
 def sample(prior, n, seed=None, temperature=1.0):
     """n draws of a prior at temperature T, float32 [n, Z] (seed: int [2] stateless, or None)."""
-    if isinstance(prior, MixtureOfGaussians):
+    if isinstance(prior, (MixtureOfGaussians, VampPrior, FlowPrior)):
         return prior.sample(n, seed, temperature)
     return tf.cast(temperature, tf.float32) * prior.sample(n, seed=seed)

@@ -17,19 +17,12 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.models import likelihoods, networks, objectives, priors
+from tfvae.models import likelihoods, networks, objectives, posteriors, priors
 
 tfd = tfp.distributions
 
 
 standard_normal = priors.standard_normal  # N(0, I) over [latent_dim], float32
-
-
-def reparameterize(q, noise):
-    """z = loc + scale @ noise for a Gaussian q(z|x); noise float32 [K, B, Z] -> z [K, B, Z]."""
-    if not isinstance(q, tfd.MultivariateNormalLinearOperator):
-        raise TypeError(f"Given noise needs a Gaussian q(z|x); got {type(q).__name__}.")
-    return q.bijector.forward(noise)
 
 
 class VAE(keras.Model):
@@ -59,24 +52,28 @@ class VAE(keras.Model):
           x: float32 [B, H, W, C] in [0, 1].
           num_samples: K, importance samples per example.
           seed: int [2] stateless seed (None: TFP's stateful sampling).
-          noise: optional float32 [K, B, Z] standard-normal noise for a Gaussian q; z is then
-            loc + scale @ noise (the train step draws it outside the replicas and XLA, so the
-            loss is the same on any number of replicas and with or without --jit_compile).
+          noise: optional float32 [K, B, Z] standard-normal noise; z is then
+            `posteriors.draw(q, noise)` (the train step draws it outside the replicas and XLA,
+            so the loss is the same on any number of replicas and with or without
+            --jit_compile).
 
         Returns:
           {"log_px_z": log p(x|z_k), "log_pz": log p(z_k), "log_qz_x": log q(z_k|x)}.
         """
         x = tf.convert_to_tensor(x, tf.float32)
         q = self.encode(x, training=training)
-        given = noise is not None
-        z = reparameterize(q, noise) if given else q.sample(num_samples, seed=seed)  # [K, B, Z]
+        if noise is not None:
+            z, log_qz_x = posteriors.draw(q, noise)  # [K, B, Z], [K, B]
+            return self.joint_terms(x, q, z, training=training, log_qz_x=log_qz_x)
+        z = q.sample(num_samples, seed=seed)  # [K, B, Z]
         return self.joint_terms(x, q, z, training=training)
 
-    def joint_terms(self, x, q, z, training=False):
+    def joint_terms(self, x, q, z, training=False, log_qz_x=None):
         """log p(x|z), log p(z), log q(z|x) for given z float32 [K, B, Z]: each float32 [K, B].
 
         x is float32 [B, H, W, C], or [K, B, H, W, C] to score each sample at its own x (the
-        dequantized pixels of a density likelihood; q stays the one given).
+        dequantized pixels of a density likelihood; q stays the one given). log_qz_x: q's
+        log-density of z when the caller has it already (`posteriors.draw`), else computed.
         """
         shape = tf.shape(z)
         decoded = self.decode(tf.reshape(z, [-1, shape[2]]), training=training)  # batch [K*B]
@@ -89,7 +86,7 @@ class VAE(keras.Model):
         return {
             "log_px_z": tf.cast(log_px_z, tf.float32),
             "log_pz": tf.cast(self.prior.log_prob(z), tf.float32),
-            "log_qz_x": tf.cast(q.log_prob(z), tf.float32),
+            "log_qz_x": tf.cast(q.log_prob(z) if log_qz_x is None else log_qz_x, tf.float32),
         }
 
     def log_weights(self, x, num_samples, training=False, seed=None, noise=None):
@@ -98,8 +95,9 @@ class VAE(keras.Model):
         return objectives.log_weights_from_terms(terms)
 
     def reconstruct(self, x):
-        """Point estimate of p(x | z = E_q[z]), float32 [B, H, W, C] in [0, 1]."""
-        return likelihoods.point_estimate(self.decode(self.encode(x).mean()))
+        """Point estimate of p(x|z) at the zero-noise code z (`posteriors.code`: the mean of a
+        diagonal q), float32 [B, H, W, C] in [0, 1]."""
+        return likelihoods.point_estimate(self.decode(posteriors.code(self.encode(x))))
 
     def sample(self, n=None, seed=None, z=None, temperature=1.0):
         """Images decoded from prior draws (or from given z [N, Z]), float32 [N, H, W, C] in [0, 1].
@@ -138,7 +136,12 @@ def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False)
         synchronized_batch_norm=synchronized_batch_norm,
     )
     encoder = networks.Encoder(
-        latent_dim=config.latent_dim, scale_floor=config.posterior_scale_floor, **shared
+        latent_dim=config.latent_dim,
+        scale_floor=config.posterior_scale_floor,
+        posterior=config.posterior,
+        flow_layers=config.flow_layers,
+        flow_width=config.flow_width,
+        **shared,
     )
     decoder = networks.Decoder(
         upsampling=config.upsampling,
@@ -147,7 +150,7 @@ def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False)
         mixture_components=config.mixture_components,
         **shared,
     )
-    vae = VAE(encoder, decoder, priors.build(config))
+    vae = VAE(encoder, decoder, priors.build(config, encoder))
     vae(tf.zeros([1, config.image_size, config.image_size, 3]))  # creates weights; Keras: built
     return vae
 

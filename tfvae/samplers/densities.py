@@ -104,10 +104,10 @@ class Flow(tf.Module):
 
 def flow_from_arrays(arrays, dims: int, layers: int, width: int) -> Flow:
     """A Flow with the weights `Flow.arrays` saved (its size as fitted)."""
-    from tfvae.samplers import flow as flow_lib
+    from tfvae.models.flows import MaskedAutoregressiveFlow
 
     weights = [arrays[k] for k in sorted(k for k in arrays if k.startswith("weight_"))]
-    network = flow_lib.MaskedAutoregressiveFlow(dims, layers, width)
+    network = MaskedAutoregressiveFlow(dims, layers, width)
     for variable, value in zip(network.weights, weights, strict=True):
         variable.assign(value)
     return Flow(network)

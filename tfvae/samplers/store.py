@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data
+from tfvae.models import posteriors
 from tfvae.runtime import files
 from tfvae.samplers import KINDS, densities
 from tfvae.samplers.gaussian import aggregate_posterior
@@ -43,18 +44,29 @@ def latent_codes(config, vae, split: str, num_images: int, seed: int) -> dict:
     train_size or val_size; capped at the split's size).
 
     Returns float32 arrays [N, Z]: "means" and "scales" of q(z|x) and "draws", one
-    z = mean + scale * eps per image with eps from (seed, image index) (Philox).
+    z ~ q(z|x) per image from noise eps of (seed, image index) (Philox; z = mean + scale * eps
+    for a diagonal q). An IAF posterior has no closed-form moments: its draw stands for the
+    mean, with scale 0, so `aggregate_posterior` gives the moments of the draws.
     """
     own = config.train_size if split == "train" else config.val_size
     images = data.load_config_split(config, split, num_images or own, at_most=True)
-    means, scales = [], []
+    count = int(images.cardinality())
+    if count < 0:  # unknown: count them
+        count = int(images.reduce(0, lambda n, _: n + 1))
+    eps = tf.random.stateless_normal([count, config.latent_dim], [seed, 7], alg="philox")
+    means, scales, draws, start = [], [], [], 0
     for batch in images.batch(_BATCH):
         q = vae.encode(data.to_unit_interval(batch["image"]))
-        means.append(q.mean().numpy())
-        scales.append(q.stddev().numpy())
-    means, scales = np.concatenate(means), np.concatenate(scales)
-    eps = tf.random.stateless_normal(means.shape, [seed, 7], alg="philox").numpy()
-    return {"means": means, "scales": scales, "draws": means + scales * eps}
+        count = int(batch["image"].shape[0])
+        z = posteriors.draw(q, eps[None, start : start + count])[0][0].numpy()
+        draws.append(z)
+        if isinstance(q, posteriors.InverseAutoregressivePosterior):
+            means.append(z), scales.append(np.zeros_like(z))
+        else:
+            means.append(q.mean().numpy()), scales.append(q.stddev().numpy())
+        start += count
+    means, scales, draws = (np.concatenate(a) for a in (means, scales, draws))
+    return {"means": means, "scales": scales, "draws": draws}
 
 
 def fit(

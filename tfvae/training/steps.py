@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae.evaluation import estimators as evaluate
-from tfvae.models import likelihoods, objectives
+from tfvae.models import likelihoods, objectives, posteriors
 from tfvae.models import vae as model
 
 SUMS = ("bound", "elbo", "kl", "reconstruction")  # per-example terms summed by the steps
@@ -182,9 +182,9 @@ class Steps:
         vae = vae or self.model
         x = data.to_unit_interval(images)  # [B, H, W, C] float32 in [0, 1]
         q = vae.encode(x, training=training)
-        z = model.reparameterize(q, noise)  # [K, B, Z]
+        z, log_qz_x = posteriors.draw(q, noise)  # [K, B, Z], [K, B]
         scored = x if uniform is None else likelihoods.dequantize(x, uniform)
-        return vae.joint_terms(scored, q, z, training), q
+        return vae.joint_terms(scored, q, z, training, log_qz_x), q
 
     def _uniform(self, shape, seed):
         """Dequantization noise [K, B, H, W, C] from the step's seed, or None (discrete)."""

@@ -1,0 +1,87 @@
+"""Posteriors q(z|x) of the encoder and the two operations every caller needs of them.
+
+- `diagonal` (the default): a TFP `MultivariateNormalDiag`, z = loc + scale * eps.
+- `iaf`: `InverseAutoregressivePosterior`, the diagonal Gaussian's draw z_0 pushed through an
+  inverse autoregressive flow conditioned on the encoder's context (Kingma et al. 2016):
+  log q(z_T|x) = log N(z_0; loc, scale^2) - log |det dz_T/dz_0|.
+
+Both are driven by standard-normal noise eps [K, B, Z]: `draw(q, eps)` gives z and its own
+log q(z|x), so the train step and the estimators draw eps outside the replicas and XLA for
+either. `code(q)` is the zero-noise code (eps = 0), the code tools show and traverse: the mean of
+the diagonal Gaussian, the flow of the base mean for the IAF.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+
+class InverseAutoregressivePosterior:
+    """q(z|x) = IAF(z_0; context), z_0 ~ N(loc, diag(scale^2)): batch [B], event [Z], float32.
+
+    Args:
+      base: the diagonal Gaussian q(z_0|x), a tfd.MultivariateNormalDiag with batch [B].
+      context: float32 [B, C], the encoder's features the flow is conditioned on.
+      flow: a `flows.InverseAutoregressiveFlow`.
+    """
+
+    def __init__(self, base, context, flow):
+        self.base, self.context, self.flow = base, context, flow
+
+    @property
+    def batch_shape(self):
+        return self.base.batch_shape
+
+    @property
+    def event_shape(self):
+        return self.base.event_shape
+
+    def draw(self, noise):
+        """(z [K, B, Z], log q(z|x) [K, B] nats) for standard-normal noise float32 [K, B, Z]."""
+        z0 = self.base.bijector.forward(noise)
+        z, log_det = self.flow.forward(z0, self.context)
+        return z, tf.cast(self.base.log_prob(z0), tf.float32) - log_det
+
+    def sample(self, sample_shape=(), seed=None):
+        """z float32 [*sample_shape, B, Z] (seed: int [2] stateless, or None)."""
+        shape = tf.concat([tf.reshape(sample_shape, [-1]), tf.shape(self.base.loc)], 0)
+        if seed is None:
+            noise = tf.random.normal(shape)
+        else:
+            noise = tf.random.stateless_normal(shape, tf.cast(seed, tf.int64), alg="philox")
+        return self.draw(noise)[0]
+
+    def log_prob(self, z):
+        """log q(z|x), float32 [..., B] nats, for any z float32 [..., B, Z] (inverts the flow)."""
+        z0, log_det = self.flow.inverse(z, self.context)
+        return tf.cast(self.base.log_prob(z0), tf.float32) - log_det
+
+    def code(self):
+        """The zero-noise code flow(loc), float32 [B, Z]."""
+        return self.flow.forward(self.base.loc, self.context)[0]
+
+
+def draw(q, noise):
+    """z [K, B, Z] and its log q(z|x) [K, B] (float32 nats) from noise float32 [K, B, Z]."""
+    if isinstance(q, InverseAutoregressivePosterior):
+        return q.draw(noise)
+    if not isinstance(q, tfd.MultivariateNormalLinearOperator):
+        raise TypeError(f"Given noise needs a Gaussian or IAF q(z|x); got {type(q).__name__}.")
+    z = q.bijector.forward(noise)
+    return z, tf.cast(q.log_prob(z), tf.float32)
+
+
+def takes_noise(q) -> bool:
+    """True if `draw(q, noise)` applies (the estimators then fix the noise per example)."""
+    return isinstance(q, (InverseAutoregressivePosterior, tfd.MultivariateNormalLinearOperator))
+
+
+def code(q):
+    """The zero-noise code of each example, float32 [B, Z]: a Gaussian's mean, the IAF's
+    flow of its base mean."""
+    if isinstance(q, InverseAutoregressivePosterior):
+        return q.code()
+    return q.mean()
