@@ -173,6 +173,7 @@ TINY = """--dataset=builtin
 --classifier_epochs=1
 --classifier_train_size=200
 --fid=off
+--sampler=gaussian
 """
 
 
@@ -186,15 +187,15 @@ def test_tiny_reproduction_reports_and_a_rerun_does_nothing(tmp_path, data_dir, 
     # 1. Every step, each an installed command in its own process, then REPORT.md.
     result = run_command("reproduce", f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"\[1/19 \| [0-9:]+\] train vae_deconv: tfvae-train", result.stdout)
-    assert "19 steps run, 0 already done" in result.stdout
+    assert re.search(r"\[1/23 \| [0-9:]+\] train vae_deconv: tfvae-train", result.stdout)
+    assert "23 steps run, 0 already done" in result.stdout
     _check_report((out / "REPORT.md").read_text(), out)
     # 2. Again: nothing runs, nothing is rewritten.
     stamp = (out / "REPORT.md").stat().st_mtime_ns
     state = (out / "state.json").read_text()
     result = run_command("reproduce", f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "0 steps run, 19 already done" in result.stdout and ": tfvae-" not in result.stdout
+    assert "0 steps run, 23 already done" in result.stdout and ": tfvae-" not in result.stdout
     assert (out / "REPORT.md").stat().st_mtime_ns == stamp
     assert (out / "state.json").read_text() == state
 
@@ -214,7 +215,9 @@ def _check_report(document, out):
         assert (out / figure).stat().st_size > 1000, figure
     assert (out / "export" / "1" / "saved_model.pb").exists()
     for needed in ("## All models", "IWAE (k=5) minus that of the VAE", "Checkerboard energy",
-                   "z[", "Mean absolute change", "Prior samples of"):  # fmt: skip
+                   "z[", "Mean absolute change", "Prior samples of",
+                   "decoded from its gaussian sampler",
+                   "factor FD, gaussian sampler, T=1.0"):  # fmt: skip
         assert needed in document
 
 

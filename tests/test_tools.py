@@ -81,6 +81,34 @@ def test_figure_tools_write_png_and_json(trained_run, tool, args, outputs):
         assert json.loads((trained_run / "figures" / f"{name}.json").read_text())
 
 
+def test_the_figure_tools_draw_their_codes_from_a_fitted_sampler(trained_run, tmp_path):
+    from tfvae.models import vae as model
+    from tfvae.samplers import store
+
+    assert _tool("fit_sampler", f"--model_dir={trained_run}", "--sampler=gaussian").returncode == 0
+    _, vae, checkpoint = model.restore(str(trained_run))
+    sampler, _ = store.load(str(trained_run), "gaussian", checkpoint)
+    run = _tool("interpolate", f"--model_dir={trained_run}", "--sampler=gaussian", "--seed=3",
+                "--temperature=0.5")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    numbers = json.loads((trained_run / "figures" / "interpolation.json").read_text())
+    expected = sampler.sample(2, [3, 0], 0.5).numpy()
+    np.testing.assert_allclose([numbers["z0"], numbers["z1"]], expected, rtol=1e-5, atol=1e-6)
+    run = _tool("traverse", f"--model_dir={trained_run}", "--sampler=gaussian", "--steps=3")
+    assert run.returncode == 0, run.stderr
+    numbers = json.loads((trained_run / "figures" / "traversal.json").read_text())
+    np.testing.assert_allclose(numbers["centre"], sampler.means.numpy()[0], rtol=1e-5, atol=1e-6)
+    assert numbers["start"] == "the gaussian's zero-noise code"
+    run = _tool("compare_upsampling", f"--model_dirs={trained_run}", f"--output_dir={tmp_path}",
+                "--num_images=4", "--num_shown=2", "--sampler=gaussian")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "upsampling_samples.json").read_text())["sampler"] == "gaussian"
+    for tool in ("interpolate", "traverse"):  # a sampler never fitted: one line, exit 1
+        run = _tool(tool, f"--model_dir={trained_run}", "--sampler=flow")
+        assert run.returncode == 1 and "has no sampler 'flow' (fitted: gaussian)" in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
 def test_latents_tool_reports_factors_and_mig(trained_run):
     run = _tool("latents", f"--model_dir={trained_run}", "--num_images=16", "--bins=4")
     assert run.returncode == 0, run.stderr

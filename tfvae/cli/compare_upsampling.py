@@ -2,10 +2,10 @@
 
   python tools/compare_upsampling.py --model_dirs=runs/deconv,runs/nearest,runs/bilinear
 
-Decodes the same prior draws through every run, side by side with an enlarged crop, and gives
-each run's checkerboard energy (share of spectral energy at the Nyquist frequencies) beside that
-of real images. Also draws how many kernel taps of a stride-2 transposed convolution land on each
-output pixel (the report's section 2.2). Writes to --output_dir.
+Decodes the same prior draws (or a fitted sampler's, --sampler) through every run, side by side
+with an enlarged crop, and gives each run's checkerboard energy (share of spectral energy at the
+Nyquist frequencies) beside that of real images. Also draws how many kernel taps of a stride-2
+transposed convolution land on each output pixel (the report's section 2.2). Writes to --output_dir.
 """
 
 import os
@@ -20,7 +20,9 @@ define.string("output_dir", "runs/compare_upsampling", "Where figures and JSON g
 define.integer("num_shown", 6, "Samples shown per run.")
 define.integer("num_images", 256, "Prior samples behind each checkerboard measure.", lower_bound=2)
 define.integer("seed", 0, "Seed of the shared prior draws.")
-define.float("temperature", 1.0, "Temperature T of the prior draws: z ~ N(0, T^2 I).")
+define.float("temperature", 1.0, "Temperature T of the draws: z ~ N(0, T^2 I) for the prior.")
+define.string("sampler", "prior", "Where the codes come from: prior (the first run's) or a "
+              "sampler fitted on the first run by tfvae-fit-sampler (its name).")  # fmt: skip
 define.string("name", "upsampling_samples", "File name (no extension) of the samples figure.")
 define.string(
     "title",
@@ -42,11 +44,14 @@ def _main(FLAGS) -> int | None:
     from tfvae.evaluation import upsampling
     from tfvae.figures import visualize
     from tfvae.models import vae as model
+    from tfvae.samplers import store
 
-    runs = [(d, *model.restore(d)[:2]) for d in FLAGS.model_dirs]
+    restored = [(d, *model.restore(d)) for d in FLAGS.model_dirs]
+    runs = [(d, c, v) for d, c, v, _ in restored]
+    draw = store.code_draws(FLAGS.model_dirs[0], FLAGS.sampler, runs[0][2], restored[0][3])
     result = upsampling.upsampling_comparison(
         [(f"{c.upsampling} ({os.path.basename(d.rstrip('/'))})", c, v) for d, c, v in runs],
-        analysis.real_images(runs[0][1]), FLAGS.num_images, FLAGS.seed, FLAGS.temperature,
+        analysis.real_images(runs[0][1]), FLAGS.num_images, FLAGS.seed, FLAGS.temperature, draw,
     )  # fmt: skip
     names = list(result["checkerboard"])
     labels = [f"{n}\ncheckerboard {m:.4f}" for n, (m, _) in result["checkerboard"].items()]
@@ -56,7 +61,7 @@ def _main(FLAGS) -> int | None:
         {"checkerboard_mean_and_standard_error": result["checkerboard"],
          "data_checkerboard_mean_and_standard_error": result["data_checkerboard"],
          "num_images": FLAGS.num_images, "seed": FLAGS.seed, "runs": names,
-         "temperature": FLAGS.temperature},
+         "temperature": FLAGS.temperature, "sampler": FLAGS.sampler},
         result["samples"][:, : FLAGS.num_shown],
         title=FLAGS.title,
         row_labels=labels, zoom=(size // 4, size // 4, size // 2),

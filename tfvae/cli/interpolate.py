@@ -4,8 +4,8 @@
 
 Top row: z' = alpha z0 + (1 - alpha) z1 decoded; bottom row: x' = alpha x0 + (1 - alpha) x1 with
 x0, x1 the decodings of z0, z1; alpha in {0, 0.1, ..., 1}. The endpoints are two prior draws
-(as in the report; --temperature=T draws them from N(0, T^2 I)) or two encoded validation
-images. Writes model_dir/figures/interpolation.*.
+(as in the report; --temperature=T draws them from N(0, T^2 I)), two draws of a fitted sampler
+(--sampler=NAME) or two encoded validation images. Writes model_dir/figures/interpolation.*.
 """
 
 import os
@@ -19,10 +19,13 @@ define.string("model_dir", None, "A training run's directory.", required=True)
 define.bool("from_images", False, "Endpoints: two encoded validation images.")
 define.list("indices", ["0", "1"], "With --from_images: the two validation images.")
 define.bool("spherical", False, "Add a row of spherical (slerp) latent interpolation.")
-define.integer("seed", 0, "Seed of the prior draws.")
+define.integer("seed", 0, "Seed of the drawn endpoints.")
 define.float(
-    "temperature", 1.0, "Temperature T of the prior endpoints: z ~ N(0, T^2 I).", lower_bound=1e-6
-)
+    "temperature", 1.0, "Temperature T of the drawn endpoints: z ~ N(0, T^2 I) for the prior.",
+    lower_bound=1e-6,
+)  # fmt: skip
+define.string("sampler", "prior", "Where drawn endpoints come from: prior, or a sampler fitted "
+              "by tfvae-fit-sampler (its name).")  # fmt: skip
 
 
 def _main(FLAGS) -> int | None:
@@ -31,7 +34,7 @@ def _main(FLAGS) -> int | None:
     from tfvae import data
     from tfvae.figures import visualize
 
-    config, vae, _ = common.restore(FLAGS)
+    config, vae, checkpoint = common.restore(FLAGS)
     if FLAGS.from_images:
         images = data.load_config_split(config, "validation", 0)
         indices = common.int_list(FLAGS, "indices", 0, int(images.cardinality()))
@@ -42,9 +45,10 @@ def _main(FLAGS) -> int | None:
 
         z0, z1 = (posteriors.code(vae.encode(data.to_unit_interval(x)))[0] for x in pair)
     else:
-        from tfvae.models import priors
+        from tfvae.samplers import store
 
-        z0, z1 = tf.unstack(priors.sample(vae.prior, 2, [FLAGS.seed, 0], FLAGS.temperature))
+        draw = store.code_draws(FLAGS.model_dir, FLAGS.sampler, vae, checkpoint)
+        z0, z1 = tf.unstack(draw(2, [FLAGS.seed, 0], FLAGS.temperature))
     rows = [visualize.latent_interpolation(vae, z0, z1)]
     labels = ["latent"]
     if FLAGS.spherical:
@@ -59,6 +63,7 @@ def _main(FLAGS) -> int | None:
         os.path.join(FLAGS.model_dir, "figures"), "interpolation",
         {"alphas": visualize.ALPHAS, "rows": labels, "z0": z0, "z1": z1,
          "temperature": None if FLAGS.from_images else FLAGS.temperature,
+         "sampler": None if FLAGS.from_images else FLAGS.sampler,
          "mean_abs_change_between_frames": dict(zip(labels, steps, strict=True))},
         grid, title="alpha x0 + (1 - alpha) x1: in latent space (top) and in pixel space",
         row_labels=labels, column_labels=[f"a={a:.1f}" for a in visualize.ALPHAS],

@@ -43,6 +43,8 @@ define.integer("classifier_train_size", 0, "Its training images (0 = all).")
 define.enum("fid", "auto", ["auto", "on", "off"], "InceptionV3 FID (auto: if available).")
 define.string("inception_weights", "", "No-top InceptionV3 weights file ('' = download).")
 define.list("reference_flagfiles", [], "Training flagfiles of runs measured alongside.")
+define.string("sampler", "", "A sampler kind (gaussian, gmm, flow) fitted to every run after "
+              "training and drawn beside its prior in the figures ('' = none).")  # fmt: skip
 define.string("readme", "", "Also replace this README's reproduce section with REPORT.md.")
 define.string("readme_figures", "docs/figures/reproduce", "Where --readme's figures go.")
 
@@ -64,6 +66,7 @@ def _main(FLAGS) -> int | None:
             classifier_train_size=FLAGS.classifier_train_size,
             fid=FLAGS.fid,
             inception_weights=FLAGS.inception_weights,
+            sampler=FLAGS.sampler,
         )
         plan = reproduce.Plan(
             config_lib.from_flags(FLAGS),

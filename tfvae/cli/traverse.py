@@ -3,7 +3,8 @@
   python tools/traverse.py --model_dir=runs/quickstart [--dims=3,7] [--image_index=0]
 
 Rows are the most active latent dimensions by default (posterior-mean variance over the data),
-varied over --range around the encoding of a validation image (or the prior mean). Writes
+varied over --range around the encoding of a validation image, or around the zero-noise code of
+the prior (its mean for N(0, I)) or of a fitted sampler (--sampler=NAME). Writes
 model_dir/figures/traversal.{png,json} and the same image to TensorBoard.
 """
 
@@ -20,8 +21,12 @@ define.integer("num_dims", 8, "Rows when --dims is not given.", lower_bound=1)
 define.float("range", 3.0, "Each coordinate goes from -range to +range (latent units).")
 define.integer("steps", 11, "Images per row.", lower_bound=2)
 define.integer(
-    "image_index", -1, "Validation image to start from (-1: the prior mean).", lower_bound=-1
-)
+    "image_index", -1, "Validation image to start from (-1: the --sampler's code at zero noise).",
+    lower_bound=-1,
+)  # fmt: skip
+define.string("sampler", "prior", "With --image_index=-1, where the start comes from: prior, or "
+              "a sampler fitted by tfvae-fit-sampler (its name).")  # fmt: skip
+define.integer("seed", 0, "Seed of the start's mixture component (mixture priors and samplers).")
 
 
 def _main(FLAGS) -> int | None:
@@ -30,13 +35,13 @@ def _main(FLAGS) -> int | None:
     from tfvae.figures import visualize
     from tfvae.models import posteriors
 
-    config, vae, _ = common.restore(FLAGS)
+    config, vae, checkpoint = common.restore(FLAGS)
     shown_from = max(500, FLAGS.image_index + 1)  # activity over 500 images, or up to the start
     images = data.load_config_split(config, "validation", shown_from, at_most=True)
     available = int(images.cardinality())
     if FLAGS.image_index >= available:
         raise common.UsageError(
-            f"Flag `--image_index` is {FLAGS.image_index}; accepted: -1 (the prior mean) or an "
+            f"Flag `--image_index` is {FLAGS.image_index}; accepted: -1 (a drawn start) or an "
             f"image of the validation split, 0 to {available - 1}."
         )
     means, labels = analysis.posterior_means(vae, images)
@@ -46,18 +51,26 @@ def _main(FLAGS) -> int | None:
     if FLAGS.image_index >= 0:
         example = next(iter(images.skip(FLAGS.image_index).batch(1)))
         centre = posteriors.code(vae.encode(data.to_unit_interval(example["image"])))[0]
-    else:
-        centre = np.zeros(config.latent_dim, np.float32)
+    else:  # a draw at temperature 0: the prior mean 0 for N(0, I), a component's mean for a
+        # mixture, the flow's image of the zero noise
+        from tfvae.samplers import store
+
+        draw = store.code_draws(FLAGS.model_dir, FLAGS.sampler, vae, checkpoint)
+        centre = np.asarray(draw(1, [FLAGS.seed, 0], 0.0))[0]
     values = np.linspace(-FLAGS.range, FLAGS.range, FLAGS.steps).astype(np.float32)
     factors = {}
     if labels.shape[1]:  # name each row by the factor its latent carries most information on
         info = analysis.mutual_information(means, labels)  # the same rule as tools/latents.py
         factors = analysis.best_factors(info, analysis.label_names(config), dims)
     grid = visualize.traversal(vae, centre, dims, values)
-    start = "the prior mean" if FLAGS.image_index < 0 else f"image {FLAGS.image_index}"
+    start = f"image {FLAGS.image_index}"
+    if FLAGS.image_index < 0:
+        start = "the prior mean" if FLAGS.sampler == "prior" and config.prior == "normal" else (
+            f"the {FLAGS.sampler}'s zero-noise code")  # fmt: skip
     path = visualize.save_outputs(
         os.path.join(FLAGS.model_dir, "figures"), "traversal",
         {"dims": dims, "values": values, "activity": activity[dims], "start": start,
+         "centre": centre, "sampler": None if FLAGS.image_index >= 0 else FLAGS.sampler,
          "best_factor": factors},
         grid, title=f"Traversals around {start}: one latent coordinate per row "
                     "(its value in latent units above each column)",

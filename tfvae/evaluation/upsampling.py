@@ -45,14 +45,17 @@ def transposed_conv_overlap(kernel_size: int, stride: int = 2, input_size: int =
 
 
 def upsampling_comparison(
-    runs, real_images, num_samples: int = 256, seed: int = 0, temperature: float = 1.0
-) -> dict:
-    """Samples of each run from the same prior draws, and their checkerboard energy.
+    runs, real_images, num_samples: int = 256, seed: int = 0, temperature: float = 1.0,
+    draw=None,
+) -> dict:  # fmt: skip
+    """Samples of each run from the same code draws, and their checkerboard energy.
 
     Args:
       runs: [(name, config, vae)]; all with the same latent size.
       real_images: float32 [N, H, W, 3] in [0, 1], the reference checkerboard level of data.
-      temperature: T of the prior draws, z = T eps (N(0, T^2 I) for the default prior).
+      temperature: T of the draws, z = T eps (N(0, T^2 I) for the default prior).
+      draw: `draw(n, seed, temperature)` -> codes [n, Z] (`samplers.store.code_draws`); default
+        the first run's prior.
 
     Returns:
       {"samples": float32 [runs, num_samples, H, W, 3], "checkerboard": {name: (mean, sem)},
@@ -63,7 +66,10 @@ def upsampling_comparison(
         raise ValueError(f"The runs have latent sizes {sorted(latent_dims)}; they must match.")
     if not temperature > 0:
         raise ValueError(f"Flag `--temperature` is {temperature}; it must be > 0.")
-    z = priors.sample(runs[0][2].prior, num_samples, [seed, 0], temperature)  # the first run's
+    if draw is None:  # the first run's prior
+        z = priors.sample(runs[0][2].prior, num_samples, [seed, 0], temperature)
+    else:
+        z = draw(num_samples, [seed, 0], temperature)
     samples = np.stack([vae.sample(z=z).numpy() for _, _, vae in runs])
 
     def mean_sem(images):

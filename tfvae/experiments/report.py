@@ -73,11 +73,13 @@ class Findings:
     def train_seconds(self, name: str):
         return self.state["steps"].get(f"train {name}", {}).get("seconds")
 
-    def quality(self, name: str, temperature: float):
-        """('FID' or 'factor FD', value) of the prior samples at T, or (why not, None)."""
+    def quality(self, name: str, temperature: float, sampler: str = ""):
+        """('FID' or 'factor FD', value) of the prior samples at T (or of a fitted sampler's
+        samples), or (why not, None)."""
         m = self.metrics[name]
+        key = f"samples_{sampler}_t{temperature}" if sampler else f"samples_t{temperature}"
         for prefix, label in self.quality_kinds(name):
-            value = m.get(f"{prefix}_samples_t{temperature}")
+            value = m.get(f"{prefix}_{key}")
             if value is not None:
                 return label, value
         return m.get("fid_skipped") or "not measured", None
@@ -94,7 +96,7 @@ class Findings:
 
 def models_table(f: Findings) -> str:
     """Markdown: one row per model, every number of section 4 and the sample quality."""
-    temperatures = f.plan.evaluation.temperatures
+    temperatures, sampler = f.plan.evaluation.temperatures, f.plan.evaluation.sampler
     kind = next(
         (
             f.quality(n, temperatures[0])[0]
@@ -115,6 +117,8 @@ def models_table(f: Findings) -> str:
             "checkerboard (± s.e.)",
         ]
         + [f"{kind}, T={t}" for t in temperatures]
+        + [f"{kind}, {sampler} sampler, T={t}" for t in temperatures if sampler]
+        + ([f"{kind}, reconstructions"] if sampler else [])
         + ["training time"]
     )
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -123,9 +127,15 @@ def models_table(f: Findings) -> str:
         bits = m.get("bits_per_dim")
         board = f.checkerboard.get(name)
         quality = []
-        for t in temperatures:
-            label, value = f.quality(name, t)
+        for t, source in [(t, "") for t in temperatures] + [
+            (t, sampler) for t in temperatures if sampler
+        ]:
+            label, value = f.quality(name, t, source)
             quality.append(_num(value) if value is not None else label)
+        if sampler:
+            prefix = dict((lab, pre) for pre, lab in f.quality_kinds(name)).get(kind, "factor_fd")
+            value = m.get(f"{prefix}_reconstructions")
+            quality.append(_num(value) if value is not None else "not measured")
         label = name + (" (reference)" if f.plan.runs[name].role == "reference" else "")
         rows.append(
             "| "
@@ -274,6 +284,10 @@ def quality_sentences(f: Findings) -> str:
                     f" against {_num(other)} for {name} "
                     f"({'lower, better' if value < other else 'not lower'})"
                 )
+        sampler = f.plan.evaluation.sampler
+        drawn_label, drawn = f.quality(best, t, sampler) if sampler else (None, None)
+        if drawn is not None and drawn_label == label:
+            line += f"; decoded from its {sampler} sampler instead, {_num(drawn)}"
         parts.append(line + ".")
     m, scale = f.metrics[best], []
     for key, what in (
@@ -409,11 +423,15 @@ def _best_run(f: Findings) -> list[str]:
         + ", ".join(f"{row} {np.mean(v):.4f} (largest {np.max(v):.4f})"
                     for row, v in changes.items()) + ".",
         _figure(f, "interpolation.png", "Latent (linear and spherical) versus pixel "
-                "interpolation between two prior draws", "interpolate best", best),
+                f"interpolation between two {plan.draws()}", "interpolate best", best),
         "## Prior samples and their quality",
         quality_sentences(f),
         *[_figure(f, f"samples_t{t}.png", f"Prior samples of {best} at T={t}",
                   f"sample quality {best}", best) for t in plan.evaluation.temperatures],
+        *[_figure(f, f"samples_{sampler}_t{t}.png", f"Samples of {best} decoded from its "
+                  f"{sampler} sampler (fitted to its latent codes after training) at T={t}",
+                  f"sample quality {best}", best)
+          for t in plan.evaluation.temperatures if (sampler := plan.evaluation.sampler)],
         _figure(f, "sample_quality.png", "Validation images, reconstructions, samples and the "
                 "diagnostic decodings, one row each", f"sample quality {best}", best),
     ]  # fmt: skip

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from tfvae import config as config_lib
 from tfvae.runtime.files import write_atomically
 from tfvae.runtime.stopping import EXIT_STOPPED, Stopped
+from tfvae.samplers import KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Evaluation:
     classifier_train_size: int = 0
     fid: str = "auto"
     inception_weights: str = ""
+    sampler: str = ""  # a sampler kind fitted to every run and drawn beside its prior ("" = none)
 
     def __post_init__(self):  # checked before hours of training, not after
         limits = {  # field: (its flag, least value)
@@ -65,6 +67,10 @@ class Evaluation:
                 raise ValueError(
                     f"Flag `--{flag}` is {getattr(self, name)}; it must be >= {least}."
                 )
+        if self.sampler and self.sampler not in KINDS:
+            raise ValueError(
+                f"Flag `--sampler` is {self.sampler!r}; accepted: '' (none), {', '.join(KINDS)}."
+            )
         if not self.temperatures or min(self.temperatures) <= 0:
             raise ValueError(
                 f"Flag `--quality_temperature` is {list(self.temperatures)}; each must be > 0."
@@ -163,20 +169,27 @@ class Plan:
         steps += [_tool_step(f"bpp {r.name}", "bpp", self._bpp_args(r),
                              [os.path.join(r.model_dir, "metrics.json")], [f"train {r.name}"])
                   for r in runs]  # fmt: skip
+        sampler = self.evaluation.sampler
+        if sampler:  # fitted to each run's codes, nothing retrained
+            steps += [_tool_step(f"fit sampler {r.name}", "fit_sampler",
+                                 [f"--model_dir={r.model_dir}", f"--sampler={sampler}"],
+                                 [os.path.join(r.model_dir, "samplers", sampler, "sampler.json")],
+                                 [f"train {r.name}"]) for r in runs]  # fmt: skip
         steps += [_tool_step(f"sample quality {r.name}", "sample_quality", self._quality_args(r),
-                             [self.figure(r.name, "sample_quality.png")], [f"bpp {r.name}"])
+                             [self.figure(r.name, "sample_quality.png")],
+                             [f"bpp {r.name}", *self._sampler_deps([r])])
                   for r in runs]  # fmt: skip
         main = [self.runs[n] for n in dict.fromkeys(self.upsampling_runs + [self.iwae])]
+        title = f"The same {self.draws(' (of the first run)')} through each decoder "
         steps.append(self._compare("checkerboard", main, self.figures_dir, "upsampling_samples",
-                                   "The same prior draws through each decoder "
-                                   "(below: centre crops enlarged)"))  # fmt: skip
+                                   title + "(below: centre crops enlarged)"))  # fmt: skip
         steps += [self._compare(f"checkerboard {r.name}", [r],  # its own latent size
                                 os.path.join(r.model_dir, "figures"), "upsampling_samples",
                                 "Samples") for r in runs if r.role == "reference"]  # fmt: skip
         pair = [self.runs[self.vae], self.runs[self.iwae]]
+        title = f"The same {self.draws(' (of the VAE)')} through the VAE (k=1) and the IWAE "
         steps.append(self._compare("vae vs iwae samples", pair, self.figures_dir, "vae_vs_iwae",
-                                   "The same prior draws through the VAE (k=1) and the IWAE "
-                                   f"(k={pair[1].config.k})"))  # fmt: skip
+                                   title + f"(k={pair[1].config.k})"))  # fmt: skip
         steps.append(_tool_step("loss curves", "loss_curves",
                                 ["--model_dirs=" + ",".join(r.model_dir for r in pair),
                                  f"--output_dir={self.figures_dir}"],
@@ -184,11 +197,24 @@ class Plan:
                                 [f"train {r.name}" for r in pair]))  # fmt: skip
         return steps + self._best_run_steps()
 
+    def draws(self, whose: str = "") -> str:
+        """What the figures decode: 'prior draws' or '{sampler}-sampler draws{whose}'."""
+        sampler = self.evaluation.sampler
+        return f"{sampler}-sampler draws{whose}" if sampler else "prior draws"
+
+    def _sampler_deps(self, runs) -> list[str]:
+        return [f"fit sampler {r.name}" for r in runs] if self.evaluation.sampler else []
+
+    def _sampler_args(self) -> list[str]:
+        return [f"--sampler={self.evaluation.sampler}"] if self.evaluation.sampler else []
+
     def _best_run_steps(self) -> list[Step]:
         """Figures and the export of the best run, known once every main run is evaluated."""
         deps = [f"bpp {n}" for n, r in self.runs.items() if r.role == "main"]
+        deps += self._sampler_deps([r for r in self.runs.values() if r.role == "main"])
+        interpolate = ["--spherical", *self._sampler_args()]
         figures = [("traverse", "traversal.png", ["--image_index=0"]),  # as the report: an image
-                   ("interpolate", "interpolation.png", ["--spherical"])]  # fmt: skip
+                   ("interpolate", "interpolation.png", interpolate)]  # fmt: skip
         if not self.base.dataset.startswith("folder:"):  # a folder of images has no labels
             figures.append(("latents", "latents.png", ["--num_images=500"]))  # as traverse
         steps = [
@@ -215,6 +241,7 @@ class Plan:
         e = self.evaluation
         args = [f"--model_dir={run.model_dir}", f"--num_images={e.quality_num_images}",
                 "--temperature=" + ",".join(str(t) for t in e.temperatures),
+                "--samplers=" + ",".join(["prior", *([e.sampler] if e.sampler else [])]),
                 f"--classifier_epochs={e.classifier_epochs}",
                 f"--classifier_train_size={e.classifier_train_size}", f"--fid={e.fid}"]  # fmt: skip
         return args + (
@@ -223,10 +250,11 @@ class Plan:
 
     def _compare(self, key, runs, output_dir, name, title) -> Step:
         args = ["--model_dirs=" + ",".join(r.model_dir for r in runs),
-                f"--output_dir={output_dir}", f"--name={name}", f"--title={title}"]  # fmt: skip
+                f"--output_dir={output_dir}", f"--name={name}", f"--title={title}",
+                *self._sampler_args()]  # fmt: skip
+        deps = [f"train {r.name}" for r in runs] + self._sampler_deps(runs[:1])
         return _tool_step(key, "compare_upsampling", args,
-                          [os.path.join(output_dir, f"{name}.json")],
-                          [f"train {r.name}" for r in runs])  # fmt: skip
+                          [os.path.join(output_dir, f"{name}.json")], deps)  # fmt: skip
 
     def train_command(self, run: Run) -> list[str]:
         command = ["tfvae-train", f"--flagfile={run.flagfile}"]

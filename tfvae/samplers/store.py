@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data
-from tfvae.models import posteriors
+from tfvae.models import posteriors, priors
 from tfvae.runtime import files
 from tfvae.samplers import KINDS, densities
 from tfvae.samplers.gaussian import aggregate_posterior
@@ -116,6 +116,18 @@ def fit(
         }
         return densities.Flow(network), settings
     raise ValueError(f"Flag `--sampler` is {kind!r}; it must be one of {', '.join(KINDS)}.")
+
+
+def code_draws(model_dir: str, name: str, vae, checkpoint: str):
+    """Where a tool's codes come from: `draw(n, seed, temperature)` -> float32 [n, Z].
+
+    name: 'prior' (the model's own prior, `priors.sample`) or a sampler fitted on the run
+    (`load`: refused with one line if missing or fitted on another checkpoint).
+    """
+    if name == "prior":
+        return lambda n, seed, temperature=1.0: priors.sample(vae.prior, n, seed, temperature)
+    sampler = load(model_dir, name, checkpoint)[0]
+    return lambda n, seed, temperature=1.0: sampler.sample(n, seed, temperature)
 
 
 def mean_log_density(sampler, codes) -> float:
