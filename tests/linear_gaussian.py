@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.models import flows, posteriors
 from tfvae.models.priors import MixtureOfGaussians
 from tfvae.models.vae import VAE
 
@@ -30,11 +31,19 @@ class LinearGaussianDecoder(keras.layers.Layer):
 
 
 class PosteriorEncoder(keras.layers.Layer):
-    """The exact posterior, optionally degraded: mean shifted, std scaled."""
+    """The exact posterior, optionally degraded: mean shifted, std scaled, or pushed through an
+    inverse autoregressive flow with random MADEs conditioned on x (`iaf`)."""
 
     def __init__(self, A, b, noise_std, mean_shift=0.0, std_scale=1.0, prior_mean=None,
-                 prior_var=None):  # fmt: skip
+                 prior_var=None, iaf=False):  # fmt: skip
         super().__init__()
+        self.iaf = None
+        if iaf:
+            dims = A.shape[0]
+            self.iaf = flows.InverseAutoregressiveFlow(A.shape[1], 2, 16, context_dim=dims)
+            rng = np.random.default_rng(11)
+            for made in self.iaf.mades:
+                made.out.kernel.assign(rng.normal(0, 0.1, made.out.kernel.shape).astype("float32"))
         self.latent_dim = A.shape[1]
         prior_var = np.ones(self.latent_dim) if prior_var is None else prior_var
         self.prior_mean = np.zeros(self.latent_dim) if prior_mean is None else prior_mean
@@ -49,11 +58,15 @@ class PosteriorEncoder(keras.layers.Layer):
         mean = tf.matmul(flat, self.A @ self.cov.T) / self.noise_std**2 + self.mean_shift
         mean += self.prior_term
         chol = np.linalg.cholesky(self.cov) * self.std_scale
-        return tfd.MultivariateNormalTriL(tf.cast(mean, tf.float32), tf.constant(chol, tf.float32))
+        q = tfd.MultivariateNormalTriL(tf.cast(mean, tf.float32), tf.constant(chol, tf.float32))
+        if self.iaf is None:
+            return q
+        context = tf.cast(flat, tf.float32)  # [B, D]
+        return posteriors.InverseAutoregressivePosterior(q, context, self.iaf)
 
 
 def make(mean_shift=0.0, std_scale=1.0, seed=0, image_shape=(2, 2, 1), latent_dim=2,
-         learned_prior=False):  # fmt: skip
+         learned_prior=False, iaf=False):  # fmt: skip
     rng = np.random.default_rng(seed)
     dims = int(np.prod(image_shape))
     A = rng.normal(size=(dims, latent_dim))
@@ -68,7 +81,9 @@ def make(mean_shift=0.0, std_scale=1.0, seed=0, image_shape=(2, 2, 1), latent_di
         prior = MixtureOfGaussians(latent_dim, 1)
         prior.means.assign(prior_mean[None].astype(np.float32))
         prior.log_scales.assign(0.5 * np.log(prior_var)[None].astype(np.float32))
-    encoder = PosteriorEncoder(A, b, noise_std, mean_shift, std_scale, prior_mean, prior_var)
+    encoder = PosteriorEncoder(
+        A, b, noise_std, mean_shift, std_scale, prior_mean, prior_var, iaf
+    )  # fmt: skip
     covariance = A @ np.diag(prior_var) @ A.T + noise_std**2 * np.eye(dims)
     marginal = tfd.MultivariateNormalFullCovariance(A @ prior_mean + b, covariance)
 

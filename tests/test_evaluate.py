@@ -22,8 +22,9 @@ def test_exact_log_px_with_the_true_posterior_for_any_k(num_samples, learned_pri
     np.testing.assert_allclose(estimate, exact_log_px(x), rtol=2e-6, atol=2e-5)
 
 
-def test_a_poor_posterior_converges_to_log_px_within_standard_errors():
-    vae, x, exact_log_px = linear_gaussian.make(mean_shift=0.8, std_scale=1.5)
+@pytest.mark.parametrize("iaf", [False, True], ids=["gaussian", "iaf"])
+def test_a_poor_posterior_converges_to_log_px_within_standard_errors(iaf):
+    vae, x, exact_log_px = linear_gaussian.make(mean_shift=0.8, std_scale=1.5, iaf=iaf)
     exact = exact_log_px(x)
     small = evaluate.bounds(vae, x, 10, chunk_size=10, seed=[3, 3])
     gaps = []
@@ -36,8 +37,9 @@ def test_a_poor_posterior_converges_to_log_px_within_standard_errors():
     assert np.all(exact - small["elbo"].numpy() > np.abs(gaps.mean(0)))  # far tighter than ELBO
 
 
-def test_chunking_batching_and_k1_agree():
-    vae, x, _ = linear_gaussian.make(mean_shift=0.5, std_scale=1.3)
+@pytest.mark.parametrize("iaf", [False, True], ids=["gaussian", "iaf"])
+def test_chunking_batching_and_k1_agree(iaf):
+    vae, x, _ = linear_gaussian.make(mean_shift=0.5, std_scale=1.3, iaf=iaf)
     ids = np.arange(len(x)) + 100
     whole = evaluate.bounds(vae, x, 64, chunk_size=64, seed=[4, 5], example_ids=ids, group_size=4)
     chunked = evaluate.bounds(

@@ -28,7 +28,9 @@ define.integer(
     lower_bound=2,
 )
 define.list(
-    "temperature", ["1.0", "0.7"], "Prior temperatures T, one set of samples each: z ~ N(0, T^2 I)."
+    "temperature",
+    ["1.0", "0.7"],
+    "Temperatures T, one set of samples each: z ~ N(0, T^2 I) for the prior N(0, I).",
 )
 define.list(
     "samplers", ["prior"],
@@ -81,7 +83,10 @@ def _main(FLAGS) -> int | None:
     for name in samplers:
         for t in temperatures:
             key = f"samples_t{t}" if name == "prior" else f"samples_{name}_t{t}"
-            title = (f"Prior samples at T={t} (z ~ N(0, {t}^2 I))" if name == "prior"
+            prior = (
+                f"z ~ N(0, {t}^2 I)" if config.prior == "normal" else f"the {config.prior} prior"
+            )
+            title = (f"Prior samples at T={t} ({prior})" if name == "prior"
                      else f"Samples of the {name} sampler at T={t}")  # fmt: skip
             visualize.save_outputs(
                 figures, key, {"temperature": t, "seed": FLAGS.seed, "sampler": name},
