@@ -14,7 +14,7 @@ from tests.factory import run_command, tiny_config_for
 from tfvae import config as config_lib
 from tfvae.evaluation import estimators as evaluate
 from tfvae.export import saved_model as export
-from tfvae.models import likelihoods, priors
+from tfvae.models import likelihoods, posteriors, priors
 from tfvae.models import vae as model
 from tfvae.samplers import store as samplers
 from tfvae.training import train
@@ -27,7 +27,10 @@ VARIANTS = {  # name -> Config overrides: every upsampling and every likelihood 
     "bilinear_bernoulli": dict(upsampling="bilinear", likelihood="bernoulli"),
     "deconv_fixed_gaussian": dict(likelihood="gaussian", gaussian_scale=0.1),
     "mog_prior": dict(prior="mog", prior_components=3),  # `sample` draws the learned prior
+    "vamp_prior": dict(prior="vamp", prior_components=2),
+    "flow_prior_iaf": dict(prior="flow", posterior="iaf", flow_layers=1, flow_width=8),
 }
+WITH_LEARNED_PRIOR = [name for name, o in VARIANTS.items() if "prior" in o]
 
 SAMPLED = {
     "gmm": ["--components=2"],
@@ -159,7 +162,10 @@ def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
     x = tf.cast(images, tf.float32) / 255.0
     q = vae.encode(x)
     p = vae.decode(z)
+    if config.posterior == "iaf":  # the zero-noise code beside the base Gaussian's moments
+        q, code = q.base, {"encode/code": posteriors.code(q)}
     expected = {
+        **(code if config.posterior == "iaf" else {}),
         "encode/loc": q.mean(),
         "encode/scale": q.stddev(),
         "decode/pixels": likelihoods.point_estimate(p),
@@ -305,7 +311,7 @@ def test_cli_exports_after_training_and_saved_model_cli_runs_it(tmp_path):
     assert "Result for output key images" in shown.stdout
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "mog_prior"])  # ONNX: no prior
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in WITH_LEARNED_PRIOR])
 def test_onnx_encoder_and_decoder_equal_the_model_in_onnxruntime(runs, tmp_path, variant):
     # Every upsampling and likelihood: the files written next to the SavedModel, run here in
     # onnxruntime on inputs of their own, against the Keras model (not the export's own probe).
