@@ -26,8 +26,8 @@ define.integer(
     "chunk_size", DEFAULT_CHUNK_SIZE, "Importance samples decoded at once per image.", lower_bound=1
 )
 define.string(
-    "sampler", "", "A fitted sampler (MODEL_DIR/samplers/NAME) that `sample` draws codes from "
-    "('' = the prior N(0, I)).",
+    "sampler", "prior", "Where `sample` draws its codes: prior (the model's own), or a sampler "
+    "fitted by tfvae-fit-sampler (MODEL_DIR/samplers/NAME; '' also means the prior).",
 )  # fmt: skip
 define.bool(
     "onnx",
@@ -48,7 +48,7 @@ def _main(FLAGS) -> int | None:
         FLAGS.max_k,
         FLAGS.chunk_size,
         FLAGS.onnx,
-        FLAGS.sampler or None,
+        None if FLAGS.sampler in ("", "prior") else FLAGS.sampler,
     )
     with open(os.path.join(path, "assets.extra", export.METADATA_FILE)) as f:
         metadata = json.load(f)
