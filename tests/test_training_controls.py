@@ -111,6 +111,24 @@ def test_a_resumed_run_with_an_ema_equals_an_uninterrupted_one_and_hands_on_the_
         train.train_and_evaluate(config.replace(ema_decay=0.0), resumed_dir)
 
 
+def test_the_average_ramps_its_decay_and_averages_the_batch_statistics(tiny_config):
+    config = tiny_config.replace(ema_decay=0.999)
+    tf.keras.utils.set_random_seed(0)
+    steps = Steps(config, tf.distribute.get_strategy())
+    ema = steps.ema
+    assert [float(ema.decay_at(t)) for t in (0, 90, 10**6)] == pytest.approx([0.1, 0.91, 0.999])
+    before = [v.numpy() for v in steps.model.variables]
+    shape = [config.batch_size, 16, 16, 3]
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, shape), tf.uint8)
+    steps.train_step(images, tf.constant([0, 0], tf.int64))  # step t = 0: d = 0.1
+    moved = 0
+    for shadow, start, live in zip(ema.model.variables, before, steps.model.variables,
+                                   strict=True):  # fmt: skip
+        np.testing.assert_allclose(shadow, 0.1 * start + 0.9 * live.numpy(), rtol=1e-5, atol=1e-6)
+        moved += not np.allclose(start, live.numpy())
+    assert moved > len(before) // 2  # weights and batch statistics both moved
+
+
 def _one_step(config, images):
     tf.keras.utils.set_random_seed(0)
     steps = Steps(config, tf.distribute.get_strategy())

@@ -72,9 +72,12 @@ def _terms_sums(terms: dict, weight=None) -> dict:
 
 
 class ExponentialMovingAverage:
-    """A copy of the VAE whose weights follow e <- d e + (1 - d) w after every update (d =
-    --ema_decay; batch-norm statistics copied as they are). Saved in the checkpoint as
-    `ema_model`, which `tfvae.models.vae.restore` loads in place of the trained weights."""
+    """A copy of the VAE whose variables follow e <- d_t e + (1 - d_t) w after the update of
+    step t, d_t = min(--ema_decay, (1 + t) / (10 + t)) (tf.train.ExponentialMovingAverage's
+    num_updates ramp, so the initial weights fade within the first steps instead of weighing
+    d^t). Batch-norm statistics are averaged with the weights, so the average normalises with
+    statistics of its own window. Saved in the checkpoint as `ema_model`, which
+    `tfvae.models.vae.restore` loads in place of the trained weights."""
 
     def __init__(self, config, vae, compute_dtype: str = "float32"):
         self.decay = config.ema_decay
@@ -82,16 +85,19 @@ class ExponentialMovingAverage:
         for shadow, live in zip(self.model.variables, vae.variables, strict=True):
             shadow.assign(live)
 
-    def update(self, vae, updated=True) -> None:
-        """One step of the average after an update (none after a skipped one); cross-replica
+    def decay_at(self, step):
+        """d_t of step t (int), float32."""
+        t = tf.cast(step, tf.float32)
+        return tf.minimum(tf.constant(self.decay, tf.float32), (1.0 + t) / (10.0 + t))
+
+    def update(self, vae, step, updated=True) -> None:
+        """The average after the update of step t (none after a skipped one); cross-replica
         context: every copy gets the same value."""
-        for shadow, live in zip(self.model.trainable_variables, vae.trainable_variables,
-                                strict=True):  # fmt: skip
-            average = self.decay * shadow + (1.0 - self.decay) * tf.cast(live, shadow.dtype)
+        decay = self.decay_at(step)
+        for shadow, live in zip(self.model.variables, vae.variables, strict=True):
+            d = tf.cast(decay, shadow.dtype)
+            average = d * shadow + (1 - d) * tf.cast(live, shadow.dtype)
             shadow.assign(tf.where(updated, average, shadow))
-        for shadow, live in zip(self.model.non_trainable_variables, vae.non_trainable_variables,
-                                strict=True):  # fmt: skip
-            shadow.assign(live)
 
 
 class Steps:
@@ -273,7 +279,7 @@ class Steps:
             self.skipped_updates.assign_add(1 - tf.cast(updated, tf.int64))
             result["skipped_updates"] = tf.cast(self.skipped_updates, tf.float32)
         if self.ema is not None:
-            self.ema.update(self.model, updated)
+            self.ema.update(self.model, seed[1], updated)
         if config.kl_weight != 1 or config.kl_warmup_steps or config.free_bits:
             result["kl_weight"] = kl_weight
         return result
