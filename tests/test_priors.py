@@ -24,16 +24,19 @@ def _mog():
     return prior
 
 
-def _encoder(latent_dim=2, image_size=8):
+def _encoder(latent_dim=2, image_size=8, posterior="diagonal"):
     tf.keras.utils.set_random_seed(3)
-    encoder = networks.Encoder(latent_dim=latent_dim, width=4, num_stages=1)
+    encoder = networks.Encoder(
+        latent_dim=latent_dim, width=4, num_stages=1, posterior=posterior, flow_width=8
+    )
     encoder(tf.zeros([1, image_size, image_size, 3]))
+    if posterior == "iaf":
+        _far_from_identity(encoder.flow.mades, np.random.default_rng(3))
     return encoder
 
 
-def _vamp():
-    prior = priors.VampPrior(_encoder(), components=4, image_size=8)
-    return prior
+def _vamp(posterior="diagonal"):
+    return priors.VampPrior(_encoder(posterior=posterior), components=4, image_size=8)
 
 
 def _far_from_identity(mades, rng, spread=0.3):
@@ -48,7 +51,7 @@ def _flow_prior(dims=2, seed=0):
     return prior
 
 
-PRIORS = {"mog": _mog, "vamp": _vamp, "flow": _flow_prior}
+PRIORS = {"mog": _mog, "vamp": _vamp, "vamp_iaf": lambda: _vamp("iaf"), "flow": _flow_prior}
 
 
 @pytest.mark.parametrize("make", PRIORS.values(), ids=PRIORS.keys())
@@ -90,8 +93,9 @@ def test_temperature_scales_the_noise_of_each_draw(make):
     assert np.mean(prior.log_prob(cold)) > np.mean(prior.log_prob(warm))
 
 
-def test_the_vamp_prior_is_the_mean_of_q_of_each_pseudo_image():
-    prior = _vamp()
+@pytest.mark.parametrize("posterior", ["diagonal", "iaf"])
+def test_the_vamp_prior_is_the_mean_of_q_of_each_pseudo_image(posterior):
+    prior = _vamp(posterior)
     rng = np.random.default_rng(0)
     prior.pseudo_input_logits.assign(rng.normal(0, 2, prior.pseudo_input_logits.shape))
     z = tf.constant(rng.normal(size=[3, 5, 2]), tf.float32)  # [K, B, Z]
@@ -101,7 +105,7 @@ def test_the_vamp_prior_is_the_mean_of_q_of_each_pseudo_image():
         by_hand.append(q.log_prob(z[..., None, :])[..., 0])  # [K, B]
     expected = tf.reduce_logsumexp(tf.stack(by_hand), 0) - np.log(4)
     np.testing.assert_allclose(prior.log_prob(z), expected, rtol=1e-6, atol=1e-5)
-    locs = tf.stack([prior._encode(u[None]).mean()[0] for u in prior.pseudo_inputs()])
+    locs = tf.stack([posteriors.code(prior._encode(u[None]))[0] for u in prior.pseudo_inputs()])
     assert len({tuple(np.round(loc, 4)) for loc in locs.numpy()}) == 4  # distinct components
 
 
@@ -190,12 +194,17 @@ def test_the_iaf_posterior_integrates_to_one():
     grid = np.stack([a.ravel(), b.ravel()], -1).astype(np.float32)[:, None, :]  # [N, 1, 2]
     density = np.exp(q.log_prob(grid).numpy().astype(np.float64))
     assert abs(density.sum() * (axis[1] - axis[0]) ** 2 - 1) < 3e-3
+    assert q.sample(seed=[1, 2]).shape == (1, 2) and q.sample(3, seed=[1, 2]).shape == (3, 1, 2)
 
 
 @pytest.mark.parametrize(
     "changes",
-    [dict(prior="vamp", prior_components=3), dict(prior="flow", posterior="iaf")],
-    ids=["vamp", "flow+iaf"],
+    [
+        dict(prior="vamp", prior_components=3),
+        dict(prior="flow", posterior="iaf"),
+        dict(prior="vamp", prior_components=2, posterior="iaf"),
+    ],
+    ids=["vamp", "flow+iaf", "vamp+iaf"],
 )
 def test_a_run_with_a_learned_prior_and_posterior_trains_and_draws(tiny_config, tmp_path, changes):
     config = tiny_config.replace(epochs=1, flow_layers=1, flow_width=8, **changes)

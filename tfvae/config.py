@@ -147,7 +147,9 @@ class Config:
     log_every_steps: int = _field(20, "Steps between scalar summaries and progress updates.")
     images_every_epochs: int = _field(1, "Epochs between image summaries.")
     temperature: float = _field(
-        1.0, "Temperature T of the prior samples in image summaries: z ~ N(0, T^2 I)."
+        1.0,
+        "Temperature T of the prior samples in image summaries (z ~ N(0, T^2 I) for the "
+        "prior N(0, I); docs/model.md for the learned priors).",
     )
     checkpoints_to_keep: int = _field(3, "Checkpoints kept in model_dir.")
 

@@ -72,8 +72,8 @@ def _main(FLAGS) -> int | None:
     )
     path = store.save(FLAGS.model_dir, name, sampler, info)
     print(f"{name} ({FLAGS.sampler}): mean log-density of the codes {scores['train']:.3f} "
-          f"(train), {scores['validation']:.3f} (validation) nats/code; the prior N(0, I) gives "
-          f"the validation codes {prior:.3f}")  # fmt: skip
+          f"(train), {scores['validation']:.3f} (validation) nats/code; the model's prior "
+          f"({config.prior}) gives the validation codes {prior:.3f}")  # fmt: skip
     print(f"written to {path}")
 
 

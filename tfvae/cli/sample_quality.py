@@ -3,13 +3,13 @@
   python tools/sample_quality.py --model_dir=runs/quickstart [--num_images=1000]
   python tools/sample_quality.py --model_dir=runs/quickstart --samplers=prior,gaussian,gmm,flow
 
-Compares N prior samples at each --temperature (z = T eps), N samples of each fitted sampler
-named in --samplers (tfvae-fit-sampler; figures/samples_NAME_t{T}.png), N reconstructions and
-diagnostic decodings with the first N validation images, in InceptionV3 features (FID; needs
+Compares N prior samples at each --temperature (z = T eps for N(0, I)), N samples of each fitted
+sampler named in --samplers (tfvae-fit-sampler; figures/samples_NAME_t{T}.png), N reconstructions
+and diagnostic decodings with the first N validation images, in InceptionV3 features (FID; needs
 its ImageNet weights: downloaded by Keras on first use, or --inception_weights=PATH) and, on the
 built-in faces, in the features of a factor classifier trained once and cached under the data
-directory. Merges the numbers into model_dir/metrics.json and writes figures/samples_t{T}.png
-and figures/sample_quality.png. Frechet distances grow as N shrinks: compare runs at the same N.
+directory. Merges the numbers into model_dir/metrics.json and writes figures/samples_t{T}.png and
+figures/sample_quality.png. Frechet distances grow as N shrinks: compare runs at the same N.
 """
 
 import os

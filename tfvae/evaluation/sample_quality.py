@@ -250,7 +250,8 @@ def sample_quality(
       config, vae: a run's Config and its restored VAE.
       num_samples: N, images of every set (the Frechet distance's bias depends on N: compare
         runs at the same N).
-      temperatures: prior temperatures T of the samples, z = T eps, eps ~ N(0, I).
+      temperatures: temperatures T of the samples (`priors.sample`: z = T eps, eps ~ N(0, I) for
+        the prior N(0, I); each sampler's own meaning of T).
       seed: seed of eps and of the aggregate-Gaussian draws.
       classifier: a factor_classifier.FactorClassifier (built-in faces only) or None.
       inception: `inception_network(...)` for FID, or None.

@@ -8,8 +8,10 @@
   MADE, conditioned on a context vector of the encoder, so drawing z ~ q(z|x) and its own
   log q(z|x) are cheap; scoring another z inverts it (Z passes). `--posterior=iaf` uses it.
 
-Every step is affine per coordinate, y_d = x_d exp(s_d) + m_d with (m, s) a MADE of x_<d, and
-the coordinates are reversed between steps. All weights are float32.
+Every step is affine per coordinate: in the MAF z_d = u_d exp(s_d) + m_d with (m, s) a MADE of
+the code side z_<d (so z -> u is one pass); in the IAF y_d = x_d exp(s_d) + m_d with (m, s) a
+MADE of the noise side x_<d (so x -> y is one pass). The coordinates are reversed between steps.
+All weights are float32.
 """
 
 from __future__ import annotations

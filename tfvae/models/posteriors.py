@@ -47,7 +47,8 @@ class InverseAutoregressivePosterior:
 
     def sample(self, sample_shape=(), seed=None):
         """z float32 [*sample_shape, B, Z] (seed: int [2] stateless, or None)."""
-        shape = tf.concat([tf.reshape(sample_shape, [-1]), tf.shape(self.base.loc)], 0)
+        leading = tf.reshape(tf.cast(sample_shape, tf.int32), [-1])
+        shape = tf.concat([leading, tf.shape(self.base.loc)], 0)
         if seed is None:
             noise = tf.random.normal(shape)
         else:

@@ -4,7 +4,7 @@
 - `mog`: a learned mixture of diagonal Gaussians, sum_c w_c N(m_c, diag(s_c^2)).
 - `vamp`: the VampPrior (Tomczak & Welling 2018), (1/C) sum_c q(z|u_c) with C learned
   pseudo-images u_c in [0, 1] encoded by the model's own encoder (in inference mode, so the prior
-  does not depend on the batch).
+  does not depend on the batch); with an IAF posterior each q(z|u_c) is one.
 - `flow`: a masked autoregressive flow on N(0, I) (`flows.MaskedAutoregressiveFlow`).
 
 A prior is part of the model: its weights train with the encoder and decoder, so log p(x), the
@@ -12,7 +12,8 @@ IWAE bound and bits/dim stay estimates of the model they describe. Each prior ha
 (float32 [...] nats for z float32 [..., Z]) and is drawn from by `sample(prior, n, seed, T)`.
 Temperature T scales the noise of a draw: z ~ N(0, T^2 I) for the standard normal; for the
 mixtures a component is picked as at T = 1 and z = m_c + T s_c eps (for the VampPrior m_c, s_c
-are q(z|u_c)'s); for the flow z = f^-1(T u), u ~ N(0, I). T = 1 draws the prior itself.
+are q(z|u_c)'s, and with an IAF posterior z is its flow of that point); for the flow
+z = f^-1(T u), u ~ N(0, I). T = 1 draws the prior itself.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.config import PRIORS
-from tfvae.models import flows
+from tfvae.models import flows, posteriors
 
 tfd = tfp.distributions
 
@@ -115,26 +116,37 @@ class VampPrior(keras.layers.Layer):
         return tf.sigmoid(self.pseudo_input_logits)
 
     def components_of(self):
-        """(loc, scale) of q(z|u_c), each float32 [C, Z]."""
-        q = self._encode(self.pseudo_inputs(), training=False)
-        return tf.cast(q.loc, tf.float32), tf.cast(q.scale.diag, tf.float32)
+        """q(z|u_c) with batch [C]: a diagonal Gaussian, or an IAF posterior (`posteriors`)."""
+        return self._encode(self.pseudo_inputs(), training=False)
 
     def log_prob(self, z):
         """log p(z), float32 [...] in nats, for z float32 [..., Z]."""
-        loc, scale = self.components_of()
-        standardized = (tf.cast(z, tf.float32)[..., None, :] - loc) / scale  # [..., C, Z]
-        per_component = -0.5 * tf.reduce_sum(tf.square(standardized), -1)
-        per_component -= tf.reduce_sum(tf.math.log(scale), -1) + 0.5 * self.latent_dim * _LOG_2PI
+        q = self.components_of()
+        z = tf.cast(z, tf.float32)[..., None, :]  # [..., 1, Z]
+        if isinstance(q, posteriors.InverseAutoregressivePosterior):  # exact: inverts the flow
+            shape = tf.concat([tf.shape(z)[:-2], [self.components, self.latent_dim]], 0)
+            per_component = q.log_prob(tf.broadcast_to(z, shape))  # [..., C]
+        else:
+            loc, scale = tf.cast(q.loc, tf.float32), tf.cast(q.scale.diag, tf.float32)
+            standardized = (z - loc) / scale  # [..., C, Z]
+            per_component = -0.5 * tf.reduce_sum(tf.square(standardized), -1)
+            per_component -= tf.reduce_sum(tf.math.log(scale), -1)
+            per_component -= 0.5 * self.latent_dim * _LOG_2PI
         return tf.reduce_logsumexp(per_component, -1) - np.log(self.components)
 
     def sample(self, n, seed=None, temperature=1.0):
-        """float32 [n, Z]: c uniform over the pseudo-inputs, then z = m_c + T s_c eps."""
-        loc, scale = self.components_of()
+        """float32 [n, Z]: c uniform over the pseudo-inputs, then z = m_c + T s_c eps (for an
+        IAF posterior, its flow of that point given u_c's context)."""
+        q = self.components_of()
         component, eps = mixture_draws(
             tf.zeros([self.components]), n, self.latent_dim, _seed_or_random(seed)
         )
+        iaf = isinstance(q, posteriors.InverseAutoregressivePosterior)
+        base = q.base if iaf else q
+        loc, scale = tf.cast(base.loc, tf.float32), tf.cast(base.scale.diag, tf.float32)
         noise = tf.cast(temperature, tf.float32) * tf.gather(scale, component) * eps
-        return tf.gather(loc, component) + noise
+        z = tf.gather(loc, component) + noise
+        return q.flow.forward(z, tf.gather(q.context, component))[0] if iaf else z
 
     def call(self, z):
         return self.log_prob(z)

@@ -62,6 +62,12 @@ class VAE(keras.Model):
         """
         x = tf.convert_to_tensor(x, tf.float32)
         q = self.encode(x, training=training)
+        if noise is None and isinstance(q, posteriors.InverseAutoregressivePosterior):
+            shape = tf.concat([[num_samples], tf.shape(q.base.loc)], 0)  # its own log q: 1 pass
+            if seed is None:
+                noise = tf.random.normal(shape)
+            else:
+                noise = tf.random.stateless_normal(shape, tf.cast(seed, tf.int64), alg="philox")
         if noise is not None:
             z, log_qz_x = posteriors.draw(q, noise)  # [K, B, Z], [K, B]
             return self.joint_terms(x, q, z, training=training, log_qz_x=log_qz_x)

@@ -77,7 +77,7 @@ def gaussian(mean, covariance) -> GaussianMixture:
 
 
 class Flow(tf.Module):
-    """A fitted `flow.MaskedAutoregressiveFlow` under the sampler contract."""
+    """A fitted `tfvae.models.flows.MaskedAutoregressiveFlow` under the sampler contract."""
 
     kind = "flow"
 

@@ -177,11 +177,16 @@ def _train(run: _Run, stop, max_steps) -> dict:
 
 def _describe(config, steps: Steps, compute: str, role: cluster.Role) -> str:
     m = steps.model
+    prior_parameters = sum(
+        int(tf.size(v)) for v in getattr(m.prior, "trainable_variables", ())
+    )  # fmt: skip
     line = (
         f"tfvae: {config.upsampling} decoder, {config.likelihood} likelihood, k={config.k}, "
         f"{config.image_size}x{config.image_size}, latent {config.latent_dim}, width "
-        f"{config.width}; parameters: encoder {m.encoder.count_params():,}, decoder "
-        f"{m.decoder.count_params():,}; {steps.strategy.num_replicas_in_sync} replica(s), "
+        f"{config.width}, prior {config.prior}, posterior {config.posterior}; parameters: "
+        f"encoder {m.encoder.count_params():,}, decoder {m.decoder.count_params():,}, prior "
+        f"{prior_parameters:,}; "
+        f"{steps.strategy.num_replicas_in_sync} replica(s), "
         f"{compute}"
     )
     if role.num_workers > 1:
