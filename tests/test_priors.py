@@ -212,7 +212,12 @@ def test_a_run_with_a_learned_prior_and_posterior_trains_and_draws(tiny_config, 
     initial = [v.numpy() for v in model.build(config).prior.trainable_variables]
     metrics = train.train_and_evaluate(config, str(tmp_path))
     assert np.isfinite(metrics["bound"]) and metrics["elbo"] <= metrics["bound"] + 1e-3
-    _, vae, _ = model.restore(str(tmp_path))
+    _, vae, checkpoint = model.restore(str(tmp_path))
+    tf.keras.utils.set_random_seed(config.seed + 1)
+    other = model.build(config)  # other initial weights, then the checkpoint's
+    tf.train.Checkpoint(model=other).restore(checkpoint).expect_partial()
+    for a, b in zip(vae.variables, other.variables, strict=True):  # every weight was saved
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     trained = [v.numpy() for v in vae.prior.trainable_variables]
     assert any(not np.allclose(a, b) for a, b in zip(initial, trained, strict=True))
     draws = priors.sample(vae.prior, 4, [0, 1], temperature=0.5)
