@@ -42,6 +42,17 @@ def test_bpp_writes_metrics_with_units_and_conventions(trained_run):
     assert metrics["elbo_nats"] <= metrics["iwae_2_bound_nats"] <= -metrics["nll_nats"]
     assert metrics["nll_nats_standard_error"] > 0 and 0 <= metrics["active_units"] <= 3
     assert "report_bits_per_pixel" in metrics and "written to" in run.stdout
+    # The codecs stored the very images evaluated: the first 6 of the validation split.
+    from tfvae import config as config_lib
+    from tfvae import data
+    from tfvae.evaluation import codecs
+
+    config = config_lib.load(str(trained_run / "config.json"))
+    batch = next(iter(data.load_config_split(config, "validation", 6).batch(6)))
+    for codec in codecs.CODECS:
+        expected = codecs.bits_per_dim(batch["image"].numpy(), codec)
+        assert metrics["codec_bits_per_dim"][codec] == expected
+    assert "the model (" in run.stdout and "does not beat PNG" in run.stdout  # a tiny model
 
 
 @pytest.mark.parametrize(

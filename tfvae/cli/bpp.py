@@ -6,7 +6,8 @@
 Rebuilds the model from model_dir/config.json, restores its newest readable checkpoint, estimates
 log p(x) = logsumexp_k log w_k - log K for each example with K samples, and prints and writes
 model_dir/metrics.json: NLL (nats) with its standard error, bits/dim with its convention, the
-report's bits-per-pixel figure, the ELBO and IWAE-k bound of the same samples, active units;
+report's bits-per-pixel figure, the ELBO and IWAE-k bound of the same samples, active units,
+and the bits/dim of the same images stored losslessly as PNG and WebP files (--codecs);
 and model_dir/log_likelihood_per_example.npz: each example's log p(x), ELBO and IWAE-k bound
 (float64 nats, in split order), for paired comparisons of runs on the same images.
 With TF_CONFIG listing several workers (the same command on each), the examples are split
@@ -16,6 +17,8 @@ across them; every worker gets all results and the chief writes metrics.json.
 import json
 import os
 import time
+
+import numpy as np
 
 from tfvae.cli import common
 from tfvae.evaluation import DEFAULT_CHUNK_SIZE
@@ -37,6 +40,10 @@ define.integer(
     lower_bound=1,
 )
 define.integer("seed", 0, "Seed of the importance samples.")
+define.bool(
+    "codecs", True, "Also store the same images as PNG and WebP lossless files (one per image) "
+    "and give their bits/dim beside the model's.",
+)  # fmt: skip
 ALIASES = {"num_examples": "num_images", "batch_size": "eval_batch_size"}
 
 
@@ -63,18 +70,29 @@ def _main(FLAGS) -> int | None:
     used = len(results["log_likelihood"])
     common.note_capped(FLAGS.num_images, used, "num_images", f"the {FLAGS.split} split")
     metrics = evaluate.summarize(config, results, FLAGS.k)
+    if not role.is_chief:
+        return
+    verdict = None
+    if FLAGS.codecs and metrics.get("bits_per_dim") is not None:
+        from tfvae import data
+        from tfvae.evaluation import codecs
+
+        images = data.load_config_split(config, FLAGS.split, used).batch(500)
+        images = np.concatenate([batch["image"].numpy() for batch in images])  # those evaluated
+        metrics["codec_bits_per_dim"] = codecs.baselines(images)
+        verdict = codecs.verdict(metrics["bits_per_dim"], metrics["codec_bits_per_dim"])
     metrics.update(
         split=FLAGS.split,
         seed=FLAGS.seed,
         checkpoint=os.path.basename(checkpoint),
         wall_seconds=round(time.perf_counter() - start, 1),
     )
-    if not role.is_chief:
-        return
     evaluate.save_per_example(FLAGS.model_dir, results)
     path = os.path.join(FLAGS.model_dir, files.METRICS_FILE)
     files.merge_metrics(path, metrics)  # keeps other tools' keys (sample quality)
     print(json.dumps(metrics, indent=2))
+    if verdict:
+        print(verdict)
     print(f"written to {path}")
 
 
