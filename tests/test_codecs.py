@@ -52,7 +52,7 @@ def test_the_verdict_says_whether_the_model_beats_png():
     results = {"png": {"bits_per_dim": 2.33}, "webp": {"bits_per_dim": 1.83}}
     assert codecs.verdict(4.43, results).endswith("the model (4.430) does not beat PNG")
     assert codecs.verdict(2.0, results).endswith("the model (2.000) beats PNG")
-    assert codecs.verdict(1.5, results).endswith("beats PNG and WEBP")
+    assert codecs.verdict(1.5, results).endswith("beats PNG and WebP")
     with pytest.raises(ValueError, match=r"must be uint8 \[N, H, W, 3\]"):
         codecs.bits_per_dim(np.zeros([2, 4, 4, 3]), "png")
     with pytest.raises(ValueError, match="accepted: png, webp"):

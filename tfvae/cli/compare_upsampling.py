@@ -2,7 +2,8 @@
 
   python tools/compare_upsampling.py --model_dirs=runs/deconv,runs/nearest,runs/bilinear
 
-Decodes the same prior draws (or a fitted sampler's, --sampler) through every run, side by side
+Decodes the same prior draws through every run (or, with --sampler, each run's own fitted
+sampler's draws of one seed), side by side
 with an enlarged crop, and gives each run's checkerboard energy (share of spectral energy at the
 Nyquist frequencies) beside that of real images. Also draws how many kernel taps of a stride-2
 transposed convolution land on each output pixel (the report's section 2.2). Writes to --output_dir.
@@ -21,8 +22,9 @@ define.integer("num_shown", 6, "Samples shown per run.")
 define.integer("num_images", 256, "Prior samples behind each checkerboard measure.", lower_bound=2)
 define.integer("seed", 0, "Seed of the shared prior draws.")
 define.float("temperature", 1.0, "Temperature T of the draws: z ~ N(0, T^2 I) for the prior.")
-define.string("sampler", "prior", "Where the codes come from: prior (the first run's) or a "
-              "sampler fitted on the first run by tfvae-fit-sampler (its name).")  # fmt: skip
+define.string("sampler", "prior", "Where the codes come from: prior (the first run's, through "
+              "every decoder) or a sampler fitted by tfvae-fit-sampler to each run (its name; each "
+              "run decodes its own sampler's draws of the same seed).")  # fmt: skip
 define.string("name", "upsampling_samples", "File name (no extension) of the samples figure.")
 define.string(
     "title",
@@ -48,10 +50,12 @@ def _main(FLAGS) -> int | None:
 
     restored = [(d, *model.restore(d)) for d in FLAGS.model_dirs]
     runs = [(d, c, v) for d, c, v, _ in restored]
-    draw = store.code_draws(FLAGS.model_dirs[0], FLAGS.sampler, runs[0][2], restored[0][3])
+    draws = None
+    if FLAGS.sampler != "prior":
+        draws = [store.code_draws(d, FLAGS.sampler, v, ck) for d, _, v, ck in restored]
     result = upsampling.upsampling_comparison(
         [(f"{c.upsampling} ({os.path.basename(d.rstrip('/'))})", c, v) for d, c, v in runs],
-        analysis.real_images(runs[0][1]), FLAGS.num_images, FLAGS.seed, FLAGS.temperature, draw,
+        analysis.real_images(runs[0][1]), FLAGS.num_images, FLAGS.seed, FLAGS.temperature, draws,
     )  # fmt: skip
     names = list(result["checkerboard"])
     labels = [f"{n}\ncheckerboard {m:.4f}" for n, (m, _) in result["checkerboard"].items()]

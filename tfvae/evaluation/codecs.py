@@ -16,6 +16,7 @@ import io
 import numpy as np
 
 CODECS = ("png", "webp")
+NAMES = {"png": "PNG", "webp": "WebP"}  # as printed
 _SAVE_OPTIONS = {
     "png": dict(format="PNG", optimize=True, compress_level=9),
     "webp": dict(format="WEBP", lossless=True, method=6, quality=100),
@@ -69,11 +70,11 @@ def baselines(images) -> dict:
 
 def verdict(model_bits_per_dim: float, codec_results: dict) -> str:
     """One line comparing a model's bits/dim with each codec's on the same images."""
-    parts = [f"{codec.upper()} {r['bits_per_dim']:.3f}" for codec, r in codec_results.items()]
+    parts = [f"{NAMES[codec]} {r['bits_per_dim']:.3f}" for codec, r in codec_results.items()]
     png = codec_results.get("png", {}).get("bits_per_dim")
     if png is None:
         return f"codecs on the same images: {', '.join(parts)} bits/dim"
-    beaten = [c.upper() for c, r in codec_results.items() if model_bits_per_dim < r["bits_per_dim"]]
+    beaten = [NAMES[c] for c, r in codec_results.items() if model_bits_per_dim < r["bits_per_dim"]]
     if model_bits_per_dim >= png:
         tail = f"the model ({model_bits_per_dim:.3f}) does not beat PNG"
     else:

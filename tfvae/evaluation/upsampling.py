@@ -46,16 +46,18 @@ def transposed_conv_overlap(kernel_size: int, stride: int = 2, input_size: int =
 
 def upsampling_comparison(
     runs, real_images, num_samples: int = 256, seed: int = 0, temperature: float = 1.0,
-    draw=None,
+    draws=None,
 ) -> dict:  # fmt: skip
-    """Samples of each run from the same code draws, and their checkerboard energy.
+    """Samples of each run from the same code draws (or each from its own sampler with one seed),
+    and their checkerboard energy.
 
     Args:
       runs: [(name, config, vae)]; all with the same latent size.
       real_images: float32 [N, H, W, 3] in [0, 1], the reference checkerboard level of data.
       temperature: T of the draws, z = T eps (N(0, T^2 I) for the default prior).
-      draw: `draw(n, seed, temperature)` -> codes [n, Z] (`samplers.store.code_draws`); default
-        the first run's prior.
+      draws: one `draw(n, seed, temperature)` -> codes [n, Z] per run
+        (`samplers.store.code_draws`), each run decoding its own draws of the same seed; default
+        the first run's prior draws, decoded by every run.
 
     Returns:
       {"samples": float32 [runs, num_samples, H, W, 3], "checkerboard": {name: (mean, sem)},
@@ -66,11 +68,14 @@ def upsampling_comparison(
         raise ValueError(f"The runs have latent sizes {sorted(latent_dims)}; they must match.")
     if not temperature > 0:
         raise ValueError(f"Flag `--temperature` is {temperature}; it must be > 0.")
-    if draw is None:  # the first run's prior
+    if draws is None:  # the first run's prior, through every decoder
         z = priors.sample(runs[0][2].prior, num_samples, [seed, 0], temperature)
-    else:
-        z = draw(num_samples, [seed, 0], temperature)
-    samples = np.stack([vae.sample(z=z).numpy() for _, _, vae in runs])
+        codes = [z] * len(runs)
+    else:  # a sampler fitted to one run's codes means nothing to another's decoder
+        codes = [draw(num_samples, [seed, 0], temperature) for draw in draws]
+    samples = np.stack(
+        [vae.sample(z=z).numpy() for (_, _, vae), z in zip(runs, codes, strict=True)]
+    )
 
     def mean_sem(images):
         energy = checkerboard_energy(images)

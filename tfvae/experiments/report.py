@@ -368,7 +368,8 @@ def _header(f: Findings, command: str, versions: dict) -> list[str]:
         "## All models",
         models_table(f),
         "NLL: minus log p(x), nats per image, mean over images with its standard error. "
-        "Checkerboard: share of spectral energy at the Nyquist frequencies of 256 prior samples. "
+        "Checkerboard: share of spectral energy at the Nyquist frequencies of 256 samples, "
+        f"{f.plan.compared_draws()}. "
         + (
             "For a density likelihood (gaussian) NLL is that of the dequantized pixels in "
             "[0, 1]^D and can be negative; its bits/dim adds D ln 256 nats, so bits/dim compares "
@@ -387,14 +388,14 @@ def _comparisons(f: Findings) -> list[str]:
     return [
         "## Decoder upsampling (the report's section 2)",
         upsampling_sentences(f),
-        _figure(f, "upsampling_samples.png", "The same prior draws through each decoder, with "
-                "enlarged centre crops", "checkerboard"),
+        _figure(f, "upsampling_samples.png", f"{f.plan.compared_draws().capitalize()} "
+                "through each decoder, with enlarged centre crops", "checkerboard"),
         _figure(f, "transposed_conv_overlap.png", "Kernel taps per output pixel of a stride-2 "
                 "transposed convolution", "checkerboard"),
         "## VAE versus IWAE (the report's section 3.1)",
         iwae_sentences(f),
-        _figure(f, "vae_vs_iwae.png", "The same prior draws through the VAE and the IWAE",
-                "vae vs iwae samples"),
+        _figure(f, "vae_vs_iwae.png", f"{f.plan.compared_draws().capitalize()} through the "
+                "VAE and the IWAE", "vae vs iwae samples"),
         _figure(f, "loss_curves.png", "Training loss, validation loss and validation loss "
                 "averaged over epochs (nats per image)", "loss curves"),
     ]  # fmt: skip

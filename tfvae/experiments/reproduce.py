@@ -180,14 +180,14 @@ class Plan:
                              [f"bpp {r.name}", *self._sampler_deps([r])])
                   for r in runs]  # fmt: skip
         main = [self.runs[n] for n in dict.fromkeys(self.upsampling_runs + [self.iwae])]
-        title = f"The same {self.draws(' (of the first run)')} through each decoder "
+        title = f"{self.compared_draws().capitalize()} through each decoder "
         steps.append(self._compare("checkerboard", main, self.figures_dir, "upsampling_samples",
                                    title + "(below: centre crops enlarged)"))  # fmt: skip
         steps += [self._compare(f"checkerboard {r.name}", [r],  # its own latent size
                                 os.path.join(r.model_dir, "figures"), "upsampling_samples",
                                 "Samples") for r in runs if r.role == "reference"]  # fmt: skip
         pair = [self.runs[self.vae], self.runs[self.iwae]]
-        title = f"The same {self.draws(' (of the VAE)')} through the VAE (k=1) and the IWAE "
+        title = f"{self.compared_draws().capitalize()} through the VAE (k=1) and the IWAE "
         steps.append(self._compare("vae vs iwae samples", pair, self.figures_dir, "vae_vs_iwae",
                                    title + f"(k={pair[1].config.k})"))  # fmt: skip
         steps.append(_tool_step("loss curves", "loss_curves",
@@ -201,6 +201,12 @@ class Plan:
         """What the figures decode: 'prior draws' or '{sampler}-sampler draws{whose}'."""
         sampler = self.evaluation.sampler
         return f"{sampler}-sampler draws{whose}" if sampler else "prior draws"
+
+    def compared_draws(self) -> str:
+        """What the comparison figures decode through several decoders."""
+        if self.evaluation.sampler:  # each run its own sampler's, one seed
+            return f"each run's own {self.evaluation.sampler}-sampler draws (one seed)"
+        return "the same prior draws"
 
     def _sampler_deps(self, runs) -> list[str]:
         return [f"fit sampler {r.name}" for r in runs] if self.evaluation.sampler else []
@@ -252,7 +258,7 @@ class Plan:
         args = ["--model_dirs=" + ",".join(r.model_dir for r in runs),
                 f"--output_dir={output_dir}", f"--name={name}", f"--title={title}",
                 *self._sampler_args()]  # fmt: skip
-        deps = [f"train {r.name}" for r in runs] + self._sampler_deps(runs[:1])
+        deps = [f"train {r.name}" for r in runs] + self._sampler_deps(runs)
         return _tool_step(key, "compare_upsampling", args,
                           [os.path.join(output_dir, f"{name}.json")], deps)  # fmt: skip
 
