@@ -216,7 +216,8 @@ def _check_report(document, out):
     assert (out / "export" / "1" / "saved_model.pb").exists()
     for needed in ("## All models", "IWAE (k=5) minus that of the VAE", "Checkerboard energy",
                    "z[", "Mean absolute change", "Prior samples of",
-                   "decoded from its gaussian sampler",
+                   "decoded from its gaussian sampler", "images stored losslessly, one file each",
+                   "The best model (",
                    "factor FD, gaussian sampler, T=1.0"):  # fmt: skip
         assert needed in document
 

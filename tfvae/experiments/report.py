@@ -17,6 +17,7 @@ import shutil
 import numpy as np
 
 from tfvae import config as config_lib
+from tfvae.evaluation.codecs import NAMES, verdict
 from tfvae.runtime.files import PER_EXAMPLE_FILE, write_atomically
 
 CLEAR = 2.0  # a difference is called one only beyond this many standard errors
@@ -331,6 +332,24 @@ def _report_bits_per_pixel(metrics: dict) -> str:
     return f"{metrics['report_bits_per_pixel']:.3f}"
 
 
+def codec_sentence(f: Findings) -> str:
+    """The lossless codecs' bits/dim on the images every model was evaluated on, beside the best
+    model's ('' when tfvae-bpp stored none: runs evaluated before it did)."""
+    measured = [m for m in f.metrics.values() if m.get("codec_bits_per_dim")]
+    if not measured or f.plan.best is None:
+        return ""
+    codecs = measured[0]["codec_bits_per_dim"]
+    parts = [f"{NAMES.get(c, c)} {r['bits_per_dim']:.3f} ± {r['bits_per_dim_standard_error']:.3f}"
+             for c, r in codecs.items()]  # fmt: skip
+    best = f.metrics[f.plan.best].get("bits_per_dim")
+    line = (f"The same {measured[0].get('num_images')} images stored losslessly, one file each: "
+            f"{', '.join(parts)} bits/dim.")  # fmt: skip
+    if best is not None:
+        comparison = verdict(best, codecs).split("; ", 1)[-1]  # 'the model (x) beats ...'
+        line += " " + comparison.replace("the model", "The best model", 1) + "."
+    return line
+
+
 def _log_likelihood_table(f: Findings) -> str:
     rows = [
         "| run | log p(x) nats (± s.e.) | ELBO nats | IWAE-k bound nats (k of training) | "
@@ -367,6 +386,7 @@ def _header(f: Findings, command: str, versions: dict) -> list[str]:
         "images at each temperature T (z ~ N(0, T^2 I)).",
         "## All models",
         models_table(f),
+        codec_sentence(f),
         "NLL: minus log p(x), nats per image, mean over images with its standard error. "
         "Checkerboard: share of spectral energy at the Nyquist frequencies of 256 samples, "
         f"{f.plan.compared_draws()}. "
@@ -467,7 +487,7 @@ def write_report(plan, state: dict, command: str, path: str) -> str:
     )
     sections = _header(f, command, metadata.get("versions", {}))
     sections += _comparisons(f) + _best_run(f) + _closing(f, metadata)
-    text = "\n\n".join(sections) + "\n"
+    text = "\n\n".join(s for s in sections if s) + "\n"
     if os.path.exists(path):
         with open(path) as file:
             if file.read() == text:
