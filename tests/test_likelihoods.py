@@ -233,3 +233,23 @@ def test_a_vae_with_the_mixture_builds_scores_and_displays(tiny_config):
     images = vae.sample(3, seed=[2, 2]).numpy()
     assert images.shape == (3, 16, 16, 3) and np.all((images >= 0) & (images <= 1))
     np.testing.assert_allclose(images * 255, np.round(images * 255), atol=1e-3)  # on the grid
+
+
+@pytest.mark.parametrize("likelihood", ["discretized_logistic", "discretized_logistic_mixture"])
+@pytest.mark.parametrize("floor", [1e-3, 4.5e-4])
+def test_a_sharp_prediction_reaches_the_bound_its_scale_floor_sets(likelihood, floor):
+    # A logistic centred on an inner level with the smallest scale s gives that level the
+    # probability sigmoid(1 / 510 s) - sigmoid(-1 / 510 s) (levels 1/255 apart) in each channel.
+    level = np.array([37.0, 128.0, 201.0]) / 255.0  # a pixel's channels, inner levels
+    if likelihood == "discretized_logistic":
+        params = np.concatenate([level - 0.5, np.full(3, -60.0)])  # loc, raw scale -> floor
+    else:  # one component: logit, 3 locations, 3 scales at the floor, 3 coefficients 0
+        params = np.concatenate([[0.0], level - 0.5, np.full(3, -60.0), np.zeros(3)])
+    params = tf.constant(np.broadcast_to(params, [1, 2, 2, len(params)]), tf.float32)
+    dist = likelihoods.make(likelihood, params, mixture_components=1, scale_floor=floor)
+    x = tf.constant(np.broadcast_to(level, [1, 2, 2, 3]), tf.float32)
+    half_level = 1.0 / (2 * 255.0 * floor)
+    expected = 12 * np.log(1 / (1 + np.exp(-half_level)) - 1 / (1 + np.exp(half_level)))
+    np.testing.assert_allclose(dist.log_prob(x), [expected], rtol=1e-5)
+    bits = -expected / (12 * np.log(2))
+    assert bits == pytest.approx({1e-3: 0.409, 4.5e-4: 0.037}[floor], abs=1e-3)

@@ -25,7 +25,10 @@ import tensorflow_probability as tfp
 tfd = tfp.distributions
 tfb = tfp.bijectors
 
-_SCALE_FLOOR = 1e-3  # smallest std/scale in [0,1] pixel units (about a quarter of one level)
+# Default smallest std/scale in [0,1] pixel units (about a quarter of one level): it caps one
+# channel's probability under a sharp discretized logistic at sigmoid(1/510s) - sigmoid(-1/510s)
+# = 0.753 (0.41 bits); `--likelihood_scale_floor` sets it per run.
+DEFAULT_SCALE_FLOOR = 1e-3
 _TOP = 255.0  # largest 8-bit pixel value
 DENSITIES = ("gaussian",)  # likelihoods that are densities on [0, 1]^D: scored dequantized
 
@@ -97,7 +100,7 @@ class DiscretizedLogistic(tfd.Distribution):
         return dict(
             loc=tfp.util.ParameterProperties(),
             scale=tfp.util.ParameterProperties(
-                default_constraining_bijector_fn=lambda: tfb.Softplus(low=_SCALE_FLOOR)
+                default_constraining_bijector_fn=lambda: tfb.Softplus(low=DEFAULT_SCALE_FLOOR)
             ),
         )
 
@@ -181,7 +184,7 @@ class DiscretizedLogisticMixture(tfd.Distribution):
             locs=tfp.util.ParameterProperties(event_ndims=2),
             scales=tfp.util.ParameterProperties(
                 event_ndims=2,
-                default_constraining_bijector_fn=lambda: tfb.Softplus(low=_SCALE_FLOOR),
+                default_constraining_bijector_fn=lambda: tfb.Softplus(low=DEFAULT_SCALE_FLOOR),
             ),
             coefficients=tfp.util.ParameterProperties(
                 event_ndims=2, default_constraining_bijector_fn=tfb.Tanh
@@ -246,19 +249,19 @@ def _bernoulli(params, **_):
     return tfd.Bernoulli(logits=params, dtype=tf.float32)
 
 
-def _gaussian(params, gaussian_scale, **_):
+def _gaussian(params, gaussian_scale, scale_floor, **_):
     if gaussian_scale > 0:
         return tfd.Normal(params, gaussian_scale)
     loc, raw_scale = tf.split(params, 2, axis=-1)
-    return tfd.Normal(loc + 0.5, tf.nn.softplus(raw_scale) + _SCALE_FLOOR)
+    return tfd.Normal(loc + 0.5, tf.nn.softplus(raw_scale) + scale_floor)
 
 
-def _discretized_logistic(params, **_):
+def _discretized_logistic(params, scale_floor, **_):
     loc, raw_scale = tf.split(params, 2, axis=-1)
-    return DiscretizedLogistic(loc + 0.5, tf.nn.softplus(raw_scale - 3.0) + _SCALE_FLOOR)
+    return DiscretizedLogistic(loc + 0.5, tf.nn.softplus(raw_scale - 3.0) + scale_floor)
 
 
-def _discretized_logistic_mixture(params, mixture_components, **_):
+def _discretized_logistic_mixture(params, mixture_components, scale_floor, **_):
     """[N, H, W, 10 M] -> batch [N, H, W], event [3]: M logits, then 3M locs, scales, coefs."""
     m = mixture_components
     logits, locs, raw_scales, raw_coefficients = tf.split(params, [m, 3 * m, 3 * m, 3 * m], -1)
@@ -266,7 +269,7 @@ def _discretized_logistic_mixture(params, mixture_components, **_):
     return DiscretizedLogisticMixture(
         logits,
         per_component(locs) + 0.5,  # [N, H, W, M, 3]
-        tf.nn.softplus(per_component(raw_scales) - 3.0) + _SCALE_FLOOR,
+        tf.nn.softplus(per_component(raw_scales) - 3.0) + scale_floor,
         tf.tanh(per_component(raw_coefficients)),
     )
 
@@ -302,7 +305,11 @@ def parameter_channels(
 
 
 def make(
-    likelihood: str, params: tf.Tensor, gaussian_scale: float = 0.0, mixture_components: int = 10
+    likelihood: str,
+    params: tf.Tensor,
+    gaussian_scale: float = 0.0,
+    mixture_components: int = 10,
+    scale_floor: float = DEFAULT_SCALE_FLOOR,
 ) -> tfd.Distribution:
     """Builds p(x|z) from decoder outputs.
 
@@ -312,6 +319,7 @@ def make(
       params: [N, H, W, P] decoder output, P = parameter_channels(...); cast to float32 here.
       gaussian_scale: fixed std for 'gaussian' in [0,1] pixel units (0 = learned).
       mixture_components: M of 'discretized_logistic_mixture'.
+      scale_floor: smallest learned std/scale in [0,1] pixel units (`--likelihood_scale_floor`).
 
     Returns:
       A distribution with batch shape [N] and event shape [H, W, C] over x in [0, 1].
@@ -319,8 +327,9 @@ def make(
     parameter_channels(likelihood, gaussian_scale, mixture_components=mixture_components)
     params = tf.cast(params, tf.float32)
     pixels = _BUILDERS[likelihood](
-        params, gaussian_scale=gaussian_scale, mixture_components=mixture_components
-    )
+        params, gaussian_scale=gaussian_scale, mixture_components=mixture_components,
+        scale_floor=scale_floor,
+    )  # fmt: skip
     # The mixture's event is a pixel's colour [C]; the others' a single channel.
     pixel_event_ndims = len(pixels.event_shape)
     return tfd.Independent(pixels, reinterpreted_batch_ndims=3 - pixel_event_ndims)

@@ -197,9 +197,11 @@ class Decoder(keras.Model):
         mixture_components=10,
         dtype="float32",
         synchronized_batch_norm=False,
+        scale_floor=likelihoods.DEFAULT_SCALE_FLOOR,
         **kwargs,
     ):
         super().__init__(dtype=dtype, **kwargs)
+        self.scale_floor = scale_floor
         if upsampling not in ("deconv", *UPSAMPLING_INTERPOLATION):
             raise ValueError(
                 f"Upsampling {upsampling!r} is unknown; accepted: deconv, nearest, bilinear."
@@ -242,7 +244,7 @@ class Decoder(keras.Model):
             if stage < len(self.norms):
                 h = tf.nn.relu(self.norms[stage](h, training=training))
         return likelihoods.make(  # h: [N, H, W, P] params
-            self.likelihood, h, self.gaussian_scale, self.mixture_components
+            self.likelihood, h, self.gaussian_scale, self.mixture_components, self.scale_floor
         )
 
 

@@ -153,6 +153,7 @@ def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False)
         upsampling=config.upsampling,
         likelihood=config.likelihood,
         gaussian_scale=config.gaussian_scale,
+        scale_floor=config.likelihood_scale_floor,
         mixture_components=config.mixture_components,
         **shared,
     )
