@@ -31,6 +31,10 @@ VARIANTS = {  # name -> Config overrides: every upsampling and every likelihood 
     "flow_prior_iaf": dict(prior="flow", posterior="iaf", flow_layers=1, flow_width=8),
 }
 WITH_LEARNED_PRIOR = [name for name, o in VARIANTS.items() if "prior" in o]
+HIERARCHY = dict(  # a two-group hierarchy with the mixture: its own test below
+    architecture="hierarchical", latent_groups="4:1,8:1", latent_channels=2, residual_cells=1,
+    likelihood="discretized_logistic_mixture", mixture_components=2, width=8,
+)  # fmt: skip
 
 SAMPLED = {
     "gmm": ["--components=2"],
@@ -68,8 +72,9 @@ def request_tensors(request, signature):
 
 root = sys.argv[1]
 inputs = np.load(os.path.join(root, "inputs.npz"))
-images, z = inputs["images"], inputs["z"]
+images = inputs["images"]
 for variant in sorted(os.listdir(os.path.join(root, "exports"))):
+    z = inputs[f"z_{variant}"] if f"z_{variant}" in inputs.files else inputs["z"]
     path = os.path.join(root, "exports", variant, "1")
     results = {}
     loaded = tf.saved_model.load(path)
@@ -124,6 +129,7 @@ def runs(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("runs")
     base = tiny_config_for(data_dir)
     runs = {name: _make_run(root / name, base, **o) for name, o in VARIANTS.items()}
+    runs["hierarchical"] = _make_run(root / "hierarchical", base, **HIERARCHY)
     runs["trained_bfloat16"] = str(root / "trained_bfloat16")
     bfloat16 = base.replace(mixed_precision="mixed_bfloat16")
     train.train_and_evaluate(bfloat16, runs["trained_bfloat16"])
@@ -137,7 +143,8 @@ def exported(tmp_path_factory, runs):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, [4, 16, 16, 3]).astype(np.uint8)
     z = rng.normal(size=[5, 3]).astype(np.float32)
-    np.savez(root / "inputs.npz", images=images, z=z)
+    z_hierarchy = rng.normal(size=[5, 4 * 4 * 2 + 8 * 8 * 2]).astype(np.float32)
+    np.savez(root / "inputs.npz", images=images, z=z, z_hierarchical=z_hierarchy)
     for name, run in runs.items():
         export.export(run, export_dir=str(root / "exports" / name))  # -> exports/NAME/1
     for sampler, args in SAMPLED.items():  # `sample` drawing from a fitted sampler
@@ -344,3 +351,36 @@ def test_onnx_encoder_and_decoder_equal_the_model_in_onnxruntime(runs, tmp_path,
         )
         for key, want in expected[name].items():
             np.testing.assert_allclose(got[key], want.numpy(), rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_a_hierarchy_exports_its_groups_and_runs_with_tensorflow_alone(runs, exported):
+    root, outputs, images, _ = exported
+    out = outputs["hierarchical"]
+    z = np.load(root / "inputs.npz")["z_hierarchical"]
+    config, vae, _ = model.restore(runs["hierarchical"])
+    x = tf.cast(images, tf.float32) / 255.0
+    means = vae.decoder(tf.zeros([4, vae.noise_dim]), vae.encode(x).features)
+    p = vae.decode(z)
+    bounds = evaluate.bounds(vae, x, NUM_SAMPLES, 8, SEED, np.arange(4), 1)
+    expected = {
+        "encode/code": posteriors.code(vae.encode(x)),
+        "encode/loc": means["loc"],
+        "encode/scale": tf.exp(means["log_scale"]),
+        "decode/pixels": likelihoods.point_estimate(p),
+        "log_likelihood/log_likelihood": bounds["log_likelihood"],
+        "log_likelihood/elbo": bounds["elbo"],
+        **{f"decode/{k}": v for k, v in export.likelihood_parameters(p).items()},
+    }
+    for loader in ("tf2", "tf1"):
+        for key, value in expected.items():
+            np.testing.assert_allclose(out[f"{loader}/{key}"], value, rtol=1e-5, atol=1e-4)
+        sampled = vae.sample(z=out[f"{loader}/sample/z"])
+        difference = out[f"{loader}/sample/images"].astype(int) - np.round(sampled * 255)
+        assert np.abs(difference).max() <= 1
+    draws = tf.random.stateless_normal([3, vae.noise_dim], SEED, alg="philox")
+    np.testing.assert_allclose(out["tf1/sample/z"], draws, rtol=1e-6, atol=1e-6)
+    metadata = json.loads(
+        (root / "exports" / "hierarchical" / "1" / "assets.extra" / "tfvae_export.json").read_text()
+    )
+    assert metadata["latent_groups"] == [[4, 4, 2], [8, 8, 2]] and metadata["latent_dim"] == 160
+    assert list(out["unknown_ops"]) == []

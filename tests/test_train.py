@@ -59,9 +59,17 @@ CONTROLS = dict(
 
 SKIPPING = dict(skip_gradient_norm=1e-3, ema_decay=0.5)  # every update skipped and undone
 
+HIERARCHY = dict(  # a one-group hierarchy at 16x16 with the controls it is trained with
+    architecture="hierarchical", latent_groups="8:1", latent_channels=2, residual_cells=1,
+    likelihood="discretized_logistic_mixture", mixture_components=2, kl_warmup_steps=2,
+    ema_decay=0.9, skip_gradient_norm=1e9,
+)  # fmt: skip
+
 
 @pytest.mark.parametrize(
-    "controls", [{}, CONTROLS, SKIPPING], ids=["plain", "controls", "skipping"]
+    "controls",
+    [{}, CONTROLS, SKIPPING, HIERARCHY],
+    ids=["plain", "controls", "skipping", "hierarchical"],
 )
 def test_two_replicas_give_the_same_loss_and_weights_as_one(tiny_config, two_cpus, controls):
     config = tiny_config.replace(batch_size=8, **controls)
@@ -82,7 +90,9 @@ def test_two_replicas_give_the_same_loss_and_weights_as_one(tiny_config, two_cpu
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=2e-5)
 
 
-def test_resumed_training_equals_uninterrupted_training(tiny_config, tmp_path):
+@pytest.mark.parametrize("changes", [{}, HIERARCHY], ids=["dcgan", "hierarchical"])
+def test_resumed_training_equals_uninterrupted_training(tiny_config, tmp_path, changes):
+    tiny_config = tiny_config.replace(**changes)
     whole = train.train_and_evaluate(tiny_config, str(tmp_path / "whole"))
     resumed_dir = str(tmp_path / "resumed")
     assert train.train_and_evaluate(tiny_config, resumed_dir, max_steps=3) == {}  # mid-epoch

@@ -53,7 +53,7 @@ def test_a_search_space_parses_into_choices_and_ranges(base):
 @pytest.mark.parametrize(
     "space,tuner,message",
     [
-        ("latent=3,4", "random", "'latent' is not a Config field; accepted: batch_size"),
+        ("latent=3,4", "random", "'latent' is not a Config field; accepted: architecture,"),
         ("latent_dim=0,4", "random", "latent_dim=0,4: Flag `--latent_dim` is 0; it must be"),
         ("latent_dim=3.5,4", "random", "'3.5' is not a valid int for `--latent_dim`"),
         ("likelihood=gaussian,bernoulli", "random", "likelihood bernoulli gives no bits/dim"),

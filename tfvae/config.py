@@ -23,6 +23,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 CROPS = ("realnvp", "center", "none")
 PRIORS = ("normal", "mog", "vamp", "flow")  # tfvae.models.priors builds each
 POSTERIORS = ("diagonal", "iaf")  # tfvae.models.posteriors
+ARCHITECTURES = ("dcgan", "hierarchical")  # tfvae.models.networks, tfvae.models.hierarchy
 
 DEPRECATED_FLAGS = {"sample_temperature": "temperature"}  # old flag or config.json key -> new
 
@@ -67,7 +68,21 @@ class Config:
     train_size: int = _field(0, "Training examples used, a deterministic subset (0 = all).")
     val_size: int = _field(0, "Validation examples used, a deterministic subset (0 = all).")
     # Model.
-    upsampling: str = _field("deconv", "Decoder upsampling block.", UPSAMPLINGS)
+    architecture: str = _field(
+        "dcgan", "dcgan = the report's symmetric conv VAE (one latent vector); hierarchical = a "
+        "bottom-up encoder and a top-down decoder with latent groups at several resolutions "
+        "(docs/model.md).", ARCHITECTURES,
+    )  # fmt: skip
+    latent_groups: str = _field(
+        "4:1,8:2,16:2", "hierarchical: latent groups per resolution, 'R:N,...' top down "
+        "(resolutions powers of two below --image_size)."
+    )  # fmt: skip
+    latent_channels: int = _field(8, "hierarchical: latent channels per position of every group.")
+    residual_cells: int = _field(
+        2, "hierarchical: residual cells per resolution bottom-up, and top-down at resolutions "
+        "without groups (each group has its own)."
+    )  # fmt: skip
+    upsampling: str = _field("deconv", "Decoder upsampling block (dcgan).", UPSAMPLINGS)
     likelihood: str = _field("discretized_logistic", "Pixel likelihood p(x|z).", LIKELIHOODS)
     gaussian_scale: float = _field(
         0.0, "Fixed std of the gaussian likelihood in [0,1] pixel units (0 = learned per pixel)."
@@ -183,6 +198,7 @@ def _errors(c: Config):
             yield (f"Flag `--{f.name}` is {value!r}; accepted: {', '.join(f.metadata['choices'])}.")
     positive = ("width", "latent_dim", "kernel_size", "k", "batch_size", "epochs")
     positive += ("mixture_components", "prior_components", "flow_layers", "flow_width")
+    positive += ("latent_channels", "residual_cells")
     counts = ("log_every_steps", "images_every_epochs", "checkpoints_to_keep")
     for name in positive + counts + ("collective_timeout_s",):
         if getattr(c, name) < 1:
@@ -221,8 +237,54 @@ def _errors(c: Config):
         yield f"Flag `--likelihood_scale_floor` is {c.likelihood_scale_floor}; it must be > 0."
     if not c.posterior_scale_floor > 0:
         yield f"Flag `--posterior_scale_floor` is {c.posterior_scale_floor}; it must be > 0."
+    if c.architecture == "hierarchical":
+        yield from _hierarchy_errors(c)
     if not (c.dataset in ("builtin", "celeb_a") or c.dataset.startswith("folder:")):
         yield f"Flag `--dataset` is {c.dataset!r}; accepted: builtin, celeb_a, folder:PATH."
+
+
+def parse_latent_groups(spec: str, image_size: int) -> list[tuple[int, int]]:
+    """'4:1,8:2,16:2' -> [(4, 1), (8, 2), (16, 2)]: (resolution, groups), top down.
+
+    Raises ValueError (one line) unless the resolutions are powers of two, increasing, below
+    image_size, and each has >= 1 group.
+    """
+    accepted = "accepted: 'R:N,...' with resolutions R powers of two, increasing, below the image"
+    try:
+        pairs = [tuple(int(v) for v in item.split(":")) for item in spec.split(",")]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"Flag `--latent_groups` is {spec!r}; {accepted}.") from None
+    resolutions = [r for r, _ in pairs]
+    valid = all(r >= 1 and r & (r - 1) == 0 and r < image_size for r in resolutions)
+    valid &= resolutions == sorted(set(resolutions)) and all(n >= 1 for _, n in pairs)
+    if not valid:
+        raise ValueError(
+            f"Flag `--latent_groups` is {spec!r} for --image_size={image_size}; {accepted} "
+            "(size), each with N >= 1 groups, e.g. '4:1,8:2,16:2'."
+        )
+    return pairs
+
+
+def _hierarchy_errors(c: Config):
+    """Lines for the fields --architecture=hierarchical refuses or cannot parse."""
+    try:
+        parse_latent_groups(c.latent_groups, c.image_size)
+    except ValueError as error:
+        yield str(error)
+    if c.width < 8 or c.width % 2:
+        yield (f"Flag `--width` is {c.width} with --architecture=hierarchical; it must be even "
+               "and >= 8.")  # fmt: skip
+    for name, default in (("prior", "normal"), ("posterior", "diagonal")):
+        if getattr(c, name) != default:
+            yield (
+                f"Flag `--{name}` is {getattr(c, name)!r} with --architecture=hierarchical; "
+                f"accepted: {default} (the hierarchy's prior and posterior are its groups')."
+            )
+    if c.free_bits:
+        yield (f"Flag `--free_bits` is {c.free_bits} with --architecture=hierarchical; accepted: "
+               "0 (use --kl_warmup_steps).")  # fmt: skip
 
 
 def define_flags(flag_values=None) -> None:

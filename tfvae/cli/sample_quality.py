@@ -84,8 +84,10 @@ def _main(FLAGS) -> int | None:
         for t in temperatures:
             key = f"samples_t{t}" if name == "prior" else f"samples_{name}_t{t}"
             prior = (
-                f"z ~ N(0, {t}^2 I)" if config.prior == "normal" else f"the {config.prior} prior"
-            )
+                f"every group at T={t}" if config.architecture == "hierarchical"
+                else f"z ~ N(0, {t}^2 I)" if config.prior == "normal"
+                else f"the {config.prior} prior"
+            )  # fmt: skip
             title = (f"Prior samples at T={t} ({prior})" if name == "prior"
                      else f"Samples of the {name} sampler at T={t}")  # fmt: skip
             visualize.save_outputs(

@@ -46,7 +46,10 @@ def _main(FLAGS) -> int | None:
         )
     means, labels = analysis.posterior_means(vae, images)
     activity = means.var(axis=0)  # Burda et al.'s activity: Cov_x(E_q[z_i])
-    dims = common.int_list(FLAGS, "dims", 0, config.latent_dim)
+    dims = common.int_list(FLAGS, "dims", 0, vae.noise_dim)  # a hierarchy: its flat code
+    if config.architecture == "hierarchical":  # by default the top group's (codes start there)
+        h, w, c = vae.decoder.group_shapes()[0]
+        activity = activity[: h * w * c]
     dims = dims or np.argsort(-activity)[: FLAGS.num_dims].tolist()
     if FLAGS.image_index >= 0:
         example = next(iter(images.skip(FLAGS.image_index).batch(1)))

@@ -126,9 +126,9 @@ def per_sample_uniform(seed, example_ids, start, num, image_shape) -> tf.Tensor:
 def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_size, dequantize):
     """The compiled body of `bounds`: one encoder pass, a loop over sample chunks."""
     q = model.encode(x)
-    latent_dim = q.event_shape[-1]
     given_noise = posteriors.takes_noise(q)
-    noise = per_example_noise(seed, example_ids, num_samples, latent_dim) if given_noise else None
+    noise_dim = getattr(model, "noise_dim", None) or q.event_shape[-1]
+    noise = per_example_noise(seed, example_ids, num_samples, noise_dim) if given_noise else None
     batch, image_shape = tf.shape(x)[0], tf.shape(x)[1:]
     chunk = max(group_size, chunk_size - chunk_size % group_size)  # whole groups per chunk
     log_sum = tf.fill([batch], -np.inf)  # running log sum_k w_k
@@ -139,16 +139,15 @@ def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_si
             shape_invariants=[(t, tf.TensorShape([None])) for t in (log_sum, weight_sum, group_sum)]
         )
         size = tf.minimum(chunk, num_samples - start)
-        log_qz_x = None
-        if given_noise:
-            z, log_qz_x = posteriors.draw(q, noise[start : start + size])
-        else:
-            z = q.sample(size, seed=tf.random.experimental.stateless_fold_in(seed, start))
         scored = x  # [B, H, W, C], or one dequantized x per sample [size, B, H, W, C]
         if dequantize:
             u = per_sample_uniform(seed, example_ids, start, size, image_shape)
             scored = likelihoods.dequantize(x, u)
-        terms = model.joint_terms(scored, q, z, log_qz_x=log_qz_x)
+        if given_noise:
+            terms = model.terms_from_noise(scored, q, noise[start : start + size])
+        else:
+            z = q.sample(size, seed=tf.random.experimental.stateless_fold_in(seed, start))
+            terms = model.joint_terms(scored, q, z)
         log_w = objectives.log_weights_from_terms(terms)  # [size, B]
         log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(log_w, 0)]), 0)
         weight_sum += tf.reduce_sum(log_w, 0)
@@ -268,7 +267,10 @@ def log_likelihood(
     ]
 
 
-def active_units(model, dataset, threshold: float = 1e-2, batch_size: int = 100):
+ACTIVE_THRESHOLD = 1e-2  # a latent is active when its posterior mean's variance exceeds this
+
+
+def active_units(model, dataset, threshold: float = ACTIVE_THRESHOLD, batch_size: int = 100):
     """Burda et al.'s active units: dimensions whose posterior mean varies across the data.
 
     Args:
@@ -283,6 +285,34 @@ def active_units(model, dataset, threshold: float = 1e-2, batch_size: int = 100)
     means, _ = analysis.posterior_means(model, dataset, batch_size)
     activity = np.var(means, axis=0)
     return int(np.sum(activity > threshold)), activity
+
+
+def group_statistics(model, dataset, activity, seed: int = 0, batch_size: int = 100) -> dict:
+    """A hierarchy's groups, top down: each one's mean KL over the dataset (one posterior draw
+    per example, from `per_example_noise(seed, example index)`; nats, float list [L]), its
+    latents, and its active units (of `activity`, the variances of `active_units`).
+
+    The KL of group l is E_q[log q(z_l|x, z_<l) - log p(z_l|z_<l)]; the groups' KLs sum to
+    the ELBO's KL term.
+    """
+    sizes = [h * w * c for h, w, c in model.decoder.group_shapes()]
+    totals, count = np.zeros(len(sizes)), 0
+    for batch in dataset.map(lambda ex: ex["image"]).batch(batch_size):
+        ids = tf.range(count, count + tf.shape(batch)[0])
+        noise = per_example_noise([seed, 0], ids, 1, model.noise_dim)
+        x = data.to_unit_interval(batch)
+        terms = model.terms_from_noise(x, model.encode(x), noise)
+        totals += tf.reduce_sum(terms["kl_groups"][0], 0).numpy()
+        count += int(tf.shape(batch)[0])
+    bounds = np.cumsum([0] + sizes)
+    return {
+        "kl_nats_per_group": np.round(totals / max(count, 1), 3).tolist(),
+        "latents_per_group": sizes,
+        "active_units_per_group": [
+            int(np.sum(activity[a:b] > ACTIVE_THRESHOLD))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ],
+    }
 
 
 def padded_batches(images: tf.data.Dataset, batch_size: int):
@@ -355,7 +385,8 @@ def evaluate_split(
 
     Returns:
       {"log_likelihood", "elbo", "iwae_bound": float64 [N] nats, "active_units": int,
-       "activity": float64 [Z]}; the IWAE bound uses the run's training k.
+       "activity": float64 [Z]} and, for a hierarchy, "groups" (`group_statistics`); the IWAE
+      bound uses the run's training k.
     """
     from tfvae.runtime import cluster
 
@@ -378,6 +409,8 @@ def evaluate_split(
         if progress:
             progress(int(real.sum()))
     out["active_units"], out["activity"] = active_units(vae, dataset)
+    if getattr(vae, "decoder", None) is not None and hasattr(vae.decoder, "group_shapes"):
+        out["groups"] = group_statistics(vae, dataset, out["activity"], seed)
     return out
 
 
@@ -403,11 +436,14 @@ def summarize(config, results, num_samples: int) -> dict:
         "report_bits_per_pixel": float(bits_per_dim(nll.mean(), dims, "report", dims // 3)),
         "report_convention": "NLL * log2(e) / (H * W): per pixel, no dequantization term",
         "active_units": results["active_units"],
-        "latent_dim": config.latent_dim,
+        "latent_dim": sum(results["groups"]["latents_per_group"])
+        if "groups" in results
+        else config.latent_dim,
         "k": num_samples,
         "num_images": len(nll),
         "likelihood": config.likelihood,
         "trained_with": objectives.describe_training(config),  # the estimates ignore its controls
+        **results.get("groups", {}),  # a hierarchy's KL and active units per group
     }
     try:
         convention = convention_for(config.likelihood)

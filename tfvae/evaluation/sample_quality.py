@@ -171,7 +171,8 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
       batch_size * k codes as in training) and
       'samples_aggregate_gaussian' (z from the moment-matched aggregate posterior of the train
       images); labels maps 'validation' and 'train' to their labels [N, L]; diagnostics holds
-      `aggregate_posterior` of the train images.
+      `aggregate_posterior` of the train images. A hierarchical model has neither diagnostic
+      (no batch norm; no one code per image), only the prior's and the samplers' sets.
     """
     splits = {s: data.load_config_split(config, s, num_samples, at_most=True) for s in SPLITS}
     count = min(int(images.cardinality()) for images in splits.values())  # N <= num_samples
@@ -184,18 +185,22 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
         labels[split] = batch["labels"].numpy() if "labels" in batch else None
     sets["reconstructions"] = _in_batches(vae.reconstruct, sets["validation"])
     samplers = {"prior": None} if samplers is None else samplers
+    hierarchical = config.architecture == "hierarchical"
     if "prior" in samplers:
         eps = priors.sample(vae.prior, count, [seed, 2]).numpy()  # [N, Z], T = 1
         for temperature in temperatures:  # the same draws' noise at every T
             z = priors.sample(vae.prior, count, [seed, 2], temperature).numpy()
             sets[f"samples_t{temperature}"] = _in_batches(lambda c: vae.sample(z=c), z)
-        sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
-            vae, eps, config.batch_size * config.k
-        )
+        if not hierarchical:  # the hierarchy has no batch norm
+            sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
+                vae, eps, config.batch_size * config.k
+            )
     for name, sampler in samplers.items():
         for temperature in temperatures if name != "prior" else ():
             z = sampler.sample(count, [seed, 3], temperature).numpy()
             sets[f"samples_{name}_t{temperature}"] = _in_batches(lambda c: vae.sample(z=c), z)
+    if hierarchical:  # no one posterior mean per image: its groups depend on those above
+        return sets, labels, {}
     aggregate = _aggregate_of(vae, sets["train"])
     noise = np.random.default_rng(seed).standard_normal([count, config.latent_dim])
     z = aggregate["mean"] + noise @ np.linalg.cholesky(aggregate["covariance"]).T  # [N, Z]
@@ -262,14 +267,15 @@ def sample_quality(
       in [0, 1], KLs in nats); sets the images of `image_sets`, float32 [N, H, W, 3] in [0, 1].
     """
     sets, labels, diagnostics = image_sets(config, vae, num_samples, temperatures, seed, samplers)
-    aggregate = diagnostics["aggregate_posterior"]
     metrics = {
         "sample_quality_num_images": len(sets["validation"]),
         "sample_quality_seed": seed,
-        "aggregate_posterior": {
-            k: np.round(np.asarray(aggregate[k], np.float64), 4).tolist() for k in REPORTED
-        },
     }
+    if "aggregate_posterior" in diagnostics:
+        aggregate = diagnostics["aggregate_posterior"]
+        metrics["aggregate_posterior"] = {
+            k: np.round(np.asarray(aggregate[k], np.float64), 4).tolist() for k in REPORTED
+        }
     if inception is not None:
         metrics.update(_frechet_distances("fid", lambda x: extract_features(inception, x), sets))
     if classifier is not None:

@@ -26,7 +26,7 @@ import tensorflow_probability as tfp
 from tfvae import data
 from tfvae.evaluation import DEFAULT_CHUNK_SIZE
 from tfvae.evaluation import estimators as evaluate
-from tfvae.models import likelihoods, posteriors, priors
+from tfvae.models import hierarchy, likelihoods, posteriors, priors
 from tfvae.models import vae as model_lib
 from tfvae.runtime import files
 from tfvae.samplers import store
@@ -76,13 +76,20 @@ def likelihood_parameters(distribution) -> dict[str, tf.Tensor]:
 
 def posterior_moments(q) -> dict[str, tf.Tensor]:
     """Mean and std of q(z|x), each float32 [N, Z]; for an IAF posterior the zero-noise code
-    `code` and its base Gaussian's `loc` and `scale` (the flow has no closed-form moments).
+    `code` and its base Gaussian's `loc` and `scale` (the flow has no closed-form moments); for
+    a hierarchy each group's `loc` and `scale` given the groups above at their means, and their
+    `code` (the prior noise `decode` takes), flattened top down.
 
     A diagonal Gaussian's own parameters are read directly: its mean() and stddev() add
     broadcast ops that ONNX has no counterpart for.
     """
     if isinstance(q, posteriors.InverseAutoregressivePosterior):
         return {"code": q.code(), **posterior_moments(q.base)}
+    if isinstance(q, hierarchy.HierarchicalPosterior):  # every group given those above at means
+        batch = tf.shape(next(iter(q.features.values())))[0]
+        means = q.top_down(tf.zeros([batch, q.noise_dim]), q.features)
+        return {"code": means["prior_noise"], "loc": means["loc"],
+                "scale": tf.exp(means["log_scale"])}  # fmt: skip
     if isinstance(q, tfp.distributions.MultivariateNormalDiag):
         return {"loc": tf.identity(q.loc), "scale": tf.identity(q.scale.diag)}
     return {"loc": q.mean(), "scale": q.stddev()}
@@ -96,7 +103,7 @@ class ExportModule(tf.Module):
         # Only plain variables are tracked; the functions below close over the Keras model.
         self.model_variables = [getattr(v, "value", v) for v in vae.variables]
         self.sampler_variables = list(getattr(sampler, "model_variables", []))
-        s, z = config.image_size, config.latent_dim
+        s, z = config.image_size, vae.noise_dim  # the codes decode takes: Z, or all groups
         images = tf.TensorSpec([None, s, s, 3], tf.uint8, name="images")
         seed = tf.TensorSpec([2], tf.int64, name="seed")
         convention = (
@@ -118,7 +125,7 @@ class ExportModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([None, z], tf.float32, name="z")])
         def decode(z):
-            return decoded(_checked(z, "z", [config.latent_dim], "float32"))
+            return decoded(_checked(z, "z", [vae.noise_dim], "float32"))
 
         @tf.function(input_signature=[images])
         def reconstruct(images):
@@ -127,7 +134,7 @@ class ExportModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="count"), seed])
         def sample(count, seed):
             if sampler is None and config.prior == "normal":
-                z = tf.random.stateless_normal([count, config.latent_dim], seed, alg="philox")
+                z = tf.random.stateless_normal([count, vae.noise_dim], seed, alg="philox")
             elif sampler is None:  # a learned prior, in plain TF ops
                 z = priors.sample(vae.prior, count, seed)
             else:
@@ -184,14 +191,14 @@ def signature_table(signatures: dict) -> dict:
     }
 
 
-def _example_requests(config) -> dict[str, dict]:
+def _example_requests(config, latent_dim: int) -> dict[str, dict]:
     """TF Serving REST request bodies: row ("instances") form where every input is batched,
     columnar ("inputs") where some input is a scalar or a seed."""
     s = config.image_size
     ramp = np.linspace(0, 255, s).round().astype(np.uint8)
     image = np.stack(np.broadcast_arrays(ramp[:, None], ramp[None, :], 255 - ramp[:, None]), -1)
     images = [image.tolist(), image[::-1].tolist()]  # two [S, S, 3] uint8 images
-    z = np.linspace(-1.0, 1.0, config.latent_dim).round(3)
+    z = np.linspace(-1.0, 1.0, latent_dim).round(3)
     rows = {
         "reconstruct": [{"images": i} for i in images],
         "encode": [{"images": i} for i in images],
@@ -226,7 +233,7 @@ def parse_version(version) -> int | None:
     return int(text)
 
 
-def _metadata(config, checkpoint, model_dir, table, max_k, chunk_size, sampler_info) -> dict:
+def _metadata(config, vae, checkpoint, model_dir, table, max_k, chunk_size, sampler_info) -> dict:
     import keras
     import tensorflow_probability as tfp
 
@@ -245,7 +252,11 @@ def _metadata(config, checkpoint, model_dir, table, max_k, chunk_size, sampler_i
         "step": int(tf.train.load_variable(checkpoint, "step/.ATTRIBUTES/VARIABLE_VALUE")),
         "metrics": metrics,
         "image_size": config.image_size,
-        "latent_dim": config.latent_dim,
+        "latent_dim": vae.noise_dim,
+        **({"latent_groups": [list(shape) for shape in vae.decoder.group_shapes()],
+            "codes": "each group's prior noise (z_l - mu_p) / sigma_p, flattened [r, r, c] "
+                     "top down; sample at temperature T: decode T eps"}
+           if config.architecture == "hierarchical" else {}),
         "likelihood": config.likelihood,
         "point_estimate": likelihoods.POINT_ESTIMATES[config.likelihood],
         "units": {"images": "uint8 [0, 255], [N, H, W, 3]",
@@ -256,7 +267,8 @@ def _metadata(config, checkpoint, model_dir, table, max_k, chunk_size, sampler_i
         "rng": RNG,
         "prior": priors.describe(config),
         "posterior": (
-            "diagonal Gaussian" if config.posterior == "diagonal" else
+            "per group, a diagonal Gaussian relative to its prior" if config.architecture ==
+            "hierarchical" else "diagonal Gaussian" if config.posterior == "diagonal" else
             f"inverse autoregressive flow ({config.flow_layers} MADE steps of "
             f"{config.flow_width} units) on a diagonal Gaussian; encode gives its zero-noise code"
         ),  # fmt: skip
@@ -323,14 +335,16 @@ def export(
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(os.path.join(extra, "requests"))
         table = signature_table(signatures)
-        metadata = _metadata(config, checkpoint, model_dir, table, max_k, chunk_size, sampler_info)
+        metadata = _metadata(
+            config, vae, checkpoint, model_dir, table, max_k, chunk_size, sampler_info
+        )
         if onnx:
             metadata["onnx"] = {
                 "files": ["encoder.onnx", "decoder.onnx"],
                 "largest_difference_from_tensorflow": write_onnx(module, extra),
             }
         files.write_json(os.path.join(extra, METADATA_FILE), metadata)
-        for name, request in _example_requests(config).items():
+        for name, request in _example_requests(config, vae.noise_dim).items():
             files.write_json(os.path.join(extra, "requests", f"{name}.json"), request)
         files.replace_directory(staging, target)
     except BaseException:

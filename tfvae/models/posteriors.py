@@ -76,13 +76,15 @@ def draw(q, noise):
 
 
 def takes_noise(q) -> bool:
-    """True if `draw(q, noise)` applies (the estimators then fix the noise per example)."""
-    return isinstance(q, (InverseAutoregressivePosterior, tfd.MultivariateNormalLinearOperator))
+    """True if q's model draws z from given noise (`draw`, or a model's own `terms_from_noise`
+    for a q that declares `takes_noise`): the estimators then fix the noise per example."""
+    kinds = (InverseAutoregressivePosterior, tfd.MultivariateNormalLinearOperator)
+    return isinstance(q, kinds) or getattr(q, "takes_noise", False)
 
 
 def code(q):
     """The zero-noise code of each example, float32 [B, Z]: a Gaussian's mean, the IAF's
-    flow of its base mean."""
-    if isinstance(q, InverseAutoregressivePosterior):
+    flow of its base mean, a hierarchy's groups at their means (its `code()`)."""
+    if hasattr(q, "code"):
         return q.code()
     return q.mean()

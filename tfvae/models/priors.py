@@ -190,6 +190,9 @@ def build(config, encoder=None):
 
 def describe(config) -> str:
     """The prior of a Config in words (export metadata, docs)."""
+    if getattr(config, "architecture", "dcgan") == "hierarchical":
+        return ("top-down: each group's diagonal Gaussian given the groups above, "
+                "N(mu_p, sigma_p^2), drawn from N(0, I) noise")  # fmt: skip
     return {
         "normal": "standard normal N(0, I) over [latent_dim]",
         "mog": f"learned mixture of {config.prior_components} diagonal Gaussians over [latent_dim]",

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.models import likelihoods, networks, objectives, posteriors, priors
+from tfvae.models import hierarchy, likelihoods, networks, objectives, posteriors, priors
 
 tfd = tfp.distributions
 
@@ -36,6 +36,17 @@ class VAE(keras.Model):
 
     def call(self, x, training=False):
         return self.log_weights(x, 1, training=training)
+
+    @property
+    def noise_dim(self) -> int:
+        """Z: the standard-normal noise per sample that `terms_from_noise` takes."""
+        return self.encoder.latent_dim
+
+    def terms_from_noise(self, x, q, noise, training=False):
+        """log p(x|z), log p(z), log q(z|x), float32 [K, B] nats, for z = `posteriors.draw(q,
+        noise)`: q = encode(x), noise float32 [K, B, Z] (x as in `joint_terms`)."""
+        z, log_qz_x = posteriors.draw(q, noise)  # [K, B, Z], [K, B]
+        return self.joint_terms(x, q, z, training=training, log_qz_x=log_qz_x)
 
     def encode(self, x, training=False):
         """x float32 [B, H, W, C] in [0, 1] -> q(z|x), batch [B], event [Z]."""
@@ -69,8 +80,7 @@ class VAE(keras.Model):
             else:
                 noise = tf.random.stateless_normal(shape, tf.cast(seed, tf.int64), alg="philox")
         if noise is not None:
-            z, log_qz_x = posteriors.draw(q, noise)  # [K, B, Z], [K, B]
-            return self.joint_terms(x, q, z, training=training, log_qz_x=log_qz_x)
+            return self.terms_from_noise(x, q, noise, training)
         z = q.sample(num_samples, seed=seed)  # [K, B, Z]
         return self.joint_terms(x, q, z, training=training)
 
@@ -126,14 +136,18 @@ class VAE(keras.Model):
         return likelihoods.point_estimate(self.decode(z))
 
 
-def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False) -> VAE:
-    """The VAE of a Config, with weights created (initialised from the global Keras seed).
+def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False):
+    """The model of a Config, with weights created (initialised from the global Keras seed):
+    a VAE, or a `hierarchy.HierarchicalVAE` for --architecture=hierarchical.
 
     Args:
       config: tfvae.config.Config.
       dtype: Keras dtype policy of the layers ('float32', 'mixed_float16', 'mixed_bfloat16').
-      synchronized_batch_norm: batch statistics over all replicas (use with several replicas).
+      synchronized_batch_norm: batch statistics over all replicas (use with several replicas;
+        the hierarchy has no batch norm).
     """
+    if config.architecture == "hierarchical":
+        return hierarchy.build(config, dtype)
     shared = dict(
         width=config.width,
         num_stages=config.num_stages,

@@ -48,6 +48,11 @@ def latent_codes(config, vae, split: str, num_images: int, seed: int) -> dict:
     for a diagonal q). An IAF posterior has no closed-form moments: its draw stands for the
     mean, with scale 0, so `aggregate_posterior` gives the moments of the draws.
     """
+    if config.architecture == "hierarchical":
+        raise ValueError(
+            "Samplers are fitted to one latent vector per image; --architecture=hierarchical "
+            "runs are not supported yet (use --sampler=prior)."
+        )
     own = config.train_size if split == "train" else config.val_size
     images = data.load_config_split(config, split, num_images or own, at_most=True)
     count = int(images.cardinality())

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae.evaluation import estimators as evaluate
-from tfvae.models import likelihoods, objectives, posteriors
+from tfvae.models import likelihoods, objectives
 from tfvae.models import vae as model
 
 SUMS = ("bound", "elbo", "kl", "reconstruction")  # per-example terms summed by the steps
@@ -181,16 +181,15 @@ class Steps:
     def _terms(self, images, noise, uniform, training, vae=None):
         """(log-weight terms [K, B], q(z|x)) of uint8 images [B, H, W, C] given the noise.
 
-        noise: float32 [K, B, Z] latent noise; uniform: float32 [K, B, H, W, C] in [0, 1) for a
-        density likelihood (scored at (v + u) / 256), else None; vae: the model (default the
-        trained one).
+        noise: float32 [K, B, model.noise_dim] latent noise; uniform: float32 [K, B, H, W, C] in
+        [0, 1) for a density likelihood (scored at (v + u) / 256), else None; vae: the model
+        (default the trained one).
         """
         vae = vae or self.model
         x = data.to_unit_interval(images)  # [B, H, W, C] float32 in [0, 1]
         q = vae.encode(x, training=training)
-        z, log_qz_x = posteriors.draw(q, noise)  # [K, B, Z], [K, B]
         scored = x if uniform is None else likelihoods.dequantize(x, uniform)
-        return vae.joint_terms(scored, q, z, training, log_qz_x), q
+        return vae.terms_from_noise(scored, q, noise, training), q
 
     def _uniform(self, shape, seed):
         """Dequantization noise [K, B, H, W, C] from the step's seed, or None (discrete)."""
@@ -208,6 +207,8 @@ class Steps:
             sums = _terms_sums(terms)
             objective = training_objective(self.config, terms, q, noise, kl_weight)
             sums["objective"] = tf.reduce_sum(objective)
+            if "kl_groups" in terms:  # a hierarchy: each group's KL, summed over examples
+                sums["kl_groups"] = tf.reduce_sum(tf.reduce_mean(terms["kl_groups"], 0), 0)
             loss = -sums["objective"] / self.config.batch_size  # this replica's share of the mean
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
@@ -227,7 +228,8 @@ class Steps:
             guards = [norm, update]
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return tf.stack([sums[k] for k in TRAIN_SUMS] + guards + [stop])
+        groups = [sums["kl_groups"]] if "kl_groups" in sums else []  # [L]
+        return tf.concat([tf.stack([sums[k] for k in TRAIN_SUMS] + guards)] + groups + [[stop]], 0)
 
     def _guard(self, gradients):
         """Clipping and skipping on the global gradient (the same on every replica): returns
@@ -255,8 +257,8 @@ class Steps:
         # Philox differs from TF's kernels): a replica's loss depends on its examples only.
         config = self.config
         noise = tf.random.stateless_normal(
-            [config.k, config.batch_size, config.latent_dim], seed, alg="philox"
-        )  # [K, B, Z]
+            [config.k, config.batch_size, self.model.noise_dim], seed, alg="philox"
+        )  # [K, B, Z], Z the model's noise per sample
         uniform = self._uniform([config.k, config.batch_size], seed)  # [K, B, H, W, C] or None
         stop = tf.zeros([]) if stop is None else tf.cast(stop, tf.float32)
         kl_weight = kl_weight_at(config, seed[1])  # the loop seeds step s with (seed, s)
@@ -265,7 +267,7 @@ class Steps:
         before = [tf.identity(v) for v in restorable]  # an update to undo if it is skipped
         sums = self.strategy.run(self._replica_train_step, args=args)
         # One all-reduce carries the sums and every worker's stop request (the stop protocol).
-        total = self.strategy.reduce("SUM", sums, axis=None)  # [len(TRAIN_SUMS) (+ 2) + 1]
+        total = self.strategy.reduce("SUM", sums, axis=None)  # [TRAIN_SUMS, (2,) (L,) stop]
         means = {k: total[i] / config.batch_size for i, k in enumerate(TRAIN_SUMS)}
         updated = tf.constant(True)
         result = {"loss": -means["objective"], **means, "stop": total[-1]}
@@ -275,6 +277,9 @@ class Steps:
             updated = total[len(TRAIN_SUMS) + 1] > 0.5 * replicas  # the same on every replica
             for variable, value in zip(restorable, before, strict=True):
                 variable.assign(tf.where(updated, variable, value))
+        first_group = len(TRAIN_SUMS) + (2 if self.guarded else 0)
+        for group in range(first_group, total.shape[0] - 1):  # a hierarchy's groups, top down
+            result[f"kl_group_{group - first_group}"] = total[group] / config.batch_size
         if self.skipped_updates is not None:
             self.skipped_updates.assign_add(1 - tf.cast(updated, tf.int64))
             result["skipped_updates"] = tf.cast(self.skipped_updates, tf.float32)
@@ -294,7 +299,7 @@ class Steps:
     def _replica_eval_step(self, batch, seed):
         # Each example's noise derives from (seed, its index): the same on any replica layout.
         config = self.config
-        noise = evaluate.per_example_noise(seed, batch["index"], config.k, config.latent_dim)
+        noise = evaluate.per_example_noise(seed, batch["index"], config.k, self.model.noise_dim)
         uniform = None
         if likelihoods.is_density(config.likelihood):
             shape = tf.shape(batch["image"])[1:]

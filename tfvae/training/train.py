@@ -180,10 +180,19 @@ def _describe(config, steps: Steps, compute: str, role: cluster.Role) -> str:
     prior_parameters = sum(
         int(tf.size(v)) for v in getattr(m.prior, "trainable_variables", ())
     )  # fmt: skip
+    if config.architecture == "hierarchical":
+        model = (
+            f"hierarchical VAE, latent groups {config.latent_groups} of {config.latent_channels} "
+            f"channels ({m.noise_dim} latents), width {config.width}"
+        )
+    else:
+        model = (
+            f"{config.upsampling} decoder, latent {config.latent_dim}, width {config.width}, "
+            f"prior {config.prior}, posterior {config.posterior}"
+        )
     line = (
-        f"tfvae: {config.upsampling} decoder, {config.likelihood} likelihood, k={config.k}, "
-        f"{config.image_size}x{config.image_size}, latent {config.latent_dim}, width "
-        f"{config.width}, prior {config.prior}, posterior {config.posterior}; parameters: "
+        f"tfvae: {model}, {config.likelihood} likelihood, k={config.k}, "
+        f"{config.image_size}x{config.image_size}; parameters: "
         f"encoder {m.encoder.count_params():,}, decoder {m.decoder.count_params():,}, prior "
         f"{prior_parameters:,}; "
         f"{steps.strategy.num_replicas_in_sync} replica(s), "

@@ -1,0 +1,201 @@
+"""The hierarchical VAE: exact log p(x) on a linear-Gaussian hierarchy, its groups' prior and
+KL terms, the estimator's independence of batching and chunking, and its training and tools."""
+
+import glob
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tests import linear_hierarchy
+from tests.factory import run_command, tiny_config_for
+from tfvae import config as config_lib
+from tfvae.evaluation import estimators as evaluate
+from tfvae.models import likelihoods, posteriors
+from tfvae.models import vae as model_lib
+from tfvae.training import train
+
+tfd = tfp.distributions
+
+TINY_HIERARCHY = dict(  # 8x8, groups at 2x2 and 4x4 (two): a fraction of a second a step
+    architecture="hierarchical", image_size=8, width=8, latent_groups="2:1,4:2",
+    latent_channels=2, residual_cells=1, likelihood="discretized_logistic_mixture",
+    mixture_components=2, k=2,
+)  # fmt: skip
+
+
+@pytest.fixture
+def tiny_hierarchy(data_dir):
+    return tiny_config_for(data_dir, **TINY_HIERARCHY)
+
+
+@pytest.mark.parametrize("num_samples", [1, 40])
+def test_exact_log_px_of_a_linear_gaussian_hierarchy_with_its_exact_posterior(num_samples):
+    model, x, exact_log_px = linear_hierarchy.make()
+    estimate = evaluate.log_likelihood(model, x, num_samples, chunk_size=16, seed=[1, 2])
+    assert estimate.dtype == tf.float32
+    np.testing.assert_allclose(estimate, exact_log_px(x), rtol=1e-5, atol=1e-4)
+
+
+def test_a_poor_hierarchical_posterior_converges_to_log_px_within_standard_errors():
+    model, x, exact_log_px = linear_hierarchy.make(mean_shift=0.8, std_scale=1.5)
+    exact = exact_log_px(x)
+    small = evaluate.bounds(model, x, 10, chunk_size=10, seed=[3, 3])
+    gaps = np.array(
+        [
+            exact - evaluate.log_likelihood(model, x, 2000, 500, seed=[r, 9]).numpy()
+            for r in range(5)
+        ]
+    )  # [5, B]
+    standard_error = gaps.std(0, ddof=1) / math.sqrt(len(gaps)) + 1e-3
+    assert np.all(np.abs(gaps.mean(0)) < 4 * standard_error + 0.01)
+    assert np.all(exact - small["elbo"].numpy() > 0.1)  # the posterior is poor: the ELBO is not
+    assert np.all(exact - small["elbo"].numpy() > 5 * np.abs(gaps.mean(0)))
+
+
+def _tiny_model(config, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = model_lib.build(config)
+    # Random prior cells (they start at zero, the prior at N(0, I)) so every group's prior
+    # depends on the groups above it.
+    rng = np.random.default_rng(seed)
+    for variable in model.decoder.trainable_variables:
+        if not np.any(variable.numpy()):
+            variable.assign(rng.normal(0, 0.3, variable.shape).astype(np.float32))
+    return model
+
+
+def test_the_groups_kl_terms_sum_to_the_log_weights_and_each_group_sees_only_those_above(
+    tiny_hierarchy,
+):
+    model = _tiny_model(tiny_hierarchy)
+    x = tf.random.stateless_uniform([3, 8, 8, 3], [0, 1])
+    terms = model.log_weight_terms(x, 4, seed=[5, 6])
+    assert terms["kl_groups"].shape == (4, 3, 3)  # [K, B, groups]
+    np.testing.assert_allclose(
+        tf.reduce_sum(terms["kl_groups"], -1), terms["log_qz_x"] - terms["log_pz"], atol=2e-3
+    )
+    log_w = model.log_weights(x, 4, seed=[5, 6])
+    np.testing.assert_allclose(
+        log_w, terms["log_px_z"] + terms["log_pz"] - terms["log_qz_x"], rtol=1e-6
+    )
+    # Changing the noise of group l changes the prior terms of groups >= l only.
+    sizes = [h * w * c for h, w, c in model.decoder.group_shapes()]  # [8, 32, 32]
+    noise = tf.random.stateless_normal([5, sum(sizes)], [1, 1])
+    base = model.decoder(noise)["log_p"].numpy()  # [5, 3]
+    for group, start in enumerate(np.cumsum([0] + sizes[:-1])):
+        changed = noise.numpy()
+        changed[:, start : start + sizes[group]] += 0.5
+        moved = model.decoder(tf.constant(changed))["log_p"].numpy()
+        np.testing.assert_array_equal(moved[:, :group], base[:, :group])
+        assert np.all(moved[:, group:] != base[:, group:])
+
+
+def test_each_groups_prior_draws_match_its_log_density(tiny_hierarchy):
+    """Given one draw of the groups above, group l's draws z = loc + scale eps have the
+    log-density the model scores (TFP's Normal as the reference), and the mean of that
+    log-density over the draws is minus the Gaussian's entropy (within 5 standard errors)."""
+    model = _tiny_model(tiny_hierarchy)
+    sizes = [h * w * c for h, w, c in model.decoder.group_shapes()]
+    above = tf.random.stateless_normal([1, sum(sizes)], [2, 2])
+    draws = 4000
+    for group, start in enumerate(np.cumsum([0] + sizes[:-1])):
+        eps = tf.random.stateless_normal([draws, sizes[group]], [3, group])
+        noise = tf.concat(
+            [tf.tile(above[:, :start], [draws, 1]), eps,
+             tf.zeros([draws, sum(sizes) - start - sizes[group]])], axis=1,
+        )  # fmt: skip
+        out = model.decoder(noise)
+        window = slice(start, start + sizes[group])
+        z, loc, log_scale = (out[k][:, window] for k in ("z", "loc", "log_scale"))
+        np.testing.assert_allclose(loc - loc[:1], 0, atol=1e-5)  # the groups above are fixed
+        log_p = out["log_p"][:, group]
+        reference = tf.reduce_sum(tfd.Normal(loc, tf.exp(log_scale)).log_prob(z), -1)
+        np.testing.assert_allclose(log_p, reference, rtol=1e-5, atol=1e-3)
+        entropy = tf.reduce_sum(0.5 * math.log(2 * math.pi * math.e) + log_scale[0])
+        error = np.std(log_p) / math.sqrt(draws)
+        assert abs(np.mean(log_p) + entropy) < 5 * error
+        assert np.var(log_p) == pytest.approx(sizes[group] / 2, rel=0.1)  # chi-square / 4
+
+
+def test_the_estimate_does_not_depend_on_batching_or_chunking(tiny_hierarchy):
+    model = _tiny_model(tiny_hierarchy)
+    x = tf.random.stateless_uniform([6, 8, 8, 3], [0, 2])
+    x = tf.round(x * 255) / 255
+    ids = np.arange(6) + 40
+    whole = evaluate.bounds(model, x, 24, chunk_size=24, seed=[4, 5], example_ids=ids)
+    chunked = evaluate.bounds(model, x, 24, chunk_size=7, seed=[4, 5], example_ids=ids)
+    for name in whole:
+        np.testing.assert_allclose(chunked[name], whole[name], rtol=1e-5)
+    halves = [
+        evaluate.log_likelihood(model, x[i : i + 3], 24, 24, [4, 5], ids[i : i + 3]) for i in (0, 3)
+    ]
+    np.testing.assert_allclose(tf.concat(halves, 0), whole["log_likelihood"], rtol=1e-5)
+    assert np.all(whole["elbo"] <= whole["log_likelihood"])
+
+
+def test_prior_samples_at_a_temperature_scale_every_groups_noise(tiny_hierarchy):
+    model = _tiny_model(tiny_hierarchy)
+    noise = tf.random.stateless_normal([4, model.noise_dim], [7, 7])
+    cold = model.decoder(0.5 * noise)
+    standardized = (cold["z"] - cold["loc"]) / tf.exp(cold["log_scale"])
+    np.testing.assert_allclose(standardized, 0.5 * noise, atol=1e-4)
+    images = model.sample(4, seed=[1, 2], temperature=0.5)
+    assert images.shape == (4, 8, 8, 3)
+    levels = images.numpy() * 255
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)  # on the pixel grid
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(latent_groups="8:1"), "`--latent_groups` is '8:1' for --image_size=8"),
+        (dict(latent_groups="4:1,2:1"), "`--latent_groups` is '4:1,2:1'"),
+        (dict(latent_groups="4"), "`--latent_groups` is '4'; accepted"),
+        (dict(prior="flow"), "`--prior` is 'flow' with --architecture=hierarchical"),
+        (dict(free_bits=0.5), "`--free_bits` is 0.5 with --architecture=hierarchical"),
+    ],
+)
+def test_bad_hierarchy_flags_are_refused_in_one_line(changes, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")) as error:
+        config_lib.Config(**{**TINY_HIERARCHY, **changes})
+    assert "\n" not in str(error.value)
+
+
+def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_dir):
+    config = tiny_config_for(
+        data_dir, **{**TINY_HIERARCHY, "image_size": 16, "latent_groups": "4:1,8:2"},
+        train_size=32, val_size=16, log_every_steps=1,
+    )  # fmt: skip
+    metrics = train.train_and_evaluate(config, str(tmp_path))
+    assert np.isfinite(metrics["bound_bits_per_dim"])
+    events = {}
+    for path in glob.glob(str(tmp_path / "train" / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            events.update({v.tag: event.step for v in event.summary.value})
+    assert {"kl_group_0", "kl_group_1", "kl_group_2"} <= set(events)  # TensorBoard, per group
+    run = run_command("bpp", f"--model_dir={tmp_path}", "--k=6", "--num_images=6")
+    assert run.returncode == 0, run.stderr
+    bpp = json.loads((tmp_path / "metrics.json").read_text())
+    assert bpp["latents_per_group"] == [32, 128, 128] and bpp["latent_dim"] == 288
+    assert len(bpp["kl_nats_per_group"]) == 3
+    assert sum(bpp["active_units_per_group"]) == bpp["active_units"]
+    model = model_lib.restore(str(tmp_path))[1]
+    x = tf.random.stateless_uniform([2, 16, 16, 3], [0, 3])
+    np.testing.assert_allclose(  # decoding the zero-noise code is the reconstruction
+        likelihoods.point_estimate(model.decode(posteriors.code(model.encode(x)))),
+        model.reconstruct(x),
+    )
+    run = run_command(
+        "sample_quality", f"--model_dir={tmp_path}", "--fid=off", "--num_shown=8",
+        "--num_images=16", "--classifier_train_size=64", "--classifier_epochs=1",
+        "--temperatures=1.0,0.6",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    quality = json.loads((tmp_path / "metrics.json").read_text())
+    assert quality["factor_fd_samples_t0.6"] > 0 and quality["factor_fd_reconstructions"] > 0
+    assert (tmp_path / "figures" / "samples_t0.6.png").stat().st_size > 1000
