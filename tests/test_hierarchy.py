@@ -199,3 +199,10 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
     quality = json.loads((tmp_path / "metrics.json").read_text())
     assert quality["factor_fd_samples_t0.6"] > 0 and quality["factor_fd_reconstructions"] > 0
     assert (tmp_path / "figures" / "samples_t0.6.png").stat().st_size > 1000
+    run = run_command("traverse", f"--model_dir={tmp_path}", "--steps=3", "--num_dims=2")
+    assert run.returncode == 0, run.stderr
+    dims = json.loads((tmp_path / "figures" / "traversal.json").read_text())["dims"]
+    assert all(0 <= d < 32 for d in dims)  # the top group's latents by default
+    refused = run_command("fit_sampler", f"--model_dir={tmp_path}")
+    assert refused.returncode != 0 and "--architecture=hierarchical" in refused.stderr
+    assert not (tmp_path / "samplers").exists()
