@@ -1,9 +1,11 @@
 """The hierarchical VAE: exact log p(x) on a linear-Gaussian hierarchy, its groups' prior and
 KL terms, the estimator's independence of batching and chunking, and its training and tools."""
 
+import dataclasses
 import glob
 import json
 import math
+import pathlib
 
 import keras
 import numpy as np
@@ -20,6 +22,7 @@ from tfvae.models import vae as model_lib
 from tfvae.training import train
 
 tfd = tfp.distributions
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TINY_HIERARCHY = dict(  # 8x8, groups at 2x2 and 4x4 (two): a fraction of a second a step
     architecture="hierarchical", image_size=8, width=8, latent_groups="2:1,4:2",
@@ -206,3 +209,35 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
     refused = run_command("fit_sampler", f"--model_dir={tmp_path}")
     assert refused.returncode != 0 and "--architecture=hierarchical" in refused.stderr
     assert not (tmp_path / "samplers").exists()
+
+
+@pytest.mark.parametrize("name", ["hierarchical_quick", "hierarchical_celeba"])
+def test_the_hierarchical_flagfiles_are_valid_configs(name):
+    fields = {f.name: f.type for f in dataclasses.fields(config_lib.Config)}
+    casts = {"int": int, "float": float, "str": str, "bool": lambda v: v == "true"}
+    values = {}
+    for line in (REPO / "configs" / f"{name}.flags").read_text().splitlines():
+        if line.startswith("--"):
+            key, value = line[2:].split("=", 1)
+            if key != "model_dir":
+                values[key] = casts[fields[key]](value)
+    config = config_lib.Config(**values)
+    assert config.architecture == "hierarchical"
+    assert config.likelihood == "discretized_logistic_mixture"
+    assert config.kl_warmup_steps > 0 and config.ema_decay > 0 and config.skip_gradient_norm > 0
+
+
+@pytest.mark.parametrize("dtype", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_keeps_every_log_probability_float32(tiny_hierarchy, dtype):
+    keras.utils.set_random_seed(0)
+    model = model_lib.build(tiny_hierarchy, dtype)
+    assert model.decoder.compute_dtype != "float32"
+    x = tf.round(tf.random.stateless_uniform([2, 8, 8, 3], [0, 4]) * 255) / 255
+    terms = model.log_weight_terms(x, 2, seed=[1, 1])
+    for name, value in terms.items():
+        assert value.dtype == tf.float32 and np.all(np.isfinite(value)), name
+    reference = model_lib.build(tiny_hierarchy)
+    for low, full in zip(model.variables, reference.variables, strict=True):
+        full.assign(tf.cast(low, full.dtype))
+    exact = reference.log_weights(x, 2, seed=[1, 1])
+    np.testing.assert_allclose(model.log_weights(x, 2, seed=[1, 1]), exact, rtol=0.02)

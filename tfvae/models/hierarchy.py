@@ -155,7 +155,7 @@ class TopDown(keras.Model):
     """Prior, posterior and decoder of the hierarchy; see the module doc."""
 
     def __init__(self, config, dtype="float32"):
-        super().__init__(dtype=dtype)
+        super().__init__(dtype=dtype, autocast=False)  # the noise stays float32
         width, size = config.width, config.image_size
         self.groups = parse_latent_groups(config.latent_groups, size)
         self.channels = config.latent_channels
