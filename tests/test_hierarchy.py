@@ -196,7 +196,7 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
     run = run_command(
         "sample_quality", f"--model_dir={tmp_path}", "--fid=off", "--num_shown=8",
         "--num_images=16", "--classifier_train_size=64", "--classifier_epochs=1",
-        "--temperatures=1.0,0.6",
+        "--temperature=1.0,0.6",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     quality = json.loads((tmp_path / "metrics.json").read_text())

@@ -81,9 +81,14 @@ def _main(FLAGS) -> int | None:
             f"error: Flag `--likelihoods` has {', '.join(unknown)}; accepted: "
             f"{', '.join(config_lib.LIKELIHOODS)}."
         )
+    model = (
+        f"hierarchical, latent groups {base.latent_groups} of {base.latent_channels} channels"
+        if base.architecture == "hierarchical"
+        else f"latent {base.latent_dim}, {base.upsampling}"
+    )
     print(
-        f"{base.image_size}x{base.image_size}, width {base.width}, latent {base.latent_dim}, "
-        f"{base.upsampling}, batch {base.batch_size}, mixture components "
+        f"{base.image_size}x{base.image_size}, width {base.width}, {model}, "
+        f"batch {base.batch_size}, mixture components "
         f"{base.mixture_components}\n{'likelihood':>28} {'k':>3} {'dtype':>15} {'GFLOP/img':>10} "
         f"{'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}  ratios"
     )
