@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from tfvae.config import parse_latent_groups
-from tfvae.models import likelihoods, priors
+from tfvae.models import likelihoods, objectives, posteriors, priors
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -343,16 +343,13 @@ class HierarchicalVAE(keras.Model):
         q = self.encode(x, training=training)
         if noise is None:
             shape = [num_samples, tf.shape(x)[0], self.noise_dim]
-            if seed is None:
-                noise = tf.random.normal(shape)
-            else:
-                noise = tf.random.stateless_normal(shape, tf.cast(seed, tf.int64), alg="philox")
+            noise = posteriors.standard_noise(shape, seed)
         return self.terms_from_noise(x, q, noise, training)
 
     def log_weights(self, x, num_samples, training=False, seed=None, noise=None):
         """log p(x|z_k) + log p(z_k) - log q(z_k|x), float32 [K, B] nats; x float32 [0, 1]."""
         terms = self.log_weight_terms(x, num_samples, training, seed, noise)
-        return terms["log_px_z"] + terms["log_pz"] - terms["log_qz_x"]
+        return objectives.log_weights_from_terms(terms)
 
     def decode(self, z, training=False):
         """eps float32 [N, noise_dim] -> p(x|z), batch [N], with every z_l = mu_p + sigma_p eps_l
@@ -369,13 +366,7 @@ class HierarchicalVAE(keras.Model):
     def sample(self, n=None, seed=None, z=None, temperature=1.0):
         """Images of prior draws (or of given eps [N, noise_dim]), float32 [N, H, W, C] in
         [0, 1]: every group at temperature T (eps ~ N(0, T^2 I), see the module doc)."""
-        if not temperature > 0:
-            raise ValueError(f"Argument `temperature` is {temperature}; it must be > 0.")
-        if z is None:
-            z = priors.sample(self.prior, n, seed, temperature)
-        elif temperature != 1.0:
-            raise ValueError("Argument `temperature` applies to prior draws; scale a given z.")
-        return likelihoods.point_estimate(self.decode(z))
+        return priors.decoded_draws(self, n, seed, z, temperature)
 
 
 def build(config, dtype: str = "float32") -> HierarchicalVAE:

@@ -49,11 +49,7 @@ class InverseAutoregressivePosterior:
         """z float32 [*sample_shape, B, Z] (seed: int [2] stateless, or None)."""
         leading = tf.reshape(tf.cast(sample_shape, tf.int32), [-1])
         shape = tf.concat([leading, tf.shape(self.base.loc)], 0)
-        if seed is None:
-            noise = tf.random.normal(shape)
-        else:
-            noise = tf.random.stateless_normal(shape, tf.cast(seed, tf.int64), alg="philox")
-        return self.draw(noise)[0]
+        return self.draw(standard_noise(shape, seed))[0]
 
     def log_prob(self, z):
         """log q(z|x), float32 [..., B] nats, for any z float32 [..., B, Z] (inverts the flow)."""
@@ -63,6 +59,13 @@ class InverseAutoregressivePosterior:
     def code(self):
         """The zero-noise code flow(loc), float32 [B, Z]."""
         return self.flow.forward(self.base.loc, self.context)[0]
+
+
+def standard_noise(shape, seed=None):
+    """float32 N(0, 1) noise of `shape`: stateless Philox from seed int [2], or stateful."""
+    if seed is None:
+        return tf.random.normal(shape)
+    return tf.random.stateless_normal(shape, tf.cast(seed, tf.int64), alg="philox")
 
 
 def draw(q, noise):

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.config import PRIORS
-from tfvae.models import flows, posteriors
+from tfvae.models import flows, likelihoods, posteriors
 
 tfd = tfp.distributions
 
@@ -201,6 +201,18 @@ def describe(config) -> str:
         "flow": f"masked autoregressive flow ({config.flow_layers} MADEs of {config.flow_width} "
         "units) on N(0, I) over [latent_dim]",
     }[config.prior]
+
+
+def decoded_draws(model, n=None, seed=None, z=None, temperature=1.0):
+    """`model.sample`: point estimates of p(x|z) for n draws of model.prior at temperature T
+    (`sample`), or for given codes z [N, Z] (then T must be 1); float32 [N, H, W, C] in [0, 1]."""
+    if not temperature > 0:
+        raise ValueError(f"Argument `temperature` is {temperature}; it must be > 0.")
+    if z is None:
+        z = sample(model.prior, n, seed, temperature)
+    elif temperature != 1.0:
+        raise ValueError("Argument `temperature` applies to prior draws; scale a given z.")
+    return likelihoods.point_estimate(model.decode(z))
 
 
 def sample(prior, n, seed=None, temperature=1.0):

@@ -75,10 +75,7 @@ class VAE(keras.Model):
         q = self.encode(x, training=training)
         if noise is None and isinstance(q, posteriors.InverseAutoregressivePosterior):
             shape = tf.concat([[num_samples], tf.shape(q.base.loc)], 0)  # its own log q: 1 pass
-            if seed is None:
-                noise = tf.random.normal(shape)
-            else:
-                noise = tf.random.stateless_normal(shape, tf.cast(seed, tf.int64), alg="philox")
+            noise = posteriors.standard_noise(shape, seed)
         if noise is not None:
             return self.terms_from_noise(x, q, noise, training)
         z = q.sample(num_samples, seed=seed)  # [K, B, Z]
@@ -127,13 +124,7 @@ class VAE(keras.Model):
           temperature: T > 0 scales the prior's noise (`priors.sample`): z ~ N(0, T^2 I) for the
             default prior (NVAE samples at T < 1). Only for draws: with z given it must be 1.
         """
-        if not temperature > 0:
-            raise ValueError(f"Argument `temperature` is {temperature}; it must be > 0.")
-        if z is None:
-            z = priors.sample(self.prior, n, seed, temperature)
-        elif temperature != 1.0:
-            raise ValueError("Argument `temperature` applies to prior draws; scale a given z.")
-        return likelihoods.point_estimate(self.decode(z))
+        return priors.decoded_draws(self, n, seed, z, temperature)
 
 
 def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False):
