@@ -283,3 +283,21 @@ def test_tasks_are_counted_from_tf_config(monkeypatch, tiny_config):
     assert cluster.role(tf.distribute.get_strategy()) == cluster.Role(True, 0, 1)
     monkeypatch.delenv("TF_CONFIG")
     assert cluster.num_tasks() == 0
+
+
+def test_a_peer_error_names_the_lost_task_even_where_tf_does_not(monkeypatch):
+    from tfvae.runtime import cluster
+
+    spec = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(spec))
+    timeout = tf.errors.DeadlineExceededError(None, None, "Collective has timed out")
+    line = cluster.describe_peer_error(timeout, 10)
+    assert line.startswith("task /job:worker/replica:0/task:1 did not answer within ")
+    assert "--collective_timeout_s=10" in line
+    named = tf.errors.UnavailableError(None, None, "/job:worker/replica:0/task:0 heartbeat")
+    assert "task /job:worker/replica:0/task:0 stopped sending heartbeats" in (
+        cluster.describe_peer_error(named, 10)
+    )
+    spec["cluster"]["worker"].append("c:1")  # two peers: a timeout cannot say which one
+    monkeypatch.setenv("TF_CONFIG", json.dumps(spec))
+    assert cluster.describe_peer_error(timeout, 10).startswith("another worker did not answer")

@@ -149,11 +149,28 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
     _BARRIERS[strategy]().numpy()
 
 
+def other_tasks() -> list[str]:
+    """The device names (/job:J/replica:0/task:I) of the tasks TF_CONFIG lists besides this one."""
+    spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = spec.get("task", {})
+    me = (task.get("type"), task.get("index", 0))
+    return [
+        f"/job:{job}/replica:0/task:{index}"
+        for job in ("chief", "worker")
+        for index in range(len(spec.get("cluster", {}).get(job, [])))
+        if (job, index) != me
+    ]
+
+
 def describe_peer_error(error: Exception, timeout_s: int) -> str:
     """One line for an error a collective raised when another worker died or hung."""
     message = getattr(error, "message", str(error))
     tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", message)))
-    who = f"task {', '.join(tasks)}" if tasks else "another worker"
+    if tasks:
+        who = f"task {', '.join(tasks)}"
+    else:  # a collective's timeout names no task: with one peer, TF_CONFIG says which it was
+        peers = other_tasks()
+        who = f"task {peers[0]}" if len(peers) == 1 else "another worker"
     cause = "stopped sending heartbeats" if "heartbeat" in message else "did not answer"
     if isinstance(error, tf.errors.DeadlineExceededError):
         cause = f"did not answer within --collective_timeout_s={timeout_s}"
