@@ -2,8 +2,10 @@
 run in this process (no interpreter and TensorFlow start-up per call)."""
 
 import contextlib
+import glob
 import importlib
 import io
+import os
 import subprocess
 
 from tfvae import config as config_lib
@@ -35,3 +37,18 @@ def run_command(name: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(
         [f"tfvae-{name}", *args], code, out.getvalue(), err.getvalue()
     )
+
+
+def scalar_events(model_dir, split: str) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar summary in the events files of `model_dir/split`: tag -> [(step, value)]
+    in step order (values float32, as written)."""
+    import tensorflow as tf
+
+    found = {}
+    for path in sorted(glob.glob(os.path.join(str(model_dir), split, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                array = tf.make_ndarray(value.tensor)
+                if array.ndim == 0 and array.dtype.kind == "f":
+                    found.setdefault(value.tag, []).append((event.step, float(array)))
+    return {tag: sorted(values) for tag, values in found.items()}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.factory import tiny_config_for
+from tests.factory import scalar_events, tiny_config_for
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae.evaluation import estimators as evaluate
@@ -55,13 +55,7 @@ def _wait_for(path, cluster, timeout_s=TIMEOUT_S):
 
 def _last_scalar(model_dir, split, tag):
     """The last value of a scalar in the chief's events (float32, as written)."""
-    values = []
-    for path in sorted(glob.glob(os.path.join(model_dir, split, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == tag:
-                    values.append((event.step, float(tf.make_ndarray(value.tensor))))
-    return max(values)[1]
+    return scalar_events(model_dir, split)[tag][-1][1]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 KL terms, the estimator's independence of batching and chunking, and its training and tools."""
 
 import dataclasses
-import glob
 import json
 import math
 import pathlib
@@ -14,7 +13,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tests import linear_hierarchy
-from tests.factory import run_command, tiny_config_for
+from tests.factory import run_command, scalar_events, tiny_config_for
 from tfvae import config as config_lib
 from tfvae.evaluation import estimators as evaluate
 from tfvae.models import likelihoods, posteriors
@@ -176,10 +175,7 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
     )  # fmt: skip
     metrics = train.train_and_evaluate(config, str(tmp_path))
     assert np.isfinite(metrics["bound_bits_per_dim"])
-    events = {}
-    for path in glob.glob(str(tmp_path / "train" / "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            events.update({v.tag: event.step for v in event.summary.value})
+    events = scalar_events(tmp_path, "train")
     assert {"kl_group_0", "kl_group_1", "kl_group_2"} <= set(events)  # TensorBoard, per group
     run = run_command("bpp", f"--model_dir={tmp_path}", "--k=6", "--num_images=6")
     assert run.returncode == 0, run.stderr

@@ -5,11 +5,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.factory import scalar_events
 from tfvae import config as config_lib
 from tfvae.models import objectives, posteriors
 from tfvae.models import vae as model
 from tfvae.training import loop, train
-from tfvae.training.steps import Steps, kl_weight_at, training_objective
+from tfvae.training.steps import (
+    Steps,
+    kl_weight_at,
+    learning_rate_at,
+    learning_rate_schedule,
+    training_objective,
+)
 
 
 def test_the_kl_weight_ramps_linearly_to_its_value():
@@ -206,3 +213,19 @@ def test_the_guards_read_the_gradient_norm_without_the_loss_scale(tiny_config):
         norms.append(float(out["gradient_norm"]))
         assert float(out["skipped_updates"]) == 0  # overflows are not this guard's skips
     assert norms[1] == pytest.approx(norms[0], rel=0.05)
+
+
+def test_the_cosine_schedule_falls_from_the_learning_rate_to_zero_at_the_last_step(
+    tiny_config, tmp_path
+):
+    config = tiny_config.replace(learning_rate_schedule="cosine", learning_rate=1e-3)
+    schedule = learning_rate_schedule(config, 8)
+    expected = [1e-3 * 0.5 * (1 + np.cos(np.pi * min(s, 8) / 8)) for s in range(10)]  # 0 from 8
+    assert [learning_rate_at(schedule, s) for s in range(10)] == pytest.approx(expected, abs=1e-9)
+    assert learning_rate_at(learning_rate_schedule(tiny_config), 5) == tiny_config.learning_rate
+    with pytest.raises(ValueError, match="needs the run's length in steps; got 0"):
+        learning_rate_schedule(config)
+    train.train_and_evaluate(config, str(tmp_path))  # 2 epochs of 4 steps, logged every 2
+    logged = scalar_events(tmp_path, "train")["learning_rate"]
+    assert [step for step, _ in logged] == [2, 4, 6, 8]
+    assert [v for _, v in logged] == pytest.approx([expected[s] for s in (2, 4, 6, 8)], abs=1e-9)

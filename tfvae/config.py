@@ -24,6 +24,7 @@ CROPS = ("realnvp", "center", "none")
 PRIORS = ("normal", "mog", "vamp", "flow")  # tfvae.models.priors builds each
 POSTERIORS = ("diagonal", "iaf")  # tfvae.models.posteriors
 ARCHITECTURES = ("dcgan", "hierarchical")  # tfvae.models.networks, tfvae.models.hierarchy
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")  # tfvae.training.steps.learning_rate_schedule
 
 DEPRECATED_FLAGS = {"sample_temperature": "temperature"}  # old flag or config.json key -> new
 
@@ -120,7 +121,12 @@ class Config:
     k: int = _field(5, "Importance samples per example: 1 = VAE (ELBO), >1 = IWAE bound.")
     batch_size: int = _field(128, "Global batch size in images, split across replicas.")
     epochs: int = _field(200, "Passes over the training set.")
-    learning_rate: float = _field(2e-4, "Adam learning rate.")
+    learning_rate: float = _field(2e-4, "Adam learning rate (the peak of a schedule).")
+    learning_rate_schedule: str = _field(
+        "constant", "constant = --learning_rate throughout; cosine = from --learning_rate down "
+        "to 0 at the run's last step (--epochs x steps per epoch; more epochs on resume stretch "
+        "the rest of the curve).", LEARNING_RATE_SCHEDULES,
+    )  # fmt: skip
     beta_1: float = _field(0.5, "Adam beta_1 (momentum).")
     beta_2: float = _field(0.999, "Adam beta_2.")
     seed: int = _field(0, "Seed of every random choice: data order, sampling, initialisation.")

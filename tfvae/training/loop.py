@@ -19,6 +19,7 @@ from tfvae import data
 from tfvae.evaluation import estimators as evaluate
 from tfvae.runtime import cluster
 from tfvae.runtime.stopping import Stopped
+from tfvae.training.steps import learning_rate_at
 
 SHUFFLE_SEED_STRIDE = 1_000_003  # epoch e of seed s is shuffled with s * stride + e
 
@@ -70,7 +71,7 @@ def train_epoch(config, steps, batches, steps_per_epoch, outputs, stop, max_step
             step += 1
             pending.append(result)
             if len(pending) == config.log_every_steps or in_epoch == steps_per_epoch:
-                last_time = _report(config, pending, step, last_time, outputs, progress)
+                last_time = _report(config, steps, pending, step, last_time, outputs, progress)
                 pending = []
             agreed = previous is not None and float(previous["stop"]) > 0
             if agreed or (max_steps is not None and step >= max_steps):
@@ -101,11 +102,12 @@ def _stop_early(steps, outputs, stop, step, in_epoch, pending, agreed, progress)
     return False
 
 
-def _report(config, pending, step, last_time, outputs, progress) -> float:
+def _report(config, steps, pending, step, last_time, outputs, progress) -> float:
     now = time.perf_counter()
     scalars = mean_scalars(pending, step)
     scalars["images_per_second"] = len(pending) * config.batch_size / (now - last_time)
-    scalars["learning_rate"] = config.learning_rate
+    iterations = int(steps.optimizer.iterations)
+    scalars["learning_rate"] = learning_rate_at(steps.learning_rate, iterations)
     outputs.scalars("train", step, scalars)
     if progress:
         progress.update(len(pending))

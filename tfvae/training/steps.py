@@ -100,6 +100,29 @@ class ExponentialMovingAverage:
             shadow.assign(tf.where(updated, average, shadow))
 
 
+def learning_rate_schedule(config, total_steps: int = 0):
+    """Adam's learning rate: a float, or a Keras schedule of the optimizer's step count.
+
+    cosine decays from `config.learning_rate` to 0 over `total_steps` (the run's epochs times its
+    steps per epoch) and stays at 0 after them. Raises ValueError when cosine has no length.
+    """
+    if config.learning_rate_schedule == "constant":
+        return config.learning_rate
+    if total_steps < 1:
+        raise ValueError(
+            f"Flag `--learning_rate_schedule={config.learning_rate_schedule}` needs the run's "
+            f"length in steps; got {total_steps}. Accepted: a run of at least one step."
+        )
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps, alpha=0.0)
+
+
+def learning_rate_at(learning_rate, step: int) -> float:
+    """The value (a Python float) of a `learning_rate_schedule` result at optimizer step `step`."""
+    if callable(learning_rate):
+        return float(learning_rate(step))
+    return float(learning_rate)
+
+
 class Steps:
     """Model, optimizer and counters of one run, created under `strategy`, and its steps.
 
@@ -117,7 +140,13 @@ class Steps:
         -> the sums over real examples of bound, elbo, kl, reconstruction (nats) and "count".
     """
 
-    def __init__(self, config, strategy: tf.distribute.Strategy, compute_dtype: str = "float32"):
+    def __init__(
+        self,
+        config,
+        strategy: tf.distribute.Strategy,
+        compute_dtype: str = "float32",
+        total_steps: int = 0,
+    ):
         replicas = strategy.num_replicas_in_sync
         if config.jit_compile and replicas > 1:
             raise ValueError(
@@ -131,8 +160,9 @@ class Steps:
             self.model = model.build(
                 config, compute_dtype, synchronized_batch_norm=strategy.num_replicas_in_sync > 1
             )
+            self.learning_rate = learning_rate_schedule(config, total_steps)
             optimizer = keras.optimizers.Adam(
-                config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
+                self.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
             )
             if compute_dtype == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

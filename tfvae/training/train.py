@@ -125,7 +125,7 @@ def _setup(config, model_dir, max_steps, stop) -> _Run:
         )
     compute = compute_dtype(config)
     keras.utils.set_random_seed(config.seed)
-    steps = Steps(config, strategy, compute)
+    steps = Steps(config, strategy, compute, total_steps=steps_per_epoch * config.epochs)
     checkpoint = model.newest_readable_checkpoint(model_dir)
     if checkpoint:
         steps.checkpoint.restore(checkpoint).assert_existing_objects_matched()
