@@ -20,23 +20,24 @@ from tfvae.samplers import store as samplers
 from tfvae.training import train
 from tfvae.training.steps import Steps
 
-NUM_SAMPLES, SEED = 20, [1, 2]
-VARIANTS = {  # name -> Config overrides: every upsampling and every likelihood at least once
+NUM_SAMPLES, SEED, TEMPERATURE = 20, [1, 2], 0.7  # `sample` is called at T = 0.7
+VARIANTS = {  # name -> Config overrides: every upsampling, likelihood and prior at least once
     "deconv_logistic": dict(upsampling="deconv", likelihood="discretized_logistic"),
-    "nearest_gaussian": dict(upsampling="nearest", likelihood="gaussian"),
-    "bilinear_bernoulli": dict(upsampling="bilinear", likelihood="bernoulli"),
+    "nearest_gaussian_vamp": dict(
+        upsampling="nearest", likelihood="gaussian", prior="vamp", prior_components=2
+    ),
+    "bilinear_bernoulli_mog": dict(
+        upsampling="bilinear", likelihood="bernoulli", prior="mog", prior_components=3
+    ),
     "deconv_fixed_gaussian": dict(likelihood="gaussian", gaussian_scale=0.1),
-    "mog_prior": dict(prior="mog", prior_components=3),  # `sample` draws the learned prior
-    "vamp_prior": dict(prior="vamp", prior_components=2),
     "flow_prior_iaf": dict(prior="flow", posterior="iaf", flow_layers=1, flow_width=8),
 }
-WITH_LEARNED_PRIOR = [name for name, o in VARIANTS.items() if "prior" in o]
 HIERARCHY = dict(  # a two-group hierarchy with the mixture: its own test below
     architecture="hierarchical", latent_groups="4:1,8:1", latent_channels=2, residual_cells=1,
     likelihood="discretized_logistic_mixture", mixture_components=2, width=8,
 )  # fmt: skip
 
-SAMPLED = {
+SAMPLED = {  # exports/sampler_NAME: `sample` from a sampler fitted on deconv_logistic
     "gmm": ["--components=2"],
     "flow": ["--flow_epochs=1", "--flow_width=8", "--flow_layers=2"],
 }
@@ -57,7 +58,9 @@ def inputs_for(name, images, z):
     return {
         "encode": {"images": images}, "reconstruct": {"images": images},
         "serving_default": {"images": images}, "decode": {"z": z},
-        "sample": {"count": np.int32(3), "seed": np.array([1, 2], np.int64)},
+        "decode_top": {"z": z[:, :%(top)d]},
+        "sample": {"count": np.int32(3), "seed": np.array([1, 2], np.int64),
+                   "temperature": np.float32(%(temperature)r)},
         "log_likelihood": {"images": images, "k": np.int32(%(k)d),
                            "seed": np.array([1, 2], np.int64)},
     }[name]
@@ -74,7 +77,7 @@ root = sys.argv[1]
 inputs = np.load(os.path.join(root, "inputs.npz"))
 images = inputs["images"]
 for variant in sorted(os.listdir(os.path.join(root, "exports"))):
-    z = inputs[f"z_{variant}"] if f"z_{variant}" in inputs.files else inputs["z"]
+    z = inputs["z_hierarchical" if "hierarchical" in variant else "z"]
     path = os.path.join(root, "exports", variant, "1")
     results = {}
     loaded = tf.saved_model.load(path)
@@ -108,7 +111,7 @@ for variant in sorted(os.listdir(os.path.join(root, "exports"))):
     results["unknown_ops"] = np.array(unknown, dtype=object)
     np.savez(os.path.join(root, f"out_{variant}.npz"), **results)
 print("consumer ok")
-""" % {"k": NUM_SAMPLES}  # noqa: UP031 (the script's own braces stay literal)
+""" % {"k": NUM_SAMPLES, "temperature": TEMPERATURE, "top": 4 * 4 * 2}  # noqa: UP031
 
 
 def _make_run(directory, base, **overrides):
@@ -147,16 +150,18 @@ def exported(tmp_path_factory, runs):
     np.savez(root / "inputs.npz", images=images, z=z, z_hierarchical=z_hierarchy)
     for name, run in runs.items():
         export.export(run, export_dir=str(root / "exports" / name))  # -> exports/NAME/1
-    for sampler, args in SAMPLED.items():  # `sample` drawing from a fitted sampler
-        run = runs["deconv_logistic"]
-        fitted = run_command("fit_sampler", f"--model_dir={run}", f"--sampler={sampler}", *args)
-        assert fitted.returncode == 0, fitted.stderr[-2000:]
-        export.export(run, export_dir=str(root / "exports" / f"sampler_{sampler}"), sampler=sampler)
+    fitted = {**{f"sampler_{s}": ("deconv_logistic", s, a) for s, a in SAMPLED.items()},
+              "hierarchical_sampler_gaussian": ("hierarchical", "gaussian", [])}  # fmt: skip
+    for name, (variant, sampler, args) in fitted.items():  # `sample` from a fitted sampler
+        run = runs[variant]
+        fit = run_command("fit_sampler", f"--model_dir={run}", f"--sampler={sampler}", *args)
+        assert fit.returncode == 0, fit.stderr[-2000:]
+        export.export(run, export_dir=str(root / "exports" / name), sampler=sampler)
     consumer = subprocess.run(
         [sys.executable, "-c", CONSUMER, str(root)], capture_output=True, text=True, timeout=300
     )
     assert consumer.returncode == 0, consumer.stderr[-3000:]
-    names = [*runs, *(f"sampler_{s}" for s in SAMPLED)]
+    names = [*runs, *fitted]
     outputs = {n: dict(np.load(root / f"out_{n}.npz", allow_pickle=True)) for n in names}
     return root, outputs, images, z
 
@@ -197,11 +202,12 @@ def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
             out[f"{loader}/serving_default/reconstructions"],
             out[f"{loader}/reconstruct/reconstructions"],
         )
+    eps = tf.random.stateless_normal([3, 3], SEED, alg="philox")
     if config.prior == "normal":
-        draws = tf.random.stateless_normal([3, 3], SEED, alg="philox")
+        draws = TEMPERATURE * eps
     else:
-        draws = priors.sample(vae.prior, 3, SEED)
-        assert not np.allclose(draws, tf.random.stateless_normal([3, 3], SEED, alg="philox"))
+        draws = priors.sample(vae.prior, 3, SEED, TEMPERATURE)
+        assert not np.allclose(draws, TEMPERATURE * eps)
     np.testing.assert_allclose(out["tf1/sample/z"], draws, rtol=1e-6, atol=1e-6)  # same seed
     np.testing.assert_array_equal(out["tf1/sample/images"], out["tf2/sample/images"])
     if config.likelihood == "bernoulli":
@@ -222,13 +228,13 @@ def test_sample_draws_from_a_fitted_sampler_with_tensorflow_alone(runs, exported
     run = runs["deconv_logistic"]
     _, vae, checkpoint = model.restore(run)
     fitted, info = samplers.load(run, sampler, checkpoint)
-    expected = fitted.sample(3, SEED).numpy()  # the same seed in this process
+    expected = fitted.sample(3, SEED, TEMPERATURE).numpy()  # the same seed in this process
     for loader in ("tf2", "tf1"):
         np.testing.assert_allclose(out[f"{loader}/sample/z"], expected, rtol=1e-5, atol=1e-5)
         pixels = vae.sample(z=expected).numpy()
         difference = out[f"{loader}/sample/images"].astype(int) - np.round(pixels * 255)
         assert np.abs(difference).max() <= 1
-    assert not np.allclose(expected, tf.random.stateless_normal([3, 3], SEED, alg="philox"))
+    assert not np.allclose(expected, TEMPERATURE * tf.random.stateless_normal([3, 3], SEED))
     assert list(out["unknown_ops"]) == []
     path = os.path.join(root, "exports", f"sampler_{sampler}", "1", "assets.extra")
     with open(os.path.join(path, export.METADATA_FILE)) as f:
@@ -247,7 +253,9 @@ def test_metadata_states_the_contract(exported):
     assert set(metadata["signatures"]) == {
         "serving_default", "encode", "decode", "reconstruct", "sample", "log_likelihood"
     }  # fmt: skip
-    assert metadata["signatures"]["sample"]["inputs"] == {"count": "int32 []", "seed": "int64 [2]"}
+    assert metadata["signatures"]["sample"]["inputs"] == {
+        "count": "int32 []", "seed": "int64 [2]", "temperature": "float32 []"
+    }  # fmt: skip
     assert "256 pixel values" in metadata["bits_per_dim_convention"]
     assert set(likelihoods.POINT_ESTIMATES) == set(config_lib.LIKELIHOODS)
 
@@ -264,6 +272,8 @@ def test_bad_inputs_fail_naming_the_input(exported):
     seed = tf.constant(SEED, tf.int64)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"k must be in \[1, "):
         signatures["log_likelihood"](images=images, k=tf.constant(0), seed=seed)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature must be > 0"):
+        signatures["sample"](count=tf.constant(2), seed=seed, temperature=tf.constant(0.0))
 
 
 def test_refusals_write_nothing(tmp_path, tiny_config):
@@ -311,14 +321,14 @@ def test_cli_exports_after_training_and_saved_model_cli_runs_it(tmp_path):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     shown = subprocess.run(
         [cli, "run", "--dir", str(tmp_path / "export" / "1"), "--tag_set", "serve",
-         "--signature_def", "sample", "--input_exprs", "count=4;seed=[1,2]"],
+         "--signature_def", "sample", "--input_exprs", "count=4;seed=[1,2];temperature=0.8"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "Result for output key images" in shown.stdout
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in WITH_LEARNED_PRIOR])
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if "iaf" not in v])
 def test_onnx_encoder_and_decoder_equal_the_model_in_onnxruntime(runs, tmp_path, variant):
     # Every upsampling and likelihood: the files written next to the SavedModel, run here in
     # onnxruntime on inputs of their own, against the Keras model (not the export's own probe).
@@ -377,8 +387,29 @@ def test_a_hierarchy_exports_its_groups_and_runs_with_tensorflow_alone(runs, exp
         sampled = vae.sample(z=out[f"{loader}/sample/z"])
         difference = out[f"{loader}/sample/images"].astype(int) - np.round(sampled * 255)
         assert np.abs(difference).max() <= 1
-    draws = tf.random.stateless_normal([3, vae.noise_dim], SEED, alg="philox")
+    draws = TEMPERATURE * tf.random.stateless_normal([3, vae.noise_dim], SEED, alg="philox")
     np.testing.assert_allclose(out["tf1/sample/z"], draws, rtol=1e-6, atol=1e-6)
+    top = vae.top_dim  # decode_top: the top group given, the groups below at their prior means
+    below_at_means = tf.concat([z[:, :top], tf.zeros([len(z), vae.noise_dim - top])], -1)
+    for loader in ("tf2", "tf1"):
+        np.testing.assert_allclose(
+            out[f"{loader}/decode_top/pixels"],
+            likelihoods.point_estimate(vae.decode(below_at_means)),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+    # A sampler fitted to the top group: its draws first, the prior's below at the same T.
+    sampled = outputs["hierarchical_sampler_gaussian"]
+    fitted, _ = samplers.load(
+        runs["hierarchical"], "gaussian", model.restore(runs["hierarchical"])[2]
+    )
+    top_draws = fitted.sample(3, SEED, TEMPERATURE)
+    assert top_draws.shape == [3, top] == [3, 4 * 4 * 2]
+    whole = priors.with_lower_groups(vae, top_draws, SEED, TEMPERATURE)
+    np.testing.assert_allclose(sampled["tf1/sample/z"], whole, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sampled["tf2/sample/z"], whole, rtol=1e-5, atol=1e-5)
+    below = np.asarray(whole[:, top:]) / TEMPERATURE  # the lower groups' N(0, 1) noise, drawn
+    assert 0.6 < below.std() < 1.4 and np.abs(below.mean()) < 0.2  # 384 draws: 5 s.e. apart
     metadata = json.loads(
         (root / "exports" / "hierarchical" / "1" / "assets.extra" / "tfvae_export.json").read_text()
     )

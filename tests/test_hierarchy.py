@@ -15,9 +15,11 @@ import tensorflow_probability as tfp
 from tests import linear_hierarchy
 from tests.factory import run_command, scalar_events, tiny_config_for
 from tfvae import config as config_lib
+from tfvae import data
 from tfvae.evaluation import estimators as evaluate
 from tfvae.models import likelihoods, posteriors
 from tfvae.models import vae as model_lib
+from tfvae.samplers import store
 from tfvae.training import train
 
 tfd = tfp.distributions
@@ -189,22 +191,48 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
         likelihoods.point_estimate(model.decode(posteriors.code(model.encode(x)))),
         model.reconstruct(x),
     )
+    assert model.group_slices() == [(0, 32), (32, 160), (160, 288)]
+    for group, (low, high) in ((None, (0, 32)), (1, (32, 160))):  # the top group by default
+        chosen = [] if group is None else [f"--group={group}"]
+        run = run_command("traverse", f"--model_dir={tmp_path}", "--steps=3", "--num_dims=2",
+                          *chosen)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        dims = json.loads((tmp_path / "figures" / "traversal.json").read_text())["dims"]
+        assert len(dims) == 2 and all(low <= d < high for d in dims)
+        run = run_command("interpolate", f"--model_dir={tmp_path}", *chosen)
+        assert run.returncode == 0, run.stderr
+        ends = json.loads((tmp_path / "figures" / "interpolation.json").read_text())
+        moved = np.flatnonzero(np.asarray(ends["z0"]) != np.asarray(ends["z1"]))
+        assert low <= moved.min() and moved.max() < high and len(moved) > (high - low) // 2
+    refused = run_command("interpolate", f"--model_dir={tmp_path}", "--group=3")
+    assert refused.returncode == 1
+    assert "Flag `--group` is 3; accepted: -1 (every group) or 0 to 2" in refused.stderr
+    # A sampler fits the top group's codes; the tools draw the groups below from the prior.
+    fitted = run_command("fit_sampler", f"--model_dir={tmp_path}", "--sampler=gmm",
+                         "--components=2")  # fmt: skip
+    assert fitted.returncode == 0, fitted.stderr
+    info = json.loads((tmp_path / "samplers" / "gmm" / "sampler.json").read_text())
+    assert info["fitted_on"]["num_images"] == 32
+    codes = store.latent_codes(config, model, "train", 0, 0)
+    batch = next(iter(data.load_config_split(config, "train", 32).batch(32)))
+    q = model.encode(data.to_unit_interval(batch["image"]))
+    mean, scale = q.top_group()
+    np.testing.assert_allclose(codes["means"], mean, rtol=1e-5, atol=1e-5)
+    # In code units the top group's posterior is N(mean, scale^2): the top-down pass's own
+    # prior noise of that group, for posterior noise eps, is mean + scale * eps.
+    eps = tf.random.stateless_normal([32, model.noise_dim], [5, 5])
+    passed = model.decoder(eps, q.features)["prior_noise"][:, :32]
+    np.testing.assert_allclose(mean + scale * eps[:, :32], passed, rtol=1e-4, atol=1e-4)
     run = run_command(
         "sample_quality", f"--model_dir={tmp_path}", "--fid=off", "--num_shown=8",
         "--num_images=16", "--classifier_train_size=64", "--classifier_epochs=1",
-        "--temperature=1.0,0.6",
+        "--temperature=1.0,0.6", "--samplers=prior,gmm",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     quality = json.loads((tmp_path / "metrics.json").read_text())
     assert quality["factor_fd_samples_t0.6"] > 0 and quality["factor_fd_reconstructions"] > 0
+    assert quality["factor_fd_samples_gmm_t0.6"] > 0
     assert (tmp_path / "figures" / "samples_t0.6.png").stat().st_size > 1000
-    run = run_command("traverse", f"--model_dir={tmp_path}", "--steps=3", "--num_dims=2")
-    assert run.returncode == 0, run.stderr
-    dims = json.loads((tmp_path / "figures" / "traversal.json").read_text())["dims"]
-    assert all(0 <= d < 32 for d in dims)  # the top group's latents by default
-    refused = run_command("fit_sampler", f"--model_dir={tmp_path}")
-    assert refused.returncode != 0 and "--architecture=hierarchical" in refused.stderr
-    assert not (tmp_path / "samplers").exists()
 
 
 @pytest.mark.parametrize("name", ["hierarchical_quick", "hierarchical_celeba"])

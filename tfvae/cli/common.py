@@ -235,6 +235,26 @@ def int_list(parsed: Parsed, name: str, low: int | None = None, high: int | None
     return _numbers(parsed, name, int, "integers", low, high)
 
 
+GROUP_HELP = (
+    "A hierarchy's latent group, top down: 0 = the top (the default), -1 = every group; "
+    "a one-group model's code is its group 0."
+)
+
+
+def group_slice(parsed: Parsed, vae) -> tuple[int, int]:
+    """[start, stop) of flag `--group` in the model's flat code (`group_slices`; -1: all)."""
+    slices = vae.group_slices()
+    group = parsed.values["group"].value
+    if group == -1:
+        return 0, vae.noise_dim
+    if not 0 <= group < len(slices):
+        raise UsageError(
+            f"Flag `--group` is {group}; accepted: -1 (every group) or 0 to {len(slices) - 1} "
+            "(this run's latent groups, top down)."
+        )
+    return slices[group]
+
+
 def float_list(parsed: Parsed, name: str, low: float | None = None) -> list:
     """The numbers of list flag `--name`, each > low when given."""
     return _numbers(parsed, name, float, "numbers", low, None, strict=True)

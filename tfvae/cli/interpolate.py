@@ -5,7 +5,8 @@
 Top row: z' = alpha z0 + (1 - alpha) z1 decoded; bottom row: x' = alpha x0 + (1 - alpha) x1 with
 x0, x1 the decodings of z0, z1; alpha in {0, 0.1, ..., 1}. The endpoints are two prior draws
 (as in the report; --temperature=T draws them from N(0, T^2 I)), two draws of a fitted sampler
-(--sampler=NAME) or two encoded validation images. Writes model_dir/figures/interpolation.*.
+(--sampler=NAME) or two encoded validation images. For a hierarchy only --group moves (the top
+group by default; -1 every group). Writes model_dir/figures/interpolation.*.
 """
 
 import os
@@ -26,6 +27,8 @@ define.float(
 )  # fmt: skip
 define.string("sampler", "prior", "Where drawn endpoints come from: prior, or a sampler fitted "
               "by tfvae-fit-sampler (its name).")  # fmt: skip
+define.integer("group", 0, common.GROUP_HELP + " Only it moves: the second endpoint is the first "
+               "with that group's code taken from the second.", lower_bound=-1)  # fmt: skip
 
 
 def _main(FLAGS) -> int | None:
@@ -49,6 +52,8 @@ def _main(FLAGS) -> int | None:
 
         draw = store.code_draws(FLAGS.model_dir, FLAGS.sampler, vae, checkpoint)
         z0, z1 = tf.unstack(draw(2, [FLAGS.seed, 0], FLAGS.temperature))
+    low, high = common.group_slice(FLAGS, vae)  # a hierarchy's top group by default
+    z1 = tf.concat([z0[:low], z1[low:high], z0[high:]], 0)  # the group's code moves, no other
     rows = [visualize.latent_interpolation(vae, z0, z1)]
     labels = ["latent"]
     if FLAGS.spherical:
@@ -61,7 +66,7 @@ def _main(FLAGS) -> int | None:
     steps = np.abs(np.diff(grid, axis=1)).mean(axis=(2, 3, 4))  # [rows, A - 1]
     path = visualize.save_outputs(
         os.path.join(FLAGS.model_dir, "figures"), "interpolation",
-        {"alphas": visualize.ALPHAS, "rows": labels, "z0": z0, "z1": z1,
+        {"alphas": visualize.ALPHAS, "rows": labels, "group": FLAGS.group, "z0": z0, "z1": z1,
          "temperature": None if FLAGS.from_images else FLAGS.temperature,
          "sampler": None if FLAGS.from_images else FLAGS.sampler,
          "mean_abs_change_between_frames": dict(zip(labels, steps, strict=True))},

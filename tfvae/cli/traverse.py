@@ -2,10 +2,11 @@
 
   python tools/traverse.py --model_dir=runs/quickstart [--dims=3,7] [--image_index=0]
 
-Rows are the most active latent dimensions by default (posterior-mean variance over the data),
-varied over --range around the encoding of a validation image, or around the zero-noise code of
-the prior (its mean for N(0, I)) or of a fitted sampler (--sampler=NAME). Writes
-model_dir/figures/traversal.{png,json} and the same image to TensorBoard.
+Rows are the most active latent dimensions by default (posterior-mean variance over the data;
+among a hierarchy's --group, the top one by default), varied over --range around the encoding
+of a validation image, or around the zero-noise code of the prior (its mean for N(0, I)) or of
+a fitted sampler (--sampler=NAME). Writes model_dir/figures/traversal.{png,json} and the same
+image to TensorBoard.
 """
 
 import os
@@ -27,6 +28,7 @@ define.integer(
 define.string("sampler", "prior", "With --image_index=-1, where the start comes from: prior, or "
               "a sampler fitted by tfvae-fit-sampler (its name).")  # fmt: skip
 define.integer("seed", 0, "Seed of the start's mixture component (mixture priors and samplers).")
+define.integer("group", 0, common.GROUP_HELP + " Rows: its most active latents.", lower_bound=-1)
 
 
 def _main(FLAGS) -> int | None:
@@ -47,10 +49,8 @@ def _main(FLAGS) -> int | None:
     means, labels = analysis.posterior_means(vae, images)
     activity = means.var(axis=0)  # Burda et al.'s activity: Cov_x(E_q[z_i])
     dims = common.int_list(FLAGS, "dims", 0, vae.noise_dim)  # a hierarchy: its flat code
-    if config.architecture == "hierarchical":  # by default the top group's (codes start there)
-        h, w, c = vae.decoder.group_shapes()[0]
-        activity = activity[: h * w * c]
-    dims = dims or np.argsort(-activity)[: FLAGS.num_dims].tolist()
+    low, high = common.group_slice(FLAGS, vae)  # by default a hierarchy's top group
+    dims = dims or (low + np.argsort(-activity[low:high])[: FLAGS.num_dims]).tolist()
     if FLAGS.image_index >= 0:
         example = next(iter(images.skip(FLAGS.image_index).batch(1)))
         centre = posteriors.code(vae.encode(data.to_unit_interval(example["image"])))[0]
@@ -72,9 +72,9 @@ def _main(FLAGS) -> int | None:
             f"the {FLAGS.sampler}'s zero-noise code")  # fmt: skip
     path = visualize.save_outputs(
         os.path.join(FLAGS.model_dir, "figures"), "traversal",
-        {"dims": dims, "values": values, "activity": activity[dims], "start": start,
-         "centre": centre, "sampler": None if FLAGS.image_index >= 0 else FLAGS.sampler,
-         "best_factor": factors},
+        {"dims": dims, "group": FLAGS.group, "values": values, "activity": activity[dims],
+         "start": start, "centre": centre,
+         "sampler": None if FLAGS.image_index >= 0 else FLAGS.sampler, "best_factor": factors},
         grid, title=f"Traversals around {start}: one latent coordinate per row "
                     "(its value in latent units above each column)",
         row_labels=[f"z[{d}]" + (f"\n{factors[d]}" if d in factors else "") for d in dims],

@@ -160,8 +160,8 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
     """The images compared: real, reconstructed, sampled and the diagnostic decodings.
 
     `samplers` maps a name to a fitted sampler (tfvae.samplers) whose codes are decoded at each
-    temperature as 'samples_{name}_t{T}' (seed [seed, 3]); the name 'prior' (or no samplers)
-    keeps the prior's sets below.
+    temperature as 'samples_{name}_t{T}' (seed [seed, 3]; a hierarchy's groups below the top
+    from the prior at T); the name 'prior' (or no samplers) keeps the prior's sets below.
 
     Returns:
       (sets, labels, diagnostics): sets maps a name to float32 [N, H, W, 3] in [0, 1]:
@@ -197,7 +197,8 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
             )
     for name, sampler in samplers.items():
         for temperature in temperatures if name != "prior" else ():
-            z = sampler.sample(count, [seed, 3], temperature).numpy()
+            top = sampler.sample(count, [seed, 3], temperature)  # a hierarchy's top group
+            z = priors.with_lower_groups(vae, top, [seed, 3], temperature).numpy()
             sets[f"samples_{name}_t{temperature}"] = _in_batches(lambda c: vae.sample(z=c), z)
     if hierarchical:  # no one posterior mean per image: its groups depend on those above
         return sets, labels, {}

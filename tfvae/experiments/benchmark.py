@@ -195,6 +195,7 @@ def export_timings(model_dir: str, export_dir: str, batch_size: int = 32, repeat
         tf.uint8,
     )
     count, seed = tf.constant(batch_size), tf.constant([1, 2], tf.int64)
+    temperature = tf.constant(1.0)
     z = tf.random.stateless_normal([batch_size, config.latent_dim], seed, alg="philox")
     start = time.perf_counter()
     loaded = tf.saved_model.load(path)
@@ -209,8 +210,10 @@ def export_timings(model_dir: str, export_dir: str, batch_size: int = 32, repeat
         },
         "sample": {
             "eager_api": lambda: vae.sample(z=z),
-            "compiled_in_process": lambda: module.sample(count, seed)["images"],
-            "saved_model": lambda: loaded.signatures["sample"](count=count, seed=seed)["images"],
+            "compiled_in_process": lambda: module.sample(count, seed, temperature)["images"],
+            "saved_model": lambda: loaded.signatures["sample"](
+                count=count, seed=seed, temperature=temperature
+            )["images"],
         },
     }
     for name, by_runner in runners.items():
@@ -240,7 +243,11 @@ def _tf1_timings(path: str, images: np.ndarray, batch_size: int, repeats: int) -
         timings["load_tf1_s"] = time.perf_counter() - start
         feeds = {
             "reconstruct": {"images": images},
-            "sample": {"count": batch_size, "seed": np.array([1, 2], np.int64)},
+            "sample": {
+                "count": batch_size,
+                "seed": np.array([1, 2], np.int64),
+                "temperature": np.float32(1.0),
+            },
         }
         for name, inputs in feeds.items():
             signature = meta_graph.signature_def[name]

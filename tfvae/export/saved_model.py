@@ -31,7 +31,7 @@ from tfvae.models import vae as model_lib
 from tfvae.runtime import files
 from tfvae.samplers import store
 
-FORMAT_VERSION = 2  # 2: log_likelihood input `k`, metadata `max_k` (were num_samples)
+FORMAT_VERSION = 3  # 3: sample input `temperature`; 2: log_likelihood input `k`, `max_k`
 DEFAULT_MAX_K = 10_000  # largest K the log_likelihood signature accepts
 METADATA_FILE = "tfvae_export.json"
 RNG = "philox: tf.random.stateless_normal(shape, seed, alg='philox'), seed int64 [2]"
@@ -131,14 +131,29 @@ class ExportModule(tf.Module):
         def reconstruct(images):
             return {"reconstructions": _to_uint8(vae.reconstruct(unit_images(images)))}
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="count"), seed])
-        def sample(count, seed):
+        @tf.function(input_signature=[tf.TensorSpec([None, vae.top_dim], tf.float32, name="z")])
+        def decode_top(z):  # a hierarchy's top group; the groups below at their prior means
+            top = _checked(z, "z", [vae.top_dim], "float32")
+            return decoded(priors.with_lower_groups(vae, top, temperature=0.0))
+
+        count_spec = tf.TensorSpec([], tf.int32, name="count")
+        temperature_spec = tf.TensorSpec([], tf.float32, name="temperature")
+
+        @tf.function(input_signature=[count_spec, seed, temperature_spec])
+        def sample(count, seed, temperature):
+            check = tf.debugging.Assert(
+                temperature > 0, ["temperature must be > 0; got", temperature]
+            )
+            with tf.control_dependencies([check]):
+                temperature = tf.identity(temperature)
             if sampler is None and config.prior == "normal":
-                z = tf.random.stateless_normal([count, vae.noise_dim], seed, alg="philox")
+                eps = tf.random.stateless_normal([count, vae.noise_dim], seed, alg="philox")
+                z = temperature * eps
             elif sampler is None:  # a learned prior, in plain TF ops
-                z = priors.sample(vae.prior, count, seed)
-            else:
-                z = sampler.sample(count, seed)
+                z = priors.sample(vae.prior, count, seed, temperature)
+            else:  # a hierarchy's groups below the sampler's top group: the prior's, at T
+                top = sampler.sample(count, seed, temperature)
+                z = priors.with_lower_groups(vae, top, seed, temperature)
             return {"images": decoded(z)["images"], "z": z}
 
         @tf.function(input_signature=[images, tf.TensorSpec([], tf.int32, name="k"), seed])
@@ -161,6 +176,7 @@ class ExportModule(tf.Module):
 
         self.encode, self.decode, self.reconstruct = encode, decode, reconstruct
         self.sample, self.log_likelihood = sample, log_likelihood
+        self.decode_top = decode_top if vae.top_dim < vae.noise_dim else None
 
     def signatures(self) -> dict:
         """Signature name -> concrete function; serving_default is reconstruct."""
@@ -170,6 +186,7 @@ class ExportModule(tf.Module):
             "reconstruct": self.reconstruct,
             "sample": self.sample,
             "log_likelihood": self.log_likelihood,
+            **({"decode_top": self.decode_top} if self.decode_top is not None else {}),
         }
         concrete = {name: f.get_concrete_function() for name, f in functions.items()}
         return {"serving_default": concrete["reconstruct"], **concrete}
@@ -191,7 +208,7 @@ def signature_table(signatures: dict) -> dict:
     }
 
 
-def _example_requests(config, latent_dim: int) -> dict[str, dict]:
+def _example_requests(config, latent_dim: int, top_dim: int) -> dict[str, dict]:
     """TF Serving REST request bodies: row ("instances") form where every input is batched,
     columnar ("inputs") where some input is a scalar or a seed."""
     s = config.image_size
@@ -204,8 +221,10 @@ def _example_requests(config, latent_dim: int) -> dict[str, dict]:
         "encode": [{"images": i} for i in images],
         "decode": [{"z": z.tolist()}, {"z": (-z).tolist()}],
     }
+    if top_dim < latent_dim:  # a hierarchy: its top group alone
+        rows["decode_top"] = [{"z": z[:top_dim].tolist()}, {"z": (-z[:top_dim]).tolist()}]
     columns = {
-        "sample": {"count": 2, "seed": [1, 2]},
+        "sample": {"count": 2, "seed": [1, 2], "temperature": 0.8},
         "log_likelihood": {"images": images, "k": 10, "seed": [1, 2]},
     }
     requests = {n: {"signature_name": n, "instances": r} for n, r in rows.items()}
@@ -255,7 +274,8 @@ def _metadata(config, vae, checkpoint, model_dir, table, max_k, chunk_size, samp
         "latent_dim": vae.noise_dim,
         **({"latent_groups": [list(shape) for shape in vae.decoder.group_shapes()],
             "codes": "each group's prior noise (z_l - mu_p) / sigma_p, flattened [r, r, c] "
-                     "top down; sample at temperature T: decode T eps"}
+                     "top down; sample at temperature T: decode T eps; decode_top: the first "
+                     f"group's {vae.top_dim}, the groups below at their prior means"}
            if config.architecture == "hierarchical" else {}),
         "likelihood": config.likelihood,
         "point_estimate": likelihoods.POINT_ESTIMATES[config.likelihood],
@@ -344,7 +364,7 @@ def export(
                 "largest_difference_from_tensorflow": write_onnx(module, extra),
             }
         files.write_json(os.path.join(extra, METADATA_FILE), metadata)
-        for name, request in _example_requests(config, vae.noise_dim).items():
+        for name, request in _example_requests(config, vae.noise_dim, vae.top_dim).items():
             files.write_json(os.path.join(extra, "requests", f"{name}.json"), request)
         files.replace_directory(staging, target)
     except BaseException:

@@ -257,6 +257,18 @@ class TopDown(keras.Model):
         out["log_q"] = tf.stack(drawn["log_q"], axis=-1) if features is not None else None
         return {"p_x": p_x, **out}
 
+    def top_group_posterior(self, features):
+        """q(eps_0|x) of the top group in prior-noise units, eps_0 = (z_0 - mu_p) / sigma_p:
+        (mean, scale) float32 [B, r0 r0 c], a diagonal Gaussian (exact: no group is above it)."""
+        r = self.top_resolution
+        n = tf.shape(features[r])[0]
+        h = tf.tile(tf.cast(self.start, self.compute_dtype), [n, 1, 1, 1])
+        block = self.blocks[r][0]
+        prior_loc, prior_log_scale, _ = block.prior_of(h)
+        loc, log_scale = block.posterior_of(h, features[r], prior_loc, prior_log_scale)
+        mean = (loc - prior_loc) * tf.exp(-prior_log_scale)
+        return tf.reshape(mean, [n, -1]), tf.reshape(tf.exp(log_scale - prior_log_scale), [n, -1])
+
     def params_of(self, h):
         """The pixel likelihood's parameters [N, H, W, P] of the full-resolution state h."""
         return self.to_params(tf.nn.gelu(h))
@@ -280,6 +292,11 @@ class HierarchicalPosterior:
         zero = tf.zeros([batch, self.noise_dim])
         return self.top_down(zero, self.features)["prior_noise"]
 
+    def top_group(self):
+        """(mean, scale) float32 [B, top_dim]: the top group's posterior in code units (the
+        codes samplers are fitted to; `TopDown.top_group_posterior`)."""
+        return self.top_down.top_group_posterior(self.features)
+
 
 class HierarchicalVAE(keras.Model):
     """Bottom-up encoder + top-down decoder; the methods of `vae.VAE` that callers use."""
@@ -292,12 +309,20 @@ class HierarchicalVAE(keras.Model):
             config.image_size, config.width, config.residual_cells, groups[0][0], dtype
         )
         self.decoder = TopDown(config, dtype)
-        self.noise_dim = sum(h * w * c for h, w, c in self.decoder.group_shapes())
+        shapes = self.decoder.group_shapes()
+        self.noise_dim = sum(h * w * c for h, w, c in shapes)
+        self.top_dim = math.prod(shapes[0])  # the top group's share of the code, first in it
         self.latent_dim = self.noise_dim
         self.prior = priors.standard_normal(self.noise_dim)  # of eps; see the module doc
 
     def build(self, input_shape):  # the parts build on their first call
         self.built = True
+
+    def group_slices(self) -> list[tuple[int, int]]:
+        """[start, stop) of each latent group in the flat code, top down."""
+        sizes = [math.prod(shape) for shape in self.decoder.group_shapes()]
+        stops = [sum(sizes[: i + 1]) for i in range(len(sizes))]
+        return list(zip([0, *stops[:-1]], stops, strict=True))
 
     def call(self, x, training=False):
         return self.log_weights(x, 1, training=training)

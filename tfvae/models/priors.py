@@ -215,6 +215,23 @@ def decoded_draws(model, n=None, seed=None, z=None, temperature=1.0):
     return likelihoods.point_estimate(model.decode(z))
 
 
+def with_lower_groups(model, top, seed=None, temperature=1.0):
+    """A whole code float32 [N, noise_dim] from its top group `top` [N, top_dim]: the groups
+    below drawn at temperature T, eps ~ N(0, T^2 I) (T = 0: each at its prior mean given the
+    groups above) from a seed folded out of `seed` (int [2], or None: stateful). A one-group
+    model's code is its top group, returned as it is."""
+    top = tf.convert_to_tensor(top, tf.float32)
+    if model.top_dim == model.noise_dim:
+        return top
+    rest = [tf.shape(top)[0], model.noise_dim - model.top_dim]
+    if isinstance(temperature, (int, float)) and temperature == 0:
+        return tf.concat([top, tf.zeros(rest)], -1)  # no random op at all
+    if seed is not None:
+        seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1)
+    lower = tf.cast(temperature, tf.float32) * posteriors.standard_noise(rest, seed)
+    return tf.concat([top, lower], -1)
+
+
 def sample(prior, n, seed=None, temperature=1.0):
     """n draws of a prior at temperature T, float32 [n, Z] (seed: int [2] stateless, or None)."""
     if isinstance(prior, (MixtureOfGaussians, VampPrior, FlowPrior)):

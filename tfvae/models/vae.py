@@ -42,6 +42,15 @@ class VAE(keras.Model):
         """Z: the standard-normal noise per sample that `terms_from_noise` takes."""
         return self.encoder.latent_dim
 
+    @property
+    def top_dim(self) -> int:
+        """The code's top group: here the whole code (one group), Z."""
+        return self.noise_dim
+
+    def group_slices(self) -> list[tuple[int, int]]:
+        """[start, stop) of each latent group in the code: one group, [(0, Z)]."""
+        return [(0, self.noise_dim)]
+
     def terms_from_noise(self, x, q, noise, training=False):
         """log p(x|z), log p(z), log q(z|x), float32 [K, B] nats, for z = `posteriors.draw(q,
         noise)`: q = encode(x), noise float32 [K, B, Z] (x as in `joint_terms`)."""

@@ -46,29 +46,29 @@ def latent_codes(config, vae, split: str, num_images: int, seed: int) -> dict:
     Returns float32 arrays [N, Z]: "means" and "scales" of q(z|x) and "draws", one
     z ~ q(z|x) per image from noise eps of (seed, image index) (Philox; z = mean + scale * eps
     for a diagonal q). An IAF posterior has no closed-form moments: its draw stands for the
-    mean, with scale 0, so `aggregate_posterior` gives the moments of the draws.
+    mean, with scale 0, so `aggregate_posterior` gives the moments of the draws. For a
+    hierarchy Z is its top group (`top_dim`), in code units (`HierarchicalPosterior.top_group`):
+    a sampler draws that group and the prior the groups below it (`priors.with_lower_groups`).
     """
-    if config.architecture == "hierarchical":
-        raise ValueError(
-            "Samplers are fitted to one latent vector per image; --architecture=hierarchical "
-            "runs are not supported yet (use --sampler=prior)."
-        )
     own = config.train_size if split == "train" else config.val_size
     images = data.load_config_split(config, split, num_images or own, at_most=True)
     count = int(images.cardinality())
     if count < 0:  # unknown: count them
         count = int(images.reduce(0, lambda n, _: n + 1))
-    eps = tf.random.stateless_normal([count, config.latent_dim], [seed, 7], alg="philox")
+    eps = tf.random.stateless_normal([count, vae.top_dim], [seed, 7], alg="philox")
     means, scales, draws, start = [], [], [], 0
     for batch in images.batch(_BATCH):
         q = vae.encode(data.to_unit_interval(batch["image"]))
         count = int(batch["image"].shape[0])
-        z = posteriors.draw(q, eps[None, start : start + count])[0][0].numpy()
-        draws.append(z)
-        if isinstance(q, posteriors.InverseAutoregressivePosterior):
-            means.append(z), scales.append(np.zeros_like(z))
+        noise = eps[start : start + count]
+        if getattr(q, "takes_noise", False):  # a hierarchy: its top group, in code units
+            mean, scale = (t.numpy() for t in q.top_group())
+            z = mean + scale * noise.numpy()
         else:
-            means.append(q.mean().numpy()), scales.append(q.stddev().numpy())
+            z = posteriors.draw(q, noise[None])[0][0].numpy()
+            iaf = isinstance(q, posteriors.InverseAutoregressivePosterior)
+            mean, scale = (z, np.zeros_like(z)) if iaf else (q.mean().numpy(), q.stddev().numpy())
+        means.append(mean), scales.append(scale), draws.append(z)
         start += count
     means, scales, draws = (np.concatenate(a) for a in (means, scales, draws))
     return {"means": means, "scales": scales, "draws": draws}
@@ -124,15 +124,18 @@ def fit(
 
 
 def code_draws(model_dir: str, name: str, vae, checkpoint: str):
-    """Where a tool's codes come from: `draw(n, seed, temperature)` -> float32 [n, Z].
+    """Where a tool's codes come from: `draw(n, seed, temperature)` -> float32 [n, noise_dim].
 
     name: 'prior' (the model's own prior, `priors.sample`) or a sampler fitted on the run
-    (`load`: refused with one line if missing or fitted on another checkpoint).
+    (`load`: refused with one line if missing or fitted on another checkpoint), which draws a
+    hierarchy's top group (the groups below from the prior at the same temperature).
     """
     if name == "prior":
         return lambda n, seed, temperature=1.0: priors.sample(vae.prior, n, seed, temperature)
     sampler = load(model_dir, name, checkpoint)[0]
-    return lambda n, seed, temperature=1.0: sampler.sample(n, seed, temperature)
+    return lambda n, seed, temperature=1.0: priors.with_lower_groups(
+        vae, sampler.sample(n, seed, temperature), seed, temperature
+    )
 
 
 def mean_log_density(sampler, codes) -> float:
