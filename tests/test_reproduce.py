@@ -175,6 +175,21 @@ TINY = """--dataset=builtin
 --fid=off
 --sampler=gaussian
 """
+HIERARCHY = """--dataset=builtin
+--data_dir={data}
+--image_size=16
+--train_size=64
+--val_size=32
+--architecture=hierarchical
+--latent_groups=4:1,8:1
+--latent_channels=2
+--residual_cells=1
+--width=8
+--k=1
+--batch_size=16
+--epochs=1
+--learning_rate=0.001
+"""  # a reference run measured beside the report's: the hierarchical VAE
 
 
 def test_tiny_reproduction_reports_and_a_rerun_does_nothing(tmp_path, data_dir, monkeypatch):
@@ -182,20 +197,28 @@ def test_tiny_reproduction_reports_and_a_rerun_does_nothing(tmp_path, data_dir, 
     # the tests above run a Runner's steps as processes, the way tfvae-reproduce does.
     monkeypatch.setattr(reproduce, "Runner", functools.partial(reproduce.Runner, execute=main_of))
     out = tmp_path / "out"
-    flagfile = tmp_path / "tiny.flags"
-    flagfile.write_text(TINY.format(data=data_dir, out=out))
+    flagfile, reference = tmp_path / "tiny.flags", tmp_path / "hierarchy.flags"
+    flagfile.write_text(
+        TINY.format(data=data_dir, out=out) + f"--reference_flagfiles={reference}\n"
+    )
+    reference.write_text(HIERARCHY.format(data=data_dir))
     # 1. Every step, each an installed command in its own process, then REPORT.md.
     result = run_command("reproduce", f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"\[1/23 \| [0-9:]+\] train vae_deconv: tfvae-train", result.stdout)
-    assert "23 steps run, 0 already done" in result.stdout
-    _check_report((out / "REPORT.md").read_text(), out)
+    assert re.search(r"\[1/28 \| [0-9:]+\] train vae_deconv: tfvae-train", result.stdout)
+    assert "28 steps run, 0 already done" in result.stdout
+    document = (out / "REPORT.md").read_text()
+    _check_report(document, out)
+    row = next(line for line in document.splitlines() if line.startswith("| reference_hierarchy"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "hierarchical (top-down)" and cells[6] == f"{cells[6].split()[0]} of 160"
+    assert all(cells) and not any(c.startswith("n/a") for c in cells), row
     # 2. Again: nothing runs, nothing is rewritten.
     stamp = (out / "REPORT.md").stat().st_mtime_ns
     state = (out / "state.json").read_text()
     result = run_command("reproduce", f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "0 steps run, 23 already done" in result.stdout and ": tfvae-" not in result.stdout
+    assert "0 steps run, 28 already done" in result.stdout and ": tfvae-" not in result.stdout
     assert (out / "REPORT.md").stat().st_mtime_ns == stamp
     assert (out / "state.json").read_text() == state
 

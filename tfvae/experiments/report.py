@@ -143,12 +143,12 @@ def models_table(f: Findings) -> str:
             + " | ".join(
                 [
                     label,
-                    c.upsampling,
+                    c.upsampling if c.architecture == "dcgan" else f"{c.architecture} (top-down)",
                     str(c.k),
                     c.likelihood,
                     _pm(m["nll_nats"], m["nll_nats_standard_error"] or 0.0),
                     f"{bits:.3f}" if bits is not None else "n/a (no likelihood)",
-                    f"{m['active_units']} of {c.latent_dim}",
+                    f"{m['active_units']} of {m.get('latent_dim', c.latent_dim)}",
                     _pm(*board, digits=4) if board else "n/a",
                     *quality,
                     _minutes(f.train_seconds(name)),
