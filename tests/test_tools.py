@@ -163,3 +163,15 @@ def test_comparison_tools_write_png_and_json(trained_run, tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     curves = json.loads((tmp_path / "loss_curves.json").read_text())
     assert len(next(iter(curves.values()))["validation_loss"]) == 1  # one epoch
+    run = _tool("loss_curves", f"--model_dirs={trained_run}", f"--output_dir={tmp_path}",
+                "--against=minutes", "--bits_per_dim")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    curve = next(iter(json.loads((tmp_path / "loss_curves.json").read_text()).values()))
+    size = json.loads((trained_run / "config.json").read_text())["image_size"]
+    np.testing.assert_allclose(  # a discrete likelihood: -bound / (D ln 2)
+        curve["validation_bits_per_dim"],
+        np.array(curve["validation_loss"]) / (size * size * 3 * np.log(2)),
+        rtol=1e-5,
+    )
+    minutes = np.array(curve["train_minutes"])
+    assert np.all(np.diff(minutes) > 0) and 0 < curve["validation_minutes"][0] <= minutes[-1]
