@@ -242,7 +242,7 @@ def test_the_hierarchical_flagfiles_are_valid_configs(name):
     values = {}
     for line in (REPO / "configs" / f"{name}.flags").read_text().splitlines():
         if line.startswith("--"):
-            key, value = line[2:].split("=", 1)
+            key, value = line[2:].split("=", 1) if "=" in line else (line[2:], "true")
             if key != "model_dir":
                 values[key] = casts[fields[key]](value)
     config = config_lib.Config(**values)

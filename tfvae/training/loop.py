@@ -106,8 +106,7 @@ def _report(config, steps, pending, step, last_time, outputs, progress) -> float
     now = time.perf_counter()
     scalars = mean_scalars(pending, step)
     scalars["images_per_second"] = len(pending) * config.batch_size / (now - last_time)
-    iterations = int(steps.optimizer.iterations)
-    scalars["learning_rate"] = learning_rate_at(steps.learning_rate, iterations)
+    scalars["learning_rate"] = learning_rate_at(steps.learning_rate, step)  # a plain int
     outputs.scalars("train", step, scalars)
     if progress:
         progress.update(len(pending))
