@@ -129,30 +129,20 @@ def test_mixture_sums_to_one_over_all_256_cubed_colours(components, extreme):
     np.testing.assert_allclose(total_probability().numpy(), 1.0, rtol=2e-6)
 
 
-def test_mixture_equals_tfp_pixel_cnn_mixture_in_float64():
-    rng = np.random.default_rng(7)
-    components = 5
-    logits, locs, scales, coefficients = (
-        np.stack([p, q])[:, None]  # [2 pixels, 1, ...]: a random and an extreme pixel
-        for p, q in zip(
-            _mixture_params(rng, components),
-            _mixture_params(rng, components, extreme=True),
-            strict=True,
-        )
-    )
-    values = rng.integers(0, 256, size=(40, 2, 1, 3)).astype(np.float64)  # [40, 2, 1, 3]
-    values[:4] = [[[[0, 0, 0]]], [[[255, 255, 255]]], [[[0, 255, 0]]], [[[255, 0, 128]]]]
-    closed_form = likelihoods.DiscretizedLogisticMixture(logits, locs, scales, coefficients)
-    got = closed_form.log_prob((values / 255.0).astype(np.float32)).numpy()  # [40, 2, 1]
+def _pixel_cnn_log_prob(logits, locs, scales, coefficients, values):
+    """TFP's PixelCNN mixture log-probability of `values` [40, 2, 1, 3] (levels), float64 [40].
 
-    # TFP's PixelCNN works in [-1, 1]: its locations are 2 loc - 1, its scales 2 scale, and its
-    # channel means add coefficient x (2 v / 255 - 1) of earlier channels (pixel_cnn.py, _log_prob).
+    TFP's PixelCNN works in [-1, 1]: its locations are 2 loc - 1, its scales 2 scale, and its
+    channel means add coefficient x (2 v / 255 - 1) of earlier channels (pixel_cnn.py, _log_prob).
+    Parameters are float64 tensors [2, 1, M(, 3)], so a tape sees through to them.
+    """
+    samples, components = values.shape[0], logits.shape[-1]
     centred = 2.0 * values / 255.0 - 1.0  # [40, 2, 1, 3]
     a, b, c = (coefficients[..., i] for i in range(3))  # each [2, 1, M]
     red, green = centred[..., 0:1], centred[..., 1:2]  # [40, 2, 1, 1]
-    tfp_locs = np.stack(
+    tfp_locs = tf.stack(
         [
-            np.broadcast_to(2 * locs[..., 0] - 1, (40, 2, 1, components)),
+            tf.broadcast_to(2 * locs[..., 0] - 1, (samples, 2, 1, components)),
             2 * locs[..., 1] - 1 + a * red,
             2 * locs[..., 2] - 1 + b * red + c * green,
         ],
@@ -160,11 +150,60 @@ def test_mixture_equals_tfp_pixel_cnn_mixture_in_float64():
     )  # [40, 2, 1, M, 3]
     owner = type("PixelCNNParameters", (), dict(_low=0.0, _high=255.0, dtype=tf.float64))()
     reference = tfp.distributions.PixelCNN._make_mixture_dist(
-        owner, np.broadcast_to(logits, (40, 2, 1, components)), tfp_locs, 2 * scales
-    )  # event [2, 1, 3]: sum over the two pixels, so compare per-pixel sums
-    expected = reference.log_prob(values).numpy()  # [40]
+        owner, tf.broadcast_to(logits, (samples, 2, 1, components)), tfp_locs, 2 * scales
+    )  # event [2, 1, 3]: the sum over the two pixels
+    return reference.log_prob(values)
+
+
+def _random_and_extreme_pixel(components, samples=40):
+    """Mixture parameters [2 pixels, 1, ...] (a random and an extreme pixel) and colour levels
+    [samples, 2, 1, 3], float64, the first four colours at the corners of the cube."""
+    rng = np.random.default_rng(7)
+    params = [
+        np.stack([p, q])[:, None]
+        for p, q in zip(
+            _mixture_params(rng, components),
+            _mixture_params(rng, components, extreme=True),
+            strict=True,
+        )
+    ]
+    values = rng.integers(0, 256, size=(samples, 2, 1, 3)).astype(np.float64)
+    values[:4] = [[[[0, 0, 0]]], [[[255, 255, 255]]], [[[0, 255, 0]]], [[[255, 0, 128]]]]
+    return params, values
+
+
+def test_mixture_equals_tfp_pixel_cnn_mixture_in_float64():
+    params, values = _random_and_extreme_pixel(components=5)
+    closed_form = likelihoods.DiscretizedLogisticMixture(*params)
+    got = closed_form.log_prob((values / 255.0).astype(np.float32)).numpy()  # [40, 2, 1]
+    expected = _pixel_cnn_log_prob(*params, values).numpy()  # [40]
     np.testing.assert_allclose(got.sum((1, 2)), expected, rtol=1e-5, atol=1e-3)
     assert got.dtype == np.float32 and np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_mixture_gradients_equal_tfp_pixel_cnn_autodiff_in_float64(compiled):
+    # The mixture's gradient is written in closed form: check it against TFP's, by autodiff.
+    params, values = _random_and_extreme_pixel(components=5)
+    ours = [tf.Variable(p.astype(np.float32)) for p in params]
+    reference = [tf.Variable(p) for p in params]
+
+    def our_log_prob():
+        colours = tf.constant((values / 255.0).astype(np.float32))
+        return tf.reduce_sum(likelihoods.DiscretizedLogisticMixture(*ours).log_prob(colours))
+
+    with tf.GradientTape() as tape:
+        total = tf.function(our_log_prob)() if compiled else our_log_prob()
+    got = tape.gradient(total, ours)
+    with tf.GradientTape() as tape:
+        expected_total = tf.reduce_sum(_pixel_cnn_log_prob(*reference, values))
+    expected = tape.gradient(expected_total, reference)
+    np.testing.assert_allclose(total.numpy(), expected_total.numpy(), rtol=1e-5)
+    for name, g, e in zip(("logits", "locs", "scales", "coefficients"), got, expected, strict=True):
+        g, e = g.numpy(), e.numpy()
+        assert g.dtype == np.float32 and np.all(np.isfinite(g)), name
+        # Gradients span many orders of magnitude (scales at the floor): relative to the largest.
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * np.abs(e).max(), err_msg=name)
 
 
 def test_mixture_samples_follow_its_probabilities():

@@ -69,6 +69,49 @@ def _discretized_logistic_log_prob(level, loc_levels, inverse_scale):
     )
 
 
+_FOLDED_TAIL = 30.0  # sigmoid(-30) = 9e-14 of a bin's mass: an edge this far out is at infinity
+
+
+def _bin_log_mass(level, loc_levels, inverse_scale):
+    """The quantized logistic's log P(level) and its derivatives, float32, all one shape.
+
+    Returns (log_prob, d_loc, d_inverse_scale): the same quantity as
+    `_discretized_logistic_log_prob`, in a form with few transcendental calls and a closed-form
+    gradient, for the compiled mixture kernels. The bin's standardised edges are
+    upper = (v + 1/2 - loc) / scale and lower = (v - 1/2 - loc) / scale (a folded tail's outer
+    edge moved _FOLDED_TAIL beyond zero), and P = sigmoid(upper) - sigmoid(lower)
+    = sinh(h) / (cosh(a) + cosh(h)) with h the half-width and a = |c| the midpoint's distance from
+    0. Factoring e^max(a, h) / 2 out of the denominator leaves S = r_a (1 + e^-2a) + r_h (1 + e^-2h)
+    in [1, 4], r_a and r_h being 1 and e^-|a - h| with the 1 on the larger of a, h, so
+    log P = h + log(1 - e^-2h) - max(a, h) - log S; and d log P / dc = -sign(c) sinh(a) / D,
+    d log P / dh = coth(h) - sinh(h) / D (D = cosh a + cosh h) reuse the same terms.
+    """
+    upper = (level + 0.5 - loc_levels) * inverse_scale
+    lower = (level - 0.5 - loc_levels) * inverse_scale
+    bottom, top = level <= 0.0, level >= _TOP
+    lower = tf.where(bottom, tf.minimum(upper, 0.0) - _FOLDED_TAIL, lower)
+    upper = tf.where(top, tf.maximum(lower, 0.0) + _FOLDED_TAIL, upper)
+    centre, half_width = 0.5 * (upper + lower), 0.5 * (upper - lower)
+    distance = tf.abs(centre)
+    width_factor = -tf.math.expm1(-2.0 * half_width)  # 1 - e^-2h, in (0, 1]
+    distance_decay = tf.exp(-2.0 * distance)  # e^-2a
+    ratio = tf.exp(-tf.abs(distance - half_width))  # e^-|a - h|
+    distance_larger = distance >= half_width
+    ratio_a = tf.where(distance_larger, 1.0, ratio)
+    ratio_h = tf.where(distance_larger, ratio, 1.0)
+    total = ratio_a * (1.0 + distance_decay) + ratio_h * (2.0 - width_factor)  # S
+    log_prob = (
+        half_width + tf.math.log(width_factor) - tf.maximum(distance, half_width)
+    ) - tf.math.log(total)
+    d_centre = -tf.sign(centre) * ratio_a * (1.0 - distance_decay) / total
+    d_half_width = (2.0 - width_factor) / width_factor - ratio_h * width_factor / total
+    d_upper = tf.where(top, 0.0, 0.5 * (d_centre + d_half_width))  # a moved edge is constant
+    d_lower = tf.where(bottom, 0.0, 0.5 * (d_centre - d_half_width))
+    d_loc = -(d_upper + d_lower) * inverse_scale
+    d_inverse_scale = (level + 0.5 - loc_levels) * d_upper + (level - 0.5 - loc_levels) * d_lower
+    return log_prob, d_loc, d_inverse_scale
+
+
 class DiscretizedLogistic(tfd.Distribution):
     """Logistic(loc, scale) quantized to the 256 pixel values {0, 1/255, ..., 1}.
 
@@ -197,21 +240,26 @@ class DiscretizedLogisticMixture(tfd.Distribution):
     def _event_shape_tensor(self):
         return tf.constant([3], tf.int32)
 
-    def _coupled_locs(self, x):
-        """Component means given the colour x [..., 3] in [0, 1]: [..., M, 3] in pixel levels."""
-        a, b, c = tf.unstack(self._coefficients, axis=-1)  # each [..., M]
-        red, green, _ = tf.unstack(x[..., None, :] - 0.5, axis=-1)  # each [..., 1]
-        shift_g, shift_b = a * red, b * red + c * green  # each [..., M]
-        shifts = tf.stack([tf.zeros_like(shift_g), shift_g, shift_b], axis=-1)
-        return (self._locs + shifts) * _TOP
-
     def _log_prob(self, x):
-        level = tf.round(x * _TOP)  # [..., 3] integer pixel values 0..255
-        log_channels = _discretized_logistic_log_prob(
-            level[..., None, :], self._coupled_locs(level / _TOP), 1.0 / (self._scales * _TOP)
-        )  # [..., M, 3]
-        log_weights = tf.nn.log_softmax(self._logits, axis=-1)  # [..., M]
-        return tf.reduce_logsumexp(log_weights + tf.reduce_sum(log_channels, -1), axis=-1)
+        level = tf.round(tf.convert_to_tensor(x, tf.float32) * _TOP)  # [..., 3] values 0..255
+        batch = tf.broadcast_dynamic_shape(tf.shape(level)[:-1], self.batch_shape_tensor())
+        components = tf.shape(self._logits)[-1]
+
+        def pixels_last(t, event):  # [..., *event] -> [*reversed(event), pixels]
+            t = tf.reshape(
+                tf.broadcast_to(t, tf.concat([batch, event], 0)), tf.concat([[-1], event], 0)
+            )
+            return tf.transpose(t, tf.range(tf.size(event), -1, -1))
+
+        log_prob = _fused_mixture_log_prob(
+            pixels_last(level, [3]),
+            pixels_last(self._logits, [components]),
+            *(
+                pixels_last(p, [components, 3])
+                for p in (self._locs, self._scales, self._coefficients)
+            ),
+        )  # [pixels]
+        return tf.reshape(log_prob, batch)
 
     def _sample_n(self, n, seed=None):
         component_seed, noise_seed = tfp.random.split_seed(tfp.random.sanitize_seed(seed), 2)
@@ -229,6 +277,62 @@ class DiscretizedLogisticMixture(tfd.Distribution):
         chosen = tf.one_hot(tf.argmax(self._logits, axis=-1), tf.shape(self._logits)[-1])
         pick = lambda p: tf.reduce_sum(chosen[..., None] * p, axis=-2)  # noqa: E731  [..., 3]
         return _colour_in_turn(pick(self._locs), pick(self._coefficients))
+
+
+def _mixture_log_prob_and_gradients(level, logits, locs, scales, coefficients, upstream=None):
+    """log P of colours under the mixture, float32 [P], in a pixels-last layout, and gradients.
+
+    level: [3, P] integers 0..255 of P pixels' channels; logits: [M, P]; locs, scales,
+    coefficients: [3, M, P], as DiscretizedLogisticMixture's with the pixel axis last, where XLA
+    vectorises over it. Channel means are coupled to the earlier channels' values, each channel's
+    bin mass is `_bin_log_mass`, and the components combine by a logsumexp of log-softmax
+    weights. With `upstream` [P], also returns the gradients of sum(upstream * log P) with respect
+    to logits, locs, scales and coefficients, in closed form from the same terms: the components'
+    responsibilities r = softmax(log weights + channel terms) give d/dlogits = r - softmax(logits),
+    and each channel's derivatives, times r, pass through its coupled mean to the coefficients.
+    """
+    a, b, c = tf.unstack(coefficients)  # each [M, P]
+    red, green, _ = tf.unstack(level[:, None, :] / _TOP - 0.5)  # each [1, P]
+    shifts = tf.stack([tf.zeros_like(a), a * red, b * red + c * green])  # [3, M, P]
+    inverse_scales = 1.0 / (scales * _TOP)
+    log_channels, d_loc_levels, d_inverse_scales = _bin_log_mass(
+        level[:, None, :], (locs + shifts) * _TOP, inverse_scales
+    )  # each [3, M, P]
+    log_weights = tf.nn.log_softmax(logits, axis=0)  # [M, P]
+    log_components = log_weights + tf.reduce_sum(log_channels, 0)  # [M, P]
+    log_prob = tf.reduce_logsumexp(log_components, axis=0)  # [P]
+    if upstream is None:
+        return log_prob
+    responsibilities = tf.exp(log_components - log_prob) * upstream  # [M, P]
+    d_logits = responsibilities - tf.exp(log_weights) * upstream
+    d_locs = d_loc_levels * (responsibilities * _TOP)  # [3, M, P]
+    d_scales = d_inverse_scales * responsibilities * (-inverse_scales / scales)
+    _, d_green, d_blue = tf.unstack(d_locs)  # each [M, P]: d/d shift = d/d loc
+    d_coefficients = tf.stack([d_green * red, d_blue * red, d_blue * green])
+    return log_prob, (d_logits, d_locs, d_scales, d_coefficients)
+
+
+# The mixture's log-probability is elementwise work over [3, M, P]: as separate TF kernels it is
+# bound by memory traffic (each op a pass over the whole array), so its value, and its gradient
+# with the value recomputed, are each compiled by XLA into fused loops.
+_compiled_mixture_log_prob = tf.function(
+    _mixture_log_prob_and_gradients, jit_compile=True, autograph=False
+)
+
+
+def _fused_mixture_log_prob(level, logits, locs, scales, coefficients):
+    """`_mixture_log_prob_and_gradients`'s value, differentiable; `level` is held constant."""
+
+    @tf.custom_gradient
+    def log_prob(logits, locs, scales, coefficients):
+        params = (logits, locs, scales, coefficients)
+
+        def gradient(upstream):
+            return _compiled_mixture_log_prob(level, *params, upstream)[1]
+
+        return _compiled_mixture_log_prob(level, *params), gradient
+
+    return log_prob(logits, locs, scales, coefficients)
 
 
 def _colour_in_turn(shifted_locs, coefficients):
