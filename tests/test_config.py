@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 from absl import flags
@@ -19,6 +20,22 @@ def test_json_round_trip(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "config.json"]  # no temporary file left
 
 
+def test_a_config_saved_before_a_default_changed_keeps_the_value_it_trained_with(tmp_path):
+    path = tmp_path / "config.json"
+    config_lib.save(config_lib.Config(likelihood="discretized_logistic_mixture"), str(path))
+    saved = json.loads(path.read_text())
+    assert saved["likelihood_scale_floor"] == 4.5e-4 and saved["mixture_head_channels"] == 32
+    for name in config_lib.LEGACY_VALUES:  # as written before these fields or defaults existed
+        del saved[name]
+    path.write_text(json.dumps(saved))
+    restored = config_lib.load(str(path))
+    assert (restored.likelihood_scale_floor, restored.mixture_head_channels) == (1e-3, 0)
+    assert config_lib.differences(restored, config_lib.Config(likelihood=restored.likelihood)) == [
+        "likelihood_scale_floor: 0.001 (saved) vs 0.00045 (requested)",
+        "mixture_head_channels: 0 (saved) vs 32 (requested)",
+    ]
+
+
 @pytest.mark.parametrize(
     "changes,message",
     [
@@ -33,6 +50,7 @@ def test_json_round_trip(tmp_path):
         (dict(mixed_precision="float64"), "accepted: auto, float32, mixed_float16"),
         (dict(strategy="ps"), "`--strategy` is 'ps'; accepted: auto, default, mirrored, multi"),
         (dict(collective_timeout_s=0), "`--collective_timeout_s` is 0; it must be an integer"),
+        (dict(mixture_head_channels=-1), "`--mixture_head_channels` is -1; it must be >= 0"),
     ],
 )
 def test_each_invalid_value_is_one_line_naming_it(changes, message):

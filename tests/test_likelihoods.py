@@ -206,6 +206,56 @@ def test_mixture_gradients_equal_tfp_pixel_cnn_autodiff_in_float64(compiled):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * np.abs(e).max(), err_msg=name)
 
 
+@pytest.mark.parametrize("tape_inside_function", [True, False])
+def test_the_decoder_output_kernels_equal_the_mixtures_tf_ops_in_value_and_gradient(
+    tape_inside_function,
+):
+    # The decoder's mixture computes log_prob and its gradient by compiled kernels from its raw
+    # output; the parent class (tested against TFP above) by TF ops and autodiff, from the
+    # constrained parameters. Raw values span the floor, huge scales and saturated tanh.
+    components, rng = 3, np.random.default_rng(11)
+    output = rng.normal(size=(4, 5, 6, 10 * components)) * 3.0
+    output[0, :, :, 4 * components : 7 * components] = -40.0  # every scale at the floor
+    output = tf.Variable(output.astype(np.float32))
+    values = rng.integers(0, 256, size=(2, 4, 5, 6, 3)).astype(np.float32)  # [2, ...]: broadcast
+    values[:, 1, 0, :] = [
+        [0, 0, 0],
+        [255, 255, 255],
+        [0, 128, 255],
+        [255, 0, 3],
+        [1, 254, 0],
+        [9] * 3,
+    ]
+    colours = tf.constant(values / 255.0)
+
+    def log_probs():
+        fused = likelihoods.make("discretized_logistic_mixture", output, mixture_components=3)
+        pixels = fused.distribution
+        plain = likelihoods.DiscretizedLogisticMixture(
+            pixels.logits, pixels.locs, pixels.scales, pixels.coefficients
+        )
+        return fused.log_prob(colours), tf.reduce_sum(plain.log_prob(colours), [-1, -2])
+
+    def value_and_gradients():
+        with tf.GradientTape(persistent=True) as tape:
+            fused, plain = log_probs()
+            weighted = [tf.reduce_sum(lp * [[1.0], [-0.5]]) for lp in (fused, plain)]
+        return fused, plain, [tape.gradient(w, output) for w in weighted]
+
+    if tape_inside_function:  # as the train step: the forward kernel keeps its terms
+        fused, plain, (d_fused, d_plain) = tf.function(value_and_gradients)()
+    else:  # a tape around a traced function: the gradient recomputes them
+        traced = tf.function(log_probs)
+        with tf.GradientTape(persistent=True) as tape:
+            fused, plain = traced()
+            weighted = [tf.reduce_sum(lp * [[1.0], [-0.5]]) for lp in (fused, plain)]
+        d_fused, d_plain = (tape.gradient(w, output) for w in weighted)
+    assert fused.shape == [2, 4] and fused.dtype == tf.float32
+    np.testing.assert_allclose(fused, plain, rtol=2e-5, atol=1e-3)
+    assert np.all(np.isfinite(d_fused)) and np.abs(d_plain).max() > 1
+    np.testing.assert_allclose(d_fused, d_plain, rtol=1e-3, atol=1e-4 * np.abs(d_plain).max())
+
+
 def test_mixture_samples_follow_its_probabilities():
     # One pixel, two components with strongly coupled channels and wide bins.
     dist = likelihoods.DiscretizedLogisticMixture(
@@ -265,7 +315,7 @@ def test_a_vae_with_the_mixture_builds_scores_and_displays(tiny_config):
 
     config = tiny_config.replace(likelihood="discretized_logistic_mixture", mixture_components=3)
     vae = model.build(config, "mixed_bfloat16")
-    assert vae.decoder.blocks[-1].filters == 30  # 10 parameters per component
+    assert vae.decoder.head.filters == 30  # 10 parameters per component, from the 1x1 head
     x = tf.round(tf.random.stateless_uniform([2, 16, 16, 3], [0, 1]) * 255) / 255
     log_w = vae.log_weights(x, 4, seed=[1, 1])
     assert log_w.shape == [4, 2] and log_w.dtype == tf.float32 and np.all(np.isfinite(log_w))

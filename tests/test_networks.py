@@ -32,6 +32,39 @@ def test_the_three_decoders_have_the_same_stages_and_parameter_count():
     assert len(counts) == 1
 
 
+@pytest.mark.parametrize("head", [0, 5])
+def test_the_mixture_head_maps_a_narrow_full_resolution_map_to_its_parameters(head):
+    decoder = networks.Decoder(
+        width=8, num_stages=3, kernel_size=3, likelihood="discretized_logistic_mixture",
+        mixture_components=2, mixture_head_channels=head,
+    )  # fmt: skip
+    p = decoder(tf.zeros([1, 16]))
+    assert p.event_shape == [32, 32, 3]
+    last = decoder.blocks[-1]  # [16, 16, 8] -> [32, 32, head or 20]
+    assert last.filters == (head or 20) and last.use_bias == (not head)
+    if head:  # then batch norm, ReLU and a 1x1 convolution to the 10 M = 20 parameters
+        assert decoder.head.kernel.shape == (1, 1, head, 20) and len(decoder.norms) == 3
+        assert decoder.count_params() - _direct_mixture_decoder_weights() == (
+            3 * 3 * 8 * (head - 20) - 20  # the last block's kernel, narrower, without bias
+            + 4 * head  # batch norm: gamma, beta and the two moving statistics
+            + head * 20 + 20  # the 1x1 convolution and its bias
+        )  # fmt: skip
+    else:
+        assert decoder.head is None and len(decoder.norms) == 2
+    logistic = networks.Decoder(width=8, num_stages=3, mixture_head_channels=5)
+    logistic(tf.zeros([1, 16]))
+    assert logistic.head is None and logistic.blocks[-1].filters == 6  # only the mixture's
+
+
+def _direct_mixture_decoder_weights():
+    decoder = networks.Decoder(
+        width=8, num_stages=3, kernel_size=3, likelihood="discretized_logistic_mixture",
+        mixture_components=2, mixture_head_channels=0,
+    )  # fmt: skip
+    decoder(tf.zeros([1, 16]))
+    return decoder.count_params()
+
+
 def test_encoder_downsamples_to_4x4_and_posterior_scale_has_a_floor():
     encoder = networks.Encoder(latent_dim=5, width=4, num_stages=4, scale_floor=0.01)
     q = encoder(tf.random.stateless_uniform([3, 64, 64, 3], [0, 0]))

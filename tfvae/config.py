@@ -28,6 +28,10 @@ LEARNING_RATE_SCHEDULES = ("constant", "cosine")  # tfvae.training.steps.learnin
 
 DEPRECATED_FLAGS = {"sample_temperature": "temperature"}  # old flag or config.json key -> new
 
+# Fields whose default changed, or that were added with a default other than the behaviour before
+# them: a config.json saved without the field was trained with this value, so `load` restores it.
+LEGACY_VALUES = {"likelihood_scale_floor": 1e-3, "mixture_head_channels": 0}
+
 # Fields that control how long or how verbosely a run goes, not what it computes: a resumed run
 # may change them without being refused (e.g. training a finished run for more epochs).
 RUN_CONTROL_FIELDS = (
@@ -89,14 +93,20 @@ class Config:
         0.0, "Fixed std of the gaussian likelihood in [0,1] pixel units (0 = learned per pixel)."
     )
     likelihood_scale_floor: float = _field(
-        1e-3, "Smallest learned scale of the pixel likelihood (discretized logistic, its mixture, "
-        "a learned gaussian) in [0,1] pixel units. 1e-3 caps a sharp discretized logistic's "
-        "probability of one level at 0.753 (0.41 bits/dim at best); 4.5e-4 is PixelCNN++'s "
-        "clamp (0.975, 0.037 bits/dim).",
+        4.5e-4, "Smallest learned scale of the pixel likelihood (discretized logistic, its "
+        "mixture, a learned gaussian) in [0,1] pixel units. 4.5e-4, PixelCNN++'s clamp of the "
+        "log-scale at -7 in [-1, 1] units, caps a sharp discretized logistic's probability of "
+        "one level at 0.975 (0.037 bits/dim at best); 1e-3 at 0.753 (0.41 bits/dim).",
     )  # fmt: skip
     mixture_components: int = _field(
         10, "Logistic components per pixel of --likelihood=discretized_logistic_mixture."
     )
+    mixture_head_channels: int = _field(
+        32, "dcgan with --likelihood=discretized_logistic_mixture: the last upsampling block "
+        "emits this many channels (then batch norm and ReLU) and a 1x1 convolution maps them to "
+        "the mixture's 10 M parameters per pixel; 0: the last block emits the parameters itself "
+        "(3x the FLOPs at 10 components).",
+    )  # fmt: skip
     width: int = _field(64, "Channels of the first encoder stage; doubles every stage.")
     latent_dim: int = _field(128, "Size of the latent code z.")
     kernel_size: int = _field(4, "Convolution kernel size of every stage.")
@@ -239,6 +249,9 @@ def _errors(c: Config):
         yield f"Flag `--temperature` is {c.temperature}; it must be > 0."
     if c.gaussian_scale < 0:
         yield f"Flag `--gaussian_scale` is {c.gaussian_scale}; it must be >= 0 (0 = learned)."
+    if c.mixture_head_channels < 0:
+        yield (f"Flag `--mixture_head_channels` is {c.mixture_head_channels}; it must be >= 0 "
+               "(0 = none).")  # fmt: skip
     if not c.likelihood_scale_floor > 0:
         yield f"Flag `--likelihood_scale_floor` is {c.likelihood_scale_floor}; it must be > 0."
     if not c.posterior_scale_floor > 0:
@@ -332,7 +345,8 @@ def save(config: Config, path: str) -> None:
 
 
 def load(path: str) -> Config:
-    """Reads a Config written by `save`; unknown keys are an error, missing keys take defaults.
+    """Reads a Config written by `save`; unknown keys are an error, missing keys take defaults
+    (LEGACY_VALUES where the value a run was trained with differs from today's default).
 
     Raises ValueError (one line) naming the file when it is not valid JSON or not a Config.
     """
@@ -348,6 +362,8 @@ def load(path: str) -> Config:
     for old, new in DEPRECATED_FLAGS.items():  # configs saved before a field was renamed
         if old in values and new not in values:
             values[new] = values.pop(old)
+    for name, value in LEGACY_VALUES.items():
+        values.setdefault(name, value)
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - known)
     if unknown:

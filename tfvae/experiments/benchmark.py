@@ -29,18 +29,23 @@ def decoder_flops(config, output_channels: int) -> int:
     """Forward FLOPs of the decoder for one latent code.
 
     A transposed convolution costs K^2 Cin Cout per input pixel; an upsampling + convolution
-    block costs the same per output pixel, four times as much.
+    block costs the same per output pixel, four times as much. With the mixture's head
+    (`mixture_head_channels`), the last block emits the head's channels and a 1x1 convolution
+    maps them to the `output_channels` parameters at every output pixel.
     """
     k = config.kernel_size
+    head = (
+        config.mixture_head_channels if config.likelihood == "discretized_logistic_mixture" else 0
+    )
     channels_in = config.width * 2 ** (config.num_stages - 1)
     flops = 2 * config.latent_dim * 16 * channels_in
     for stage in reversed(range(config.num_stages)):
-        channels_out = config.width * 2 ** (stage - 1) if stage else output_channels
+        channels_out = config.width * 2 ** (stage - 1) if stage else head or output_channels
         in_side = config.image_size // 2 ** (stage + 1)
         pixels = in_side**2 if config.upsampling == "deconv" else (2 * in_side) ** 2
         flops += 2 * pixels * k * k * channels_in * channels_out
         channels_in = channels_out
-    return flops
+    return flops + 2 * config.image_size**2 * head * output_channels
 
 
 def train_step_flops(config, output_channels: int) -> int:

@@ -6,8 +6,9 @@ layer to the mean and softplus scale of a diagonal Gaussian q(z|x).
 
 Decoder: the mirror image. A dense layer to a 4x4 map with the widest channels, then
 `num_stages` upsampling blocks halving the channels (batch norm + ReLU, as DCGAN's generator), the
-last one producing the likelihood's parameters. The three upsampling blocks have the same stages,
-widths and parameter counts:
+last one producing the likelihood's parameters (for the mixture, by default, a map of
+`mixture_head_channels` followed by batch norm, ReLU and a 1x1 convolution to them). The three
+upsampling blocks have the same stages, widths and parameter counts:
 - 'deconv':   Conv2DTranspose(kernel, stride 2)
 - 'nearest':  UpSampling2D(2, nearest) + Conv2D(kernel)
 - 'bilinear': UpSampling2D(2, bilinear) + Conv2D(kernel)
@@ -198,6 +199,7 @@ class Decoder(keras.Model):
         dtype="float32",
         synchronized_batch_norm=False,
         scale_floor=likelihoods.DEFAULT_SCALE_FLOOR,
+        mixture_head_channels=0,
         **kwargs,
     ):
         super().__init__(dtype=dtype, **kwargs)
@@ -212,6 +214,11 @@ class Decoder(keras.Model):
         out_channels = likelihoods.parameter_channels(
             likelihood, gaussian_scale, mixture_components=mixture_components
         )
+        # The mixture's many parameters per pixel (10 M) from a 1x1 convolution of a narrower
+        # full-resolution map, instead of the last upsampling block's K^2-wide kernels.
+        head = mixture_head_channels if likelihood == "discretized_logistic_mixture" else 0
+        self.head = keras.layers.Conv2D(out_channels, 1, dtype=dtype) if head else None
+        block_channels = head or out_channels
         top_channels = width * 2 ** (num_stages - 1)
         self.to_map = keras.layers.Dense(4 * 4 * top_channels, use_bias=False, dtype=dtype)
         self.reshape = keras.layers.Reshape((4, 4, top_channels), dtype=dtype)
@@ -222,9 +229,9 @@ class Decoder(keras.Model):
             [
                 _upsampling_block(
                     upsampling,
-                    width * 2 ** (stage - 1) if stage else out_channels,
+                    width * 2 ** (stage - 1) if stage else block_channels,
                     kernel_size,
-                    use_bias=stage == 0,  # the other stages are followed by batch norm
+                    use_bias=stage == 0 and not head,  # the others are followed by batch norm
                     dtype=dtype,
                 )
                 for stage in reversed(range(num_stages))
@@ -233,7 +240,10 @@ class Decoder(keras.Model):
         self.norms = _tracked(
             self,
             "norm",
-            [_batch_norm(dtype, synchronized_batch_norm) for _ in range(num_stages - 1)],
+            [
+                _batch_norm(dtype, synchronized_batch_norm)
+                for _ in range(num_stages - 1 + bool(head))
+            ],
         )
 
     def call(self, z, training=False):
@@ -243,6 +253,8 @@ class Decoder(keras.Model):
             h = block(h)  # [N, 2h, 2w, c / 2], the last block: [N, H, W, P]
             if stage < len(self.norms):
                 h = tf.nn.relu(self.norms[stage](h, training=training))
+        if self.head is not None:
+            h = self.head(h)  # [N, H, W, P]
         return likelihoods.make(  # h: [N, H, W, P] params
             self.likelihood, h, self.gaussian_scale, self.mixture_components, self.scale_floor
         )

@@ -169,6 +169,7 @@ def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False)
         gaussian_scale=config.gaussian_scale,
         scale_floor=config.likelihood_scale_floor,
         mixture_components=config.mixture_components,
+        mixture_head_channels=config.mixture_head_channels,
         **shared,
     )
     vae = VAE(encoder, decoder, priors.build(config, encoder))
