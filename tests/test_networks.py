@@ -114,3 +114,51 @@ def test_batch_norm_normalises_and_tracks_biased_statistics(synchronized):
         norm.moving_variance, tf.math.reduce_variance(x, [0, 1, 2]), rtol=1e-5
     )
     np.testing.assert_allclose(norm(x, training=False), y, atol=1e-4)  # inference uses them
+
+
+def _dcgan_forward_flops_by_hand(config, parameter_channels, k):
+    """The DCGAN model's multiply-adds x 2 for one image, layer by layer from its definition:
+    encoder convolutions per output pixel, transposed convolutions per input pixel,
+    resize-convolutions per output pixel, the dense layers, the mixture's 1x1 head."""
+    size, kernel = config.image_size, config.kernel_size
+    flops, channels = 0, 3
+    for stage in range(config.num_stages):
+        out = config.width * 2**stage
+        flops += 2 * (size // 2 ** (stage + 1)) ** 2 * kernel**2 * channels * out
+        channels = out
+    encoder = flops + 2 * 16 * channels * 2 * config.latent_dim
+    mixture = config.likelihood == "discretized_logistic_mixture"
+    head = config.mixture_head_channels if mixture else 0
+    decoder = 2 * config.latent_dim * 16 * channels
+    for stage in reversed(range(config.num_stages)):
+        out = config.width * 2 ** (stage - 1) if stage else head or parameter_channels
+        side = size // 2 ** (stage + 1)
+        pixels = side**2 if config.upsampling == "deconv" else (2 * side) ** 2
+        decoder += 2 * pixels * kernel**2 * channels * out
+        channels = out
+    decoder += 2 * size**2 * head * parameter_channels
+    return encoder + k * decoder
+
+
+@pytest.mark.parametrize(
+    "upsampling,likelihood,head",
+    [
+        ("deconv", "discretized_logistic", 32),
+        ("bilinear", "discretized_logistic", 32),
+        ("deconv", "discretized_logistic_mixture", 0),
+        ("nearest", "discretized_logistic_mixture", 7),
+    ],
+)
+def test_the_benchmarks_flop_count_from_the_graph_equals_the_dcgan_count_by_hand(
+    upsampling, likelihood, head
+):
+    from tfvae.experiments import benchmark
+    from tfvae.models import likelihoods
+
+    config = config_lib.Config(
+        image_size=16, width=4, latent_dim=3, kernel_size=3, upsampling=upsampling,
+        likelihood=likelihood, mixture_components=2, mixture_head_channels=head,
+    )  # fmt: skip
+    channels = likelihoods.parameter_channels(likelihood, mixture_components=2)
+    expected = _dcgan_forward_flops_by_hand(config, channels, k=3)
+    assert benchmark.forward_flops(model.build(config), 16, k=3) == expected

@@ -55,7 +55,6 @@ FLAG_DEFINITIONS.set_default("batch_size", 64)
 def _main(FLAGS) -> int | None:
 
     from tfvae.experiments import benchmark
-    from tfvae.models import likelihoods
 
     base = config_lib.from_flags(FLAGS)
     if FLAGS.mode == "export":
@@ -67,11 +66,8 @@ def _main(FLAGS) -> int | None:
         f"float32 matmul ({FLAGS.matmul_size}^2), best of 5 trials: {peak:.1f} GFLOP/s "
         f"(median {median:.1f}); '% peak' below is against the best"
     )
-    channels = likelihoods.parameter_channels(
-        base.likelihood, base.gaussian_scale, mixture_components=base.mixture_components
-    )
     if FLAGS.mode == "eval":
-        return _eval(FLAGS, base, channels, peak)
+        return _eval(FLAGS, base, peak)
     if FLAGS.mode == "data":
         return _data(FLAGS, base)
     names = FLAGS.likelihoods or [base.likelihood]
@@ -144,7 +140,7 @@ def _workers(FLAGS, config):
     )
 
 
-def _eval(FLAGS, config, channels, peak):
+def _eval(FLAGS, config, peak):
     from tfvae.experiments import benchmark
     from tfvae.models import vae as model
 
@@ -152,9 +148,7 @@ def _eval(FLAGS, config, channels, peak):
     speed = benchmark.log_likelihood_images_per_second(
         vae, config, FLAGS.eval_k, FLAGS.eval_batch_size, FLAGS.chunk_size
     )
-    flops = benchmark.encoder_flops(config) + FLAGS.eval_k * benchmark.decoder_flops(
-        config, channels
-    )
+    flops = benchmark.forward_flops(vae, config.image_size, FLAGS.eval_k)
     gflops = speed * flops / 1e9
     print(
         f"log p(x), K={FLAGS.eval_k}, batch {FLAGS.eval_batch_size}, chunk {FLAGS.chunk_size}, "

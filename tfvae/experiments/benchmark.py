@@ -1,7 +1,8 @@
-"""Throughput measurements: analytic FLOPs, the machine's matmul peak, timed train steps.
+"""Throughput measurements: FLOPs of the traced model, the machine's matmul peak, timed steps.
 
-FLOPs count the multiply-adds of convolutions and dense layers (1 multiply-add = 2 FLOPs);
-batch norm, activations and likelihoods are left out, so achieved GFLOP/s are a lower bound.
+FLOPs count the multiply-adds of convolutions, transposed convolutions and matrix products in
+the model's graph (1 multiply-add = 2 FLOPs); batch norm, activations and likelihoods are left
+out, so achieved GFLOP/s are a lower bound.
 A train step counts as 3x the forward pass (forward, and backward for inputs and weights).
 """
 
@@ -13,44 +14,35 @@ import numpy as np
 import tensorflow as tf
 
 
-def encoder_flops(config) -> int:
-    """Forward FLOPs of the encoder for one image."""
-    size, k, flops = config.image_size, config.kernel_size, 0
-    channels_in = 3
-    for stage in range(config.num_stages):
-        channels_out = config.width * 2**stage
-        out_side = size // 2 ** (stage + 1)
-        flops += 2 * out_side**2 * k * k * channels_in * channels_out
-        channels_in = channels_out
-    return flops + 2 * 16 * channels_in * 2 * config.latent_dim
+def forward_flops(model, image_size: int, k: int) -> int:
+    """FLOPs of `model.log_weights` for one image with k samples (the encoder once, the decoder
+    k times), counted from the traced graph: 2 per multiply-add of every convolution, transposed
+    convolution and matrix product, so any architecture is counted as it runs."""
+    x = tf.TensorSpec([1, image_size, image_size, 3], tf.float32)
+    seed = tf.constant([0, 0], tf.int64)
+    traced = tf.function(lambda images: model.log_weights(images, k, seed=seed))
+    return graph_flops(traced.get_concrete_function(x).graph)
 
 
-def decoder_flops(config, output_channels: int) -> int:
-    """Forward FLOPs of the decoder for one latent code.
-
-    A transposed convolution costs K^2 Cin Cout per input pixel; an upsampling + convolution
-    block costs the same per output pixel, four times as much. With the mixture's head
-    (`mixture_head_channels`), the last block emits the head's channels and a 1x1 convolution
-    maps them to the `output_channels` parameters at every output pixel.
-    """
-    k = config.kernel_size
-    head = (
-        config.mixture_head_channels if config.likelihood == "discretized_logistic_mixture" else 0
-    )
-    channels_in = config.width * 2 ** (config.num_stages - 1)
-    flops = 2 * config.latent_dim * 16 * channels_in
-    for stage in reversed(range(config.num_stages)):
-        channels_out = config.width * 2 ** (stage - 1) if stage else head or output_channels
-        in_side = config.image_size // 2 ** (stage + 1)
-        pixels = in_side**2 if config.upsampling == "deconv" else (2 * in_side) ** 2
-        flops += 2 * pixels * k * k * channels_in * channels_out
-        channels_in = channels_out
-    return flops + 2 * config.image_size**2 * head * output_channels
-
-
-def train_step_flops(config, output_channels: int) -> int:
-    """FLOPs of one train step per image: 3 x (encoder + k decoder passes)."""
-    return 3 * (encoder_flops(config) + config.k * decoder_flops(config, output_channels))
+def graph_flops(graph) -> int:
+    """2 x the multiply-adds of the Conv2D, Conv2DBackpropInput (transposed convolution),
+    MatMul and BatchMatMul ops in `graph`, from their static shapes."""
+    total = 0
+    for op in graph.get_operations():
+        if op.type == "Conv2D":  # filter [kh, kw, in, out]: each output element sums kh kw in
+            kh, kw, channels_in, _ = op.inputs[1].shape
+            total += 2 * op.outputs[0].shape.num_elements() * kh * kw * channels_in
+        elif op.type == "Conv2DBackpropInput":  # filter [kh, kw, out, in]: each input element
+            kh, kw, channels_out, _ = op.inputs[1].shape  # spreads over kh kw out outputs
+            total += 2 * op.inputs[2].shape.num_elements() * kh * kw * channels_out
+        elif op.type == "MatMul":
+            transposed = op.get_attr("transpose_a")
+            contracted = op.inputs[0].shape[0 if transposed else 1]
+            total += 2 * op.outputs[0].shape.num_elements() * contracted
+        elif op.type.startswith("BatchMatMul"):
+            contracted = op.inputs[0].shape[-2 if op.get_attr("adj_x") else -1]
+            total += 2 * op.outputs[0].shape.num_elements() * contracted
+    return total
 
 
 def _time(fn, repeats: int) -> float:
@@ -100,7 +92,6 @@ def train_step_rows(base, likelihood_names, ks, dtypes, repeats: int, peak_gflop
     """
     import keras
 
-    from tfvae.models import likelihoods
     from tfvae.training.steps import Steps
 
     speeds = {}
@@ -108,12 +99,9 @@ def train_step_rows(base, likelihood_names, ks, dtypes, repeats: int, peak_gflop
         for dtype in dtypes:
             for name in likelihood_names:  # innermost: compared settings run back to back
                 config = base.replace(likelihood=name, k=k)
-                channels = likelihoods.parameter_channels(
-                    name, base.gaussian_scale, mixture_components=base.mixture_components
-                )
-                flops = train_step_flops(config, channels)
                 keras.utils.set_random_seed(config.seed)
                 steps = Steps(config, tf.distribute.get_strategy(), dtype)
+                flops = 3 * forward_flops(steps.model, config.image_size, k)
                 speed = train_images_per_second(steps, config.batch_size, repeats)
                 speeds[name, k, dtype] = speed
                 float32 = speeds.get((name, k, "float32"))
