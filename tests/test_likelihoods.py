@@ -315,7 +315,7 @@ def test_a_vae_with_the_mixture_builds_scores_and_displays(tiny_config):
 
     config = tiny_config.replace(likelihood="discretized_logistic_mixture", mixture_components=3)
     vae = model.build(config, "mixed_bfloat16")
-    assert vae.decoder.head.filters == 30  # 10 parameters per component, from the 1x1 head
+    assert vae.decoder.blocks[-1].filters == 30  # 10 parameters per component
     x = tf.round(tf.random.stateless_uniform([2, 16, 16, 3], [0, 1]) * 255) / 255
     log_w = vae.log_weights(x, 4, seed=[1, 1])
     assert log_w.shape == [4, 2] and log_w.dtype == tf.float32 and np.all(np.isfinite(log_w))
