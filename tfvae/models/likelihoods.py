@@ -261,11 +261,9 @@ class DiscretizedLogisticMixture(tfd.Distribution):
 
     def _log_prob(self, x):
         level = tf.round(tf.convert_to_tensor(x, tf.float32) * _TOP)  # [..., 3] values 0..255
-        a, b, c = tf.unstack(self._coefficients, axis=-1)  # each [..., M]
-        red, green, _ = tf.unstack(level[..., None, :] / _TOP - 0.5, axis=-1)  # each [..., 1]
-        shifts = tf.stack([tf.zeros_like(a * red), a * red, b * red + c * green], axis=-1)
+        means, _, _ = _coupled_means(level[..., None, :], self._locs, self._coefficients, -1)
         log_channels = _discretized_logistic_log_prob(
-            level[..., None, :], (self._locs + shifts) * _TOP, 1.0 / (self._scales * _TOP)
+            level[..., None, :], means, 1.0 / (self._scales * _TOP)
         )  # [..., M, 3]
         log_weights = tf.nn.log_softmax(self._logits, axis=-1)  # [..., M]
         return tf.reduce_logsumexp(log_weights + tf.reduce_sum(log_channels, -1), axis=-1)
@@ -341,24 +339,21 @@ def _fused_log_prob(level, output, components, scale_floor):
     """
     options = dict(components=components, scale_floor=scale_floor)
 
-    def gradient_from(terms, upstream):
-        derivatives = _compiled_bin_derivatives(level, output, **options)
-        return _compiled_gradient(level, output, terms, derivatives, upstream, **options)
-
     @tf.custom_gradient
     def log_prob(output):
-        if not record.could_possibly_record():
-            value = _compiled_value(level, output, **options)
-
-            def recomputed_gradient(upstream):
-                terms = _compiled_value_and_terms(level, output, **options)[1]
-                return gradient_from(terms, upstream)
-
-            return value, recomputed_gradient
-        value, terms = _compiled_value_and_terms(level, output, **options)
+        if record.could_possibly_record():
+            value, terms = _compiled_value_and_terms(level, output, **options)
+        else:
+            value, terms = _compiled_value(level, output, **options), None
 
         def gradient(upstream):
-            return gradient_from(terms, upstream)
+            kept = (
+                terms
+                if terms is not None
+                else _compiled_value_and_terms(level, output, **options)[1]
+            )
+            derivatives = _compiled_bin_derivatives(level, output, **options)
+            return _compiled_gradient(level, output, kept, derivatives, upstream, **options)
 
         return value, gradient
 
@@ -382,12 +377,14 @@ def _mixture_parameters(output, components, scale_floor):
     )
 
 
-def _coupled_means(level, locs, coefficients):
-    """Component means [M, 3, P] in levels given the colours `level` [3, P], and the red and
-    green values - 1/2 [1, P] that the coefficients multiply."""
-    a, b, c = tf.unstack(coefficients, axis=1)  # each [M, P]
-    red, green, _ = tf.unstack(level[None] / _TOP - 0.5, axis=1)  # each [1, P]
-    shifts = tf.stack([tf.zeros_like(a), a * red, b * red + c * green], axis=1)  # [M, 3, P]
+def _coupled_means(level, locs, coefficients, channel_axis=1):
+    """Component means in levels given the colours `level`, and the red and green values - 1/2
+    that the coefficients multiply. Shapes are [M, 3, P] (level [1, 3, P]) pixels last, or, with
+    channel_axis=-1, the parent class's [..., M, 3] (level [..., 1, 3])."""
+    a, b, c = tf.unstack(coefficients, axis=channel_axis)  # each [M, P] or [..., M]
+    red, green, _ = tf.unstack(level / _TOP - 0.5, axis=channel_axis)  # each [1, P] or [..., 1]
+    shift_green, shift_blue = a * red, b * red + c * green
+    shifts = tf.stack([tf.zeros_like(shift_green), shift_green, shift_blue], axis=channel_axis)
     return (locs + shifts) * _TOP, red, green
 
 
@@ -396,7 +393,7 @@ def _value_and_terms(level, output, components, scale_floor, keep_terms=True):
     components' responsibilities (softmax of log weights + channel terms) and the softmax of the
     logits, each [M, P]."""
     logits, locs, _, scales, coefficients = _mixture_parameters(output, components, scale_floor)
-    means, _, _ = _coupled_means(level, locs, coefficients)
+    means, _, _ = _coupled_means(level[None], locs, coefficients)
     log_channels, _, _ = _bin_log_mass(level[None], means, 1.0 / (scales * _TOP))
     log_weights = tf.nn.log_softmax(logits, axis=0)  # [M, P]
     log_components = log_weights + tf.reduce_sum(log_channels, 1)  # [M, P]
@@ -411,7 +408,7 @@ def _bin_derivatives(level, output, components, scale_floor):
     packed as the real and imaginary parts of one complex64 [M, 3, P]: XLA computes a fused
     array's elements once per output, so two outputs would evaluate the bin masses twice."""
     _, locs, _, scales, coefficients = _mixture_parameters(output, components, scale_floor)
-    means, _, _ = _coupled_means(level, locs, coefficients)
+    means, _, _ = _coupled_means(level[None], locs, coefficients)
     _, d_means, d_inverse_scales = _bin_log_mass(level[None], means, 1.0 / (scales * _TOP))
     return tf.complex(d_means, d_inverse_scales)
 
@@ -426,7 +423,7 @@ def _gradient(level, output, terms, derivatives, upstream, components, scale_flo
     _, locs, shifted_raw_scales, scales, coefficients = _mixture_parameters(
         output, components, scale_floor
     )
-    _, red, green = _coupled_means(level, locs, coefficients)
+    _, red, green = _coupled_means(level[None], locs, coefficients)
     responsibilities = responsibilities * upstream  # [M, P]
     d_logits = responsibilities - weights * upstream
     responsibilities = responsibilities[:, None, :]  # [M, 1, P]
