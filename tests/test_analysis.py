@@ -35,3 +35,18 @@ def test_loss_curves_read_back_what_training_wrote(tmp_path):
     np.testing.assert_allclose(curves["validation_loss"], [8, 6])
     assert curves["mean_validation_loss"] == 7.0
     assert abs(curves["mean_validation_loss_standard_error"] - 1.0) < 1e-12  # std 1.414 / sqrt 2
+    assert "train_minutes" not in curves  # no batch size: no clock
+
+
+def test_training_minutes_add_each_logged_intervals_images_over_its_rate(tmp_path):
+    with tf.summary.create_file_writer(str(tmp_path / "train")).as_default():
+        for step, (loss, rate) in {10: (9.0, 40.0), 30: (7.0, 80.0)}.items():
+            tf.summary.scalar("loss", loss, step=step)
+            tf.summary.scalar("images_per_second", rate, step=step)
+    with tf.summary.create_file_writer(str(tmp_path / "validation")).as_default():
+        for step in (5, 20, 30):
+            tf.summary.scalar("bound", -1.0, step=step)
+    curves = curves_lib.loss_curves(str(tmp_path), batch_size=24)
+    # 10 steps of 24 images at 40/s = 6 s; then 20 steps at 80/s = 6 s more
+    np.testing.assert_allclose(curves["train_minutes"], [0.1, 0.2])
+    np.testing.assert_allclose(curves["validation_minutes"], [np.nan, 0.15, 0.2])

@@ -408,8 +408,6 @@ def test_a_hierarchy_exports_its_groups_and_runs_with_tensorflow_alone(runs, exp
     whole = priors.with_lower_groups(vae, top_draws, SEED, TEMPERATURE)
     np.testing.assert_allclose(sampled["tf1/sample/z"], whole, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(sampled["tf2/sample/z"], whole, rtol=1e-5, atol=1e-5)
-    below = np.asarray(whole[:, top:]) / TEMPERATURE  # the lower groups' N(0, 1) noise, drawn
-    assert 0.6 < below.std() < 1.4 and np.abs(below.mean()) < 0.2  # 384 draws: 5 s.e. apart
     metadata = json.loads(
         (root / "exports" / "hierarchical" / "1" / "assets.extra" / "tfvae_export.json").read_text()
     )

@@ -224,3 +224,24 @@ def test_a_run_with_a_learned_prior_and_posterior_trains_and_draws(tiny_config, 
     np.testing.assert_allclose(draws, vae.prior.sample(4, [0, 1], 0.5))
     assert vae.sample(4, seed=[0, 1], temperature=0.5).shape == (4, 16, 16, 3)
     assert vae.reconstruct(tf.zeros([2, 16, 16, 3])).shape == (2, 16, 16, 3)
+
+
+def test_lower_groups_below_a_given_top_group_are_prior_noise_at_the_temperature():
+    class TwoGroups:  # what with_lower_groups reads of a model
+        top_dim, noise_dim = 3, 3 + 4000
+
+    top = np.arange(6, dtype=np.float32).reshape(2, 3)
+    seed = tf.constant([5, 6], tf.int64)
+    whole = priors.with_lower_groups(TwoGroups, top, seed, 0.7).numpy()
+    assert whole.shape == (2, 4003)
+    np.testing.assert_array_equal(whole[:, :3], top)  # the given top group, untouched
+    lower = whole[:, 3:] / 0.7  # 8000 N(0, 1) draws: mean 0 +- 0.011, std 1 +- 0.008
+    assert abs(lower.mean()) < 0.05 and abs(lower.std() - 1.0) < 0.04
+    np.testing.assert_array_equal(priors.with_lower_groups(TwoGroups, top, seed, 0.7), whole)
+    assert not np.allclose(priors.with_lower_groups(TwoGroups, top, seed + 1, 0.7), whole)
+    np.testing.assert_array_equal(priors.with_lower_groups(TwoGroups, top, seed, 0)[:, 3:], 0.0)
+
+    class OneGroup:
+        top_dim = noise_dim = 3
+
+    np.testing.assert_array_equal(priors.with_lower_groups(OneGroup, top, seed, 0.7), top)

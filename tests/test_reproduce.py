@@ -205,8 +205,8 @@ def test_tiny_reproduction_reports_and_a_rerun_does_nothing(tmp_path, data_dir, 
     # 1. Every step, each an installed command in its own process, then REPORT.md.
     result = run_command("reproduce", f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"\[1/28 \| [0-9:]+\] train vae_deconv: tfvae-train", result.stdout)
-    assert "28 steps run, 0 already done" in result.stdout
+    assert re.search(r"\[1/29 \| [0-9:]+\] train vae_deconv: tfvae-train", result.stdout)
+    assert "29 steps run, 0 already done" in result.stdout
     document = (out / "REPORT.md").read_text()
     _check_report(document, out)
     row = next(line for line in document.splitlines() if line.startswith("| reference_hierarchy"))
@@ -218,7 +218,7 @@ def test_tiny_reproduction_reports_and_a_rerun_does_nothing(tmp_path, data_dir, 
     state = (out / "state.json").read_text()
     result = run_command("reproduce", f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "0 steps run, 28 already done" in result.stdout and ": tfvae-" not in result.stdout
+    assert "0 steps run, 29 already done" in result.stdout and ": tfvae-" not in result.stdout
     assert (out / "REPORT.md").stat().st_mtime_ns == stamp
     assert (out / "state.json").read_text() == state
 
@@ -240,7 +240,9 @@ def _check_report(document, out):
     for needed in ("## All models", "IWAE (k=5) minus that of the VAE", "Checkerboard energy",
                    "z[", "Mean absolute change", "Prior samples of",
                    "decoded from its gaussian sampler", "images stored losslessly, one file each",
-                   "The best model (",
+                   "The best of the report's runs (", "## Reference runs",
+                   "Per latent group, top down: 4x4x2: KL", "Traversals of reference_hierarchy",
+                   "Its log p(x) is", "x its reconstructions'.",
                    "factor FD, gaussian sampler, T=1.0"):  # fmt: skip
         assert needed in document
 
@@ -248,9 +250,14 @@ def _check_report(document, out):
 def test_readme_section_is_replaced_with_the_report_and_its_figures(tmp_path):
     out = tmp_path / "out"
     (out / "runs" / "a" / "figures").mkdir(parents=True)
+    (out / "runs" / "b" / "figures").mkdir(parents=True)
+    (out / "figures").mkdir()
     (out / "runs" / "a" / "figures" / "traversal.png").write_bytes(b"png")
+    (out / "runs" / "b" / "figures" / "traversal.png").write_bytes(b"png of b")
+    (out / "figures" / "loss_curves.png").write_bytes(b"curves")
     (out / "REPORT.md").write_text(
         "# Title\n\n## Part\n\n![t](runs/a/figures/traversal.png)\n\n"
+        "![u](runs/b/figures/traversal.png)\n\n![c](figures/loss_curves.png)\n\n"
         "configs: [a.flags](configs/a.flags)\n"
     )
     readme = tmp_path / "README.md"
@@ -259,8 +266,10 @@ def test_readme_section_is_replaced_with_the_report_and_its_figures(tmp_path):
     text = readme.read_text()
     assert "old" not in text and text.startswith("# R\n\nbefore") and text.endswith("after\n")
     assert "#### Title" in text and "##### Part" in text
-    assert "![t](docs/f/traversal.png)" in text and "`a.flags`" in text
-    assert (tmp_path / "docs" / "f" / "traversal.png").read_bytes() == b"png"
+    assert "![t](docs/f/a_traversal.png)" in text and "`a.flags`" in text
+    assert "![u](docs/f/b_traversal.png)" in text and "![c](docs/f/loss_curves.png)" in text
+    assert (tmp_path / "docs" / "f" / "a_traversal.png").read_bytes() == b"png"
+    assert (tmp_path / "docs" / "f" / "b_traversal.png").read_bytes() == b"png of b"
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="reproduce:begin"):
         report.update_readme(str(readme), str(out / "REPORT.md"), str(tmp_path / "docs" / "f"))

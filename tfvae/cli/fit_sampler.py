@@ -65,12 +65,7 @@ def _main(FLAGS) -> int | None:
         split: store.mean_log_density(sampler, codes["draws"])
         for split, codes in (("train", train_codes), ("validation", held_out))
     }
-    top_prior = vae.prior  # a hierarchy's top group in code units: N(0, I) as every group
-    if vae.top_dim < vae.noise_dim:
-        from tfvae.models import priors
-
-        top_prior = priors.standard_normal(vae.top_dim)
-    prior = store.mean_log_density(top_prior, held_out["draws"])
+    prior = store.mean_log_density(vae.top_prior, held_out["draws"])
     scores["validation_under_the_prior"] = prior
     info = store.describe(
         FLAGS.sampler, name, checkpoint, "train", count, FLAGS.seed, settings, scores

@@ -334,20 +334,33 @@ def _report_bits_per_pixel(metrics: dict) -> str:
 
 def codec_sentence(f: Findings) -> str:
     """The lossless codecs' bits/dim on the images every model was evaluated on, beside the best
-    model's ('' when tfvae-bpp stored none: runs evaluated before it did)."""
+    run's and each reference run's ('' when tfvae-bpp stored none: runs evaluated before it
+    did)."""
     measured = [m for m in f.metrics.values() if m.get("codec_bits_per_dim")]
     if not measured or f.plan.best is None:
         return ""
     codecs = measured[0]["codec_bits_per_dim"]
     parts = [f"{NAMES.get(c, c)} {r['bits_per_dim']:.3f} ± {r['bits_per_dim_standard_error']:.3f}"
              for c, r in codecs.items()]  # fmt: skip
-    best = f.metrics[f.plan.best].get("bits_per_dim")
     line = (f"The same {measured[0].get('num_images')} images stored losslessly, one file each: "
             f"{', '.join(parts)} bits/dim.")  # fmt: skip
-    if best is not None:
-        comparison = verdict(best, codecs).split("; ", 1)[-1]  # 'the model (x) beats ...'
-        line += " " + comparison.replace("the model", "The best model", 1) + "."
+    for name, who in _compared(f):
+        bits = f.metrics[name].get("bits_per_dim")
+        if bits is not None:
+            comparison = verdict(bits, codecs).split("; ", 1)[-1]  # 'the model (x) beats ...'
+            line += " " + comparison.replace("the model (", who, 1) + "."
     return line
+
+
+def _references(f: Findings) -> list[str]:
+    return [n for n, r in f.plan.runs.items() if r.role == "reference"]
+
+
+def _compared(f: Findings) -> list[tuple[str, str]]:
+    """(run, how a sentence names it): the best of the report's runs, then each reference."""
+    references = _references(f)
+    best = "The best of the report's runs" if references else "The best model"
+    return [(f.plan.best, f"{best} ({f.plan.best}, "), *((n, f"{n} (") for n in references)]
 
 
 def _log_likelihood_table(f: Findings) -> str:
@@ -397,9 +410,14 @@ def _header(f: Findings, command: str, versions: dict) -> list[str]:
             if any(map(_is_density, f.metrics.values()))
             else ""
         )
-        + "Training time: wall time of the training command. The best run by NLL is "
-        f"**{f.plan.best}**; the traversal, interpolation and sample figures and the export are "
-        "of it.",
+        + "Training time: wall time of the training command. The best of the report's runs by "
+        f"NLL is **{f.plan.best}**; the traversal, interpolation and sample figures and the "
+        "export are of it"
+        + (
+            "; each reference run's own samples and traversal are under Reference runs."
+            if _references(f)
+            else "."
+        ),
     ]
 
 
@@ -458,6 +476,86 @@ def _best_run(f: Findings) -> list[str]:
     ]  # fmt: skip
 
 
+def reference_sentences(f: Findings, name: str) -> str:
+    """A reference run: its model, log p(x) against the best of the report's runs (paired, on
+    the same images), each latent group's KL and active units, and its samples' quality at each
+    temperature and sampler as a multiple of its reconstructions' distance."""
+    c, m, best = f.configs[name], f.metrics[name], f.plan.best
+    model = (f"latent groups {c.latent_groups}, {c.latent_channels} channels each, width "
+             f"{c.width}" if c.architecture == "hierarchical" else
+             f"width {c.width}, latent {c.latent_dim}, {c.upsampling} upsampling")  # fmt: skip
+    lines = [
+        f"{name}: `{f.state['steps'].get(f'train {name}', {}).get('command')}`, the "
+        f"{c.architecture} architecture ({model}), {c.likelihood} likelihood, k={c.k}, "
+        f"{c.epochs} epochs in {_minutes(f.train_seconds(name))}."
+    ]
+    a, b = f.per_example(best), f.per_example(name)
+    if a is not None and b is not None and len(a) == len(b) > 1:
+        d = b - a
+        mean, sem = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+        lines.append(
+            f"Its log p(x) is {m['bits_per_dim']:.3f} bits/dim against "
+            f"{f.metrics[best]['bits_per_dim']:.3f} for {best}: {_pm(abs(mean), sem)} nats per "
+            f"image {'above' if mean > 0 else 'below'} it (paired, {abs(mean) / sem:.1f} s.e.)."
+        )
+    if m.get("kl_nats_per_group"):  # a hierarchy's groups, top down (tfvae-bpp)
+        shapes = [f"{r}x{r}x{c.latent_channels}"
+                  for r, n in config_lib.parse_latent_groups(c.latent_groups, c.image_size)
+                  for _ in range(n)]  # fmt: skip
+        parts = [
+            f"{shape}: KL {kl:.1f} nats, {active} of {size} latents active"
+            for shape, kl, active, size in zip(shapes, m["kl_nats_per_group"],
+                                               m["active_units_per_group"],
+                                               m["latents_per_group"], strict=True)
+        ]  # fmt: skip
+        lines.append(f"Per latent group, top down: {'; '.join(parts)}.")
+    label, reconstructions = None, None
+    for prefix, kind in f.quality_kinds(name):
+        if m.get(f"{prefix}_reconstructions") is not None:
+            label, reconstructions = kind, m[f"{prefix}_reconstructions"]
+            break
+    if reconstructions:
+        sampler = f.plan.evaluation.sampler
+        measured = []
+        for source in ["", *([sampler] if sampler else [])]:
+            for t in f.plan.evaluation.temperatures:
+                kind, value = f.quality(name, t, source)
+                if value is not None and kind == label:
+                    what = f"{source} sampler" if source else "prior"
+                    measured.append((value, f"{what} at T={t} {_num(value)}"))
+        if measured:
+            best_value, best_text = min(measured)
+            lines.append(
+                f"Its samples' {label} (its reconstructions {_num(reconstructions)}): "
+                + ", ".join(text for _, text in measured)
+                + f"; the closest, the {best_text.rsplit(' ', 1)[0]}, is "
+                f"{best_value / reconstructions:.2f}x its reconstructions'."
+            )
+    return " ".join(lines)
+
+
+def _reference_runs(f: Findings) -> list[str]:
+    """Each reference run's numbers, samples at each temperature and traversal."""
+    names = _references(f)
+    sections = ["## Reference runs"] if names else []
+    sampler = f.plan.evaluation.sampler
+    for name in names:
+        step = f"sample quality {name}"
+        sections += [
+            f"### {name}",
+            reference_sentences(f, name),
+            *[_figure(f, f"samples_t{t}.png", f"Prior samples of {name} at T={t}", step, name)
+              for t in f.plan.evaluation.temperatures],
+            *[_figure(f, f"samples_{sampler}_t{t}.png", f"Samples of {name} decoded from its "
+                      f"{sampler} sampler at T={t}", step, name)
+              for t in f.plan.evaluation.temperatures if sampler],
+        ]  # fmt: skip
+        if os.path.exists(f.plan.figure(name, "traversal.png")):
+            caption = f"Traversals of {name} around the encoding of validation image 0"
+            sections.append(_figure(f, "traversal.png", caption, f"traverse {name}", name))
+    return sections
+
+
 def _closing(f: Findings, metadata: dict) -> list[str]:
     """Section 4's table, the export and every command."""
     plan, steps = f.plan, f.state["steps"]
@@ -486,7 +584,7 @@ def write_report(plan, state: dict, command: str, path: str) -> str:
         os.path.join(plan.output_dir, "export", "1", "assets.extra", "tfvae_export.json")
     )
     sections = _header(f, command, metadata.get("versions", {}))
-    sections += _comparisons(f) + _best_run(f) + _closing(f, metadata)
+    sections += _comparisons(f) + _best_run(f) + _reference_runs(f) + _closing(f, metadata)
     text = "\n\n".join(s for s in sections if s) + "\n"
     if os.path.exists(path):
         with open(path) as file:
@@ -501,7 +599,8 @@ BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 
 def update_readme(readme: str, report_path: str, figures_dir: str, heading_levels: int = 3) -> None:
     """Replaces the README's text between BEGIN and END with REPORT.md: figures copied into
-    `figures_dir` (links rewritten relative to the README), headings demoted."""
+    `figures_dir` (a run's as NAME_FILE, so that two runs' samples_t1.0.png stay apart; links
+    rewritten relative to the README), headings demoted."""
     with open(readme) as f:
         text = f.read()
     if BEGIN not in text or END not in text:
@@ -513,7 +612,9 @@ def update_readme(readme: str, report_path: str, figures_dir: str, heading_level
 
     def move(match):
         source = os.path.join(base, match.group(2))
-        target = os.path.join(figures_dir, os.path.basename(source))
+        parts = os.path.normpath(match.group(2)).split(os.sep)
+        run = f"{parts[1]}_" if parts[0] == "runs" and len(parts) > 2 else ""  # runs/NAME/...
+        target = os.path.join(figures_dir, run + os.path.basename(source))
         shutil.copyfile(source, target)
         link = os.path.relpath(target, os.path.dirname(os.path.abspath(readme)))
         return f"![{match.group(1)}]({link})"

@@ -186,6 +186,10 @@ class Plan:
         steps += [self._compare(f"checkerboard {r.name}", [r],  # its own latent size
                                 os.path.join(r.model_dir, "figures"), "upsampling_samples",
                                 "Samples") for r in runs if r.role == "reference"]  # fmt: skip
+        steps += [_tool_step(f"traverse {r.name}", "traverse",  # a hierarchy: its top group
+                             [f"--model_dir={r.model_dir}", "--image_index=0"],
+                             [self.figure(r.name, "traversal.png")], [f"train {r.name}"])
+                  for r in runs if r.role == "reference"]  # fmt: skip
         pair = [self.runs[self.vae], self.runs[self.iwae]]
         title = f"{self.compared_draws().capitalize()} through the VAE (k=1) and the IWAE "
         steps.append(self._compare("vae vs iwae samples", pair, self.figures_dir, "vae_vs_iwae",

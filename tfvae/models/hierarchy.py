@@ -314,6 +314,7 @@ class HierarchicalVAE(keras.Model):
         self.top_dim = math.prod(shapes[0])  # the top group's share of the code, first in it
         self.latent_dim = self.noise_dim
         self.prior = priors.standard_normal(self.noise_dim)  # of eps; see the module doc
+        self.top_prior = priors.standard_normal(self.top_dim)  # the top group in code units
 
     def build(self, input_shape):  # the parts build on their first call
         self.built = True

@@ -85,6 +85,20 @@ def takes_noise(q) -> bool:
     return isinstance(q, kinds) or getattr(q, "takes_noise", False)
 
 
+def top_group(q, noise):
+    """(mean, scale, z) float32 [B, top_dim] of q's top group, z drawn from noise float32
+    [B, top_dim]: a diagonal Gaussian's whole code (z = mean + scale * noise); a hierarchy's
+    top group in code units (its `top_group()`); an IAF, which has no closed-form moments, gives
+    its draw for the mean and scale 0."""
+    if hasattr(q, "top_group"):
+        mean, scale = q.top_group()
+        return mean, scale, mean + scale * noise
+    z = draw(q, noise[None])[0][0]
+    if isinstance(q, InverseAutoregressivePosterior):
+        return z, tf.zeros_like(z), z
+    return tf.cast(q.mean(), tf.float32), tf.cast(q.stddev(), tf.float32), z
+
+
 def code(q):
     """The zero-noise code of each example, float32 [B, Z]: a Gaussian's mean, the IAF's
     flow of its base mean, a hierarchy's groups at their means (its `code()`)."""

@@ -47,6 +47,11 @@ class VAE(keras.Model):
         """The code's top group: here the whole code (one group), Z."""
         return self.noise_dim
 
+    @property
+    def top_prior(self) -> tfd.Distribution:
+        """The prior of the top group's codes [top_dim]: here the model's prior."""
+        return self.prior
+
     def group_slices(self) -> list[tuple[int, int]]:
         """[start, stop) of each latent group in the code: one group, [(0, Z)]."""
         return [(0, self.noise_dim)]

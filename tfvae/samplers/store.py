@@ -47,7 +47,7 @@ def latent_codes(config, vae, split: str, num_images: int, seed: int) -> dict:
     z ~ q(z|x) per image from noise eps of (seed, image index) (Philox; z = mean + scale * eps
     for a diagonal q). An IAF posterior has no closed-form moments: its draw stands for the
     mean, with scale 0, so `aggregate_posterior` gives the moments of the draws. For a
-    hierarchy Z is its top group (`top_dim`), in code units (`HierarchicalPosterior.top_group`):
+    hierarchy Z is its top group (`top_dim`), in code units (`posteriors.top_group`):
     a sampler draws that group and the prior the groups below it (`priors.with_lower_groups`).
     """
     own = config.train_size if split == "train" else config.val_size
@@ -61,13 +61,7 @@ def latent_codes(config, vae, split: str, num_images: int, seed: int) -> dict:
         q = vae.encode(data.to_unit_interval(batch["image"]))
         count = int(batch["image"].shape[0])
         noise = eps[start : start + count]
-        if getattr(q, "takes_noise", False):  # a hierarchy: its top group, in code units
-            mean, scale = (t.numpy() for t in q.top_group())
-            z = mean + scale * noise.numpy()
-        else:
-            z = posteriors.draw(q, noise[None])[0][0].numpy()
-            iaf = isinstance(q, posteriors.InverseAutoregressivePosterior)
-            mean, scale = (z, np.zeros_like(z)) if iaf else (q.mean().numpy(), q.stddev().numpy())
+        mean, scale, z = (t.numpy() for t in posteriors.top_group(q, noise))
         means.append(mean), scales.append(scale), draws.append(z)
         start += count
     means, scales, draws = (np.concatenate(a) for a in (means, scales, draws))
