@@ -245,3 +245,15 @@ def test_lower_groups_below_a_given_top_group_are_prior_noise_at_the_temperature
         top_dim = noise_dim = 3
 
     np.testing.assert_array_equal(priors.with_lower_groups(OneGroup, top, seed, 0.7), top)
+
+
+def test_the_top_group_of_a_one_group_posterior_is_its_whole_code():
+    noise = tf.random.stateless_normal([3, 4], [4, 5])
+    loc, scale = tf.constant([[0.5, -1.0, 2.0, 0.0]] * 3), tf.constant([[0.1, 2.0, 1.0, 0.5]] * 3)
+    mean, std, z = posteriors.top_group(tfd.MultivariateNormalDiag(loc, scale), noise)
+    np.testing.assert_allclose(mean, loc), np.testing.assert_allclose(std, scale)
+    np.testing.assert_allclose(z, loc + scale * noise, rtol=1e-6)
+    q = _iaf_posterior()  # no closed-form moments: its draw, with scale 0
+    mean, std, z = posteriors.top_group(q, noise)
+    np.testing.assert_allclose(z, q.draw(noise[None])[0][0]), np.testing.assert_array_equal(std, 0)
+    np.testing.assert_array_equal(mean, z)

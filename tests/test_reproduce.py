@@ -295,3 +295,72 @@ def test_steps_run_the_commands_installed_beside_this_interpreter():
         os.path.join(bin_dir, "tfvae-train"), "--k=2"
     ]  # fmt: skip
     assert reproduce.installed_command(["python", "-c", "0"]) == [sys.executable, "-c", "0"]
+
+
+def _findings_with_a_reference(tmp_path, reference_metrics, reference_config=None):
+    """A plan whose best run and one hierarchical reference have hand-written results."""
+    base = config_lib.Config(dataset="builtin", image_size=32, k=1)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    flagfile = tmp_path / "h.flags"
+    flagfile.write_text("--architecture=hierarchical\n")
+    evaluation = reproduce.Evaluation(sampler="flow", temperatures=(1.0, 0.7))
+    plan = reproduce.Plan(base, str(tmp_path), evaluation, reference_flagfiles=[str(flagfile)])
+    plan.best = "iwae5_deconv"
+    hierarchy = reference_config or dataclasses.replace(
+        base, architecture="hierarchical", latent_groups="4:1,8:2", latent_channels=8
+    )
+    best = np.array([-100.0, -110.0, -120.0, -130.0])
+    gains = {"reference_h": [10.0, 12.0, 14.0, 12.0]}  # mean 12, s.e. sqrt(8/3)/2 = 0.816
+    same = {"num_images": 4, "bits_per_dim_convention": "discrete", "codec_bits_per_dim": {
+        "png": {"bits_per_dim": 2.3, "bits_per_dim_standard_error": 0.01},
+        "webp": {"bits_per_dim": 1.8, "bits_per_dim_standard_error": 0.01}}}  # fmt: skip
+    for name, run in plan.runs.items():
+        config = hierarchy if name == "reference_h" else plan.runs[name].config
+        config_lib.save(config, os.path.join(run.model_dir, "config.json"))
+        metrics = {"iwae5_deconv": {**same, "bits_per_dim": 3.5}}.get(name)
+        metrics = {**same, **reference_metrics} if name == "reference_h" else metrics
+        if metrics:
+            with open(os.path.join(run.model_dir, "metrics.json"), "w") as f:
+                json.dump(metrics, f)
+            log_px = best + np.array(gains.get(name, 0.0))
+            np.savez(os.path.join(run.model_dir, "log_likelihood_per_example.npz"),
+                     log_likelihood=log_px)  # fmt: skip
+    state = {"steps": {"train reference_h": {"command": "tfvae-train --flagfile=h.flags",
+                                             "seconds": 2400.0}}}  # fmt: skip
+    return report.Findings(plan, state)
+
+
+def test_a_reference_runs_sentences_come_from_its_numbers(tmp_path):
+    hierarchy = {
+        "bits_per_dim": 2.2, "kl_nats_per_group": [3.5, 20.25, 7.0],
+        "active_units_per_group": [10, 300, 2], "latents_per_group": [128, 512, 512],
+        "factor_fd_reconstructions": 100.0, "factor_fd_samples_t1.0": 400.0,
+        "factor_fd_samples_t0.7": 250.0, "factor_fd_samples_flow_t1.0": 180.0,
+        "factor_fd_samples_flow_t0.7": 150.0, "fid_skipped": "no Inception weights",
+    }  # fmt: skip
+    f = _findings_with_a_reference(tmp_path, hierarchy)
+    text = report.reference_sentences(f, "reference_h")
+    assert text.startswith("reference_h: `tfvae-train --flagfile=h.flags`, the hierarchical")
+    assert "in 0:40:00." in text
+    paired = (
+        "Its NLL is 2.200 bits/dim against 3.500 for iwae5_deconv: its log p(x) is 12.0 ± 0.8 "
+        "nats per image above that run's (paired, same images, 14.7 s.e.)"
+    )
+    assert paired in text
+    assert ("4x4x8: KL 3.5 nats, 10 of 128 latents active; 8x8x8: KL 20.2 nats, 300 of 512 "
+            "latents active; 8x8x8: KL 7.0 nats, 2 of 512") in text  # fmt: skip
+    assert "the closest, the flow sampler at T=0.7, is 1.50x its reconstructions'" in text
+    codecs = report.codec_sentence(f)
+    assert "The best of the report's runs (iwae5_deconv, 3.500) does not beat PNG." in codecs
+    assert "reference_h (2.200) beats PNG." in codecs  # not WebP's 1.8
+
+
+def test_a_reference_not_comparable_with_the_best_run_gets_no_paired_sentence(tmp_path):
+    unmeasured = _findings_with_a_reference(tmp_path / "a", {"bits_per_dim": None})
+    text = report.reference_sentences(unmeasured, "reference_h")
+    assert "Its NLL" not in text and "Per latent group" not in text
+    assert "reference_h (" not in report.codec_sentence(unmeasured)
+    other = config_lib.Config(dataset="builtin", image_size=16, k=1)
+    smaller = _findings_with_a_reference(tmp_path / "b", {"bits_per_dim": 2.0}, other)
+    text = report.reference_sentences(smaller, "reference_h")
+    assert "Its NLL" not in text and "the dcgan architecture (width" in text

@@ -345,10 +345,11 @@ def codec_sentence(f: Findings) -> str:
     line = (f"The same {measured[0].get('num_images')} images stored losslessly, one file each: "
             f"{', '.join(parts)} bits/dim.")  # fmt: skip
     for name, who in _compared(f):
-        bits = f.metrics[name].get("bits_per_dim")
-        if bits is not None:
-            comparison = verdict(bits, codecs).split("; ", 1)[-1]  # 'the model (x) beats ...'
-            line += " " + comparison.replace("the model (", who, 1) + "."
+        m = f.metrics[name]
+        bits, own = m.get("bits_per_dim"), m.get("codec_bits_per_dim")
+        text = verdict(bits, codecs) if bits is not None and own == codecs else ""  # same images
+        if "; " in text:  # '...; the model (x) beats ...' (none without PNG)
+            line += " " + text.split("; ", 1)[1].replace("the model (", who, 1) + "."
     return line
 
 
@@ -484,19 +485,31 @@ def reference_sentences(f: Findings, name: str) -> str:
     model = (f"latent groups {c.latent_groups}, {c.latent_channels} channels each, width "
              f"{c.width}" if c.architecture == "hierarchical" else
              f"width {c.width}, latent {c.latent_dim}, {c.upsampling} upsampling")  # fmt: skip
+    command = f.state["steps"].get(f"train {name}", {}).get("command")
     lines = [
-        f"{name}: `{f.state['steps'].get(f'train {name}', {}).get('command')}`, the "
-        f"{c.architecture} architecture ({model}), {c.likelihood} likelihood, k={c.k}, "
-        f"{c.epochs} epochs in {_minutes(f.train_seconds(name))}."
+        f"{name}{f': `{command}`' if command else ''}, the {c.architecture} architecture "
+        f"({model}), {c.likelihood} likelihood, k={c.k}, {c.epochs} epochs in "
+        f"{_minutes(f.train_seconds(name))}."
     ]
     a, b = f.per_example(best), f.per_example(name)
-    if a is not None and b is not None and len(a) == len(b) > 1:
-        d = b - a
+    bits = [f.metrics[n].get("bits_per_dim") for n in (name, best)]
+    same = all(getattr(c, k) == getattr(f.configs[best], k) for k in ("dataset", "image_size"))
+    same &= all(
+        m.get(k) == f.metrics[best].get(k) for k in ("num_images", "bits_per_dim_convention")
+    )
+    if same and None not in bits and a is not None and b is not None and len(a) == len(b) > 1:
+        d = b - a  # log p(x) of the reference minus the best run's, image by image
         mean, sem = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+        z = abs(mean) / sem if sem else float("inf")
+        difference = f"{_pm(abs(mean), sem)} nats per image"
+        if z <= CLEAR:
+            relation = f"differs from that run's by {difference}, not distinguishable"
+        else:
+            relation = f"is {difference} {'above' if mean > 0 else 'below'} that run's"
         lines.append(
-            f"Its log p(x) is {m['bits_per_dim']:.3f} bits/dim against "
-            f"{f.metrics[best]['bits_per_dim']:.3f} for {best}: {_pm(abs(mean), sem)} nats per "
-            f"image {'above' if mean > 0 else 'below'} it (paired, {abs(mean) / sem:.1f} s.e.)."
+            f"Its NLL is {bits[0]:.3f} bits/dim against {bits[1]:.3f} for {best}: its log p(x) "
+            + relation
+            + f" (paired, same images, {z:.1f} s.e.)."
         )
     if m.get("kl_nats_per_group"):  # a hierarchy's groups, top down (tfvae-bpp)
         shapes = [f"{r}x{r}x{c.latent_channels}"
