@@ -17,7 +17,7 @@ from tests.factory import run_command, scalar_events, tiny_config_for
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae.evaluation import estimators as evaluate
-from tfvae.models import likelihoods, posteriors
+from tfvae.models import likelihoods, posteriors, priors
 from tfvae.models import vae as model_lib
 from tfvae.samplers import store
 from tfvae.training import train
@@ -226,13 +226,34 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
     run = run_command(
         "sample_quality", f"--model_dir={tmp_path}", "--fid=off", "--num_shown=8",
         "--num_images=16", "--classifier_train_size=64", "--classifier_epochs=1",
-        "--temperature=1.0,0.6", "--samplers=prior,gmm",
+        "--temperature=1.0,0.6,1.0:0.8:0.5", "--samplers=prior,gmm",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     quality = json.loads((tmp_path / "metrics.json").read_text())
     assert quality["factor_fd_samples_t0.6"] > 0 and quality["factor_fd_reconstructions"] > 0
     assert quality["factor_fd_samples_gmm_t0.6"] > 0
-    assert (tmp_path / "figures" / "samples_t0.6.png").stat().st_size > 1000
+    assert quality["factor_fd_samples_gmm_t1.0_0.8_0.5"] > 0  # one T per group, top down
+    for name in ("samples_t0.6", "samples_t1.0_0.8_0.5", "samples_gmm_t1.0_0.8_0.5"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
+    refused = run_command("sample_quality", f"--model_dir={tmp_path}", "--temperature=1.0:0.5")
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: Flag `--temperature`: temperature 1.0:0.5 gives 2 value(s); the model has 3 "
+        "latent group(s): give one T, or one per group (top down, separated by ':')."
+    )
+    # One temperature per group scales each group's noise by its own T.
+    per_group = priors.latent_temperatures(model, (1.0, 0.5, 0.25))
+    np.testing.assert_array_equal(per_group, np.repeat([1.0, 0.5, 0.25], [32, 128, 128]))
+    eps = priors.sample(model.prior, 4, [5, 6])
+    np.testing.assert_allclose(
+        model.sample(4, seed=[5, 6], temperature=(1.0, 0.5, 0.25)),
+        model.sample(z=eps * np.repeat([1.0, 0.5, 0.25], [32, 128, 128])),
+    )
+    top = eps[:, :32]
+    whole = priors.with_lower_groups(model, top, [5, 6], (0.3, 0.5, 0.0))
+    at_one = priors.with_lower_groups(model, top, [5, 6], 1.0)
+    np.testing.assert_array_equal(whole[:, :32], top)  # the given top group, not scaled
+    np.testing.assert_allclose(whole[:, 32:160], 0.5 * at_one[:, 32:160], rtol=1e-6)
+    np.testing.assert_array_equal(whole[:, 160:], 0.0)
 
 
 @pytest.mark.parametrize("name", ["hierarchical_quick", "hierarchical_celeba"])

@@ -260,6 +260,25 @@ def float_list(parsed: Parsed, name: str, low: float | None = None) -> list:
     return _numbers(parsed, name, float, "numbers", low, None, strict=True)
 
 
+def temperature_list(parsed: Parsed, name: str) -> list:
+    """The temperatures of list flag `--name`: each entry a number T > 0, or T1:T2:... (one per
+    latent group of a hierarchy, top down) as a tuple."""
+    values = []
+    for entry in parsed.values[name].value or []:
+        try:
+            parts = tuple(float(v) for v in entry.split(":"))
+        except ValueError:
+            raise UsageError(
+                f"Flag `--{name}` has {entry!r}; accepted: numbers T > 0, or T1:T2:... with one "
+                "T per latent group, top down."
+            ) from None
+        if min(parts) <= 0:
+            shown = ":".join(map(str, parts))
+            raise UsageError(f"Flag `--{name}` has {shown}; each T must be > 0.")
+        values.append(parts if len(parts) > 1 else parts[0])
+    return values
+
+
 def _numbers(parsed, name, kind, word, low, high, strict=False):
     raw = parsed.values[name].value or []
     try:

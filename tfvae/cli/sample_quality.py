@@ -30,7 +30,8 @@ define.integer(
 define.list(
     "temperature",
     ["1.0", "0.7"],
-    "Temperatures T, one set of samples each: z ~ N(0, T^2 I) for the prior N(0, I).",
+    "Temperatures T, one set of samples each: z ~ N(0, T^2 I) for the prior N(0, I); an entry "
+    "T1:T2:... gives a hierarchy one T per latent group, top down.",
 )
 define.list(
     "samplers", ["prior"],
@@ -46,14 +47,20 @@ define.integer("num_shown", 64, "Samples in each grid (8 per row).", lower_bound
 
 def _main(FLAGS) -> int | None:
     start = time.perf_counter()
-    temperatures = common.float_list(FLAGS, "temperature", 0.0)
+    temperatures = common.temperature_list(FLAGS, "temperature")
     from tfvae.evaluation import factor_classifier
     from tfvae.evaluation import sample_quality as quality
     from tfvae.figures import visualize
+    from tfvae.models import priors
     from tfvae.runtime import files
     from tfvae.samplers import store
 
     config, vae, checkpoint = common.restore(FLAGS)
+    for t in temperatures:  # one T per group: as many as the model has groups
+        try:
+            priors.latent_temperatures(vae, t)
+        except ValueError as error:
+            raise common.UsageError(f"Flag `--temperature`: {error}") from None
     samplers = {}
     for name in FLAGS.samplers or []:
         samplers[name] = (
@@ -81,17 +88,20 @@ def _main(FLAGS) -> int | None:
     columns = min(8, used)  # 8 per row, or one row of all N on a small split
     shown = max(min(FLAGS.num_shown, used) // columns, 1) * columns
     for name in samplers:
-        for t in temperatures:
+        for temperature in temperatures:
+            t = priors.temperature_name(temperature)
             key = f"samples_t{t}" if name == "prior" else f"samples_{name}_t{t}"
+            groups = (f"the groups, top down, at T={', '.join(map(str, temperature))}"
+                      if isinstance(temperature, tuple) else f"every group at T={t}")  # fmt: skip
             prior = (
-                f"every group at T={t}" if config.architecture == "hierarchical"
+                groups if config.architecture == "hierarchical"
                 else f"z ~ N(0, {t}^2 I)" if config.prior == "normal"
                 else f"the {config.prior} prior"
             )  # fmt: skip
             title = (f"Prior samples at T={t} ({prior})" if name == "prior"
                      else f"Samples of the {name} sampler at T={t}")  # fmt: skip
             visualize.save_outputs(
-                figures, key, {"temperature": t, "seed": FLAGS.seed, "sampler": name},
+                figures, key, {"temperature": temperature, "seed": FLAGS.seed, "sampler": name},
                 sets[key][:shown].reshape(-1, columns, *sets["validation"].shape[1:]), title=title,
             )  # fmt: skip
     names = [n for n in sets if n != "train"]

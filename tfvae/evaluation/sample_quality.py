@@ -159,9 +159,12 @@ SPLITS = ("validation", "train")  # the real sets compared: samples are scored a
 def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, samplers=None):
     """The images compared: real, reconstructed, sampled and the diagnostic decodings.
 
-    `samplers` maps a name to a fitted sampler (tfvae.samplers) whose codes are decoded at each
-    temperature as 'samples_{name}_t{T}' (seed [seed, 3]; a hierarchy's groups below the top
-    from the prior at T); the name 'prior' (or no samplers) keeps the prior's sets below.
+    `temperatures`: each a number or one T per latent group top down (a tuple,
+    `priors.latent_temperatures`), named in keys by `priors.temperature_name` ('1.0',
+    '1.0_0.8_0.6'). `samplers` maps a name to a fitted sampler (tfvae.samplers) whose codes are
+    decoded at each temperature as 'samples_{name}_t{T}' (seed [seed, 3]; the sampler draws a
+    hierarchy's top group at the top T, the prior the groups below at theirs); the name 'prior'
+    (or no samplers) keeps the prior's sets below.
 
     Returns:
       (sets, labels, diagnostics): sets maps a name to float32 [N, H, W, 3] in [0, 1]:
@@ -189,17 +192,20 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
     if "prior" in samplers:
         eps = priors.sample(vae.prior, count, [seed, 2]).numpy()  # [N, Z], T = 1
         for temperature in temperatures:  # the same draws' noise at every T
-            z = priors.sample(vae.prior, count, [seed, 2], temperature).numpy()
-            sets[f"samples_t{temperature}"] = _in_batches(lambda c: vae.sample(z=c), z)
+            scale = priors.latent_temperatures(vae, temperature)
+            z = priors.sample(vae.prior, count, [seed, 2], scale).numpy()
+            name = priors.temperature_name(temperature)
+            sets[f"samples_t{name}"] = _in_batches(lambda c: vae.sample(z=c), z)
         if not hierarchical:  # the hierarchy has no batch norm
             sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
                 vae, eps, config.batch_size * config.k
             )
     for name, sampler in samplers.items():
         for temperature in temperatures if name != "prior" else ():
-            top = sampler.sample(count, [seed, 3], temperature)  # a hierarchy's top group
+            top = sampler.sample(count, [seed, 3], priors.top_temperature(temperature))
             z = priors.with_lower_groups(vae, top, [seed, 3], temperature).numpy()
-            sets[f"samples_{name}_t{temperature}"] = _in_batches(lambda c: vae.sample(z=c), z)
+            key = f"samples_{name}_t{priors.temperature_name(temperature)}"
+            sets[key] = _in_batches(lambda c: vae.sample(z=c), z)
     if hierarchical:  # no one posterior mean per image: its groups depend on those above
         return sets, labels, {}
     aggregate = _aggregate_of(vae, sets["train"])

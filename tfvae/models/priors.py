@@ -205,30 +205,71 @@ def describe(config) -> str:
 
 def decoded_draws(model, n=None, seed=None, z=None, temperature=1.0):
     """`model.sample`: point estimates of p(x|z) for n draws of model.prior at temperature T
-    (`sample`), or for given codes z [N, Z] (then T must be 1); float32 [N, H, W, C] in [0, 1]."""
-    if not temperature > 0:
+    (a number, or one per latent group top down: `latent_temperatures`), or for given codes
+    z [N, Z] (then T must be 1); float32 [N, H, W, C] in [0, 1]."""
+    if not min(_values(temperature)) > 0:
         raise ValueError(f"Argument `temperature` is {temperature}; it must be > 0.")
     if z is None:
-        z = sample(model.prior, n, seed, temperature)
-    elif temperature != 1.0:
+        z = sample(model.prior, n, seed, latent_temperatures(model, temperature))
+    elif _values(temperature) != [1.0]:
         raise ValueError("Argument `temperature` applies to prior draws; scale a given z.")
     return likelihoods.point_estimate(model.decode(z))
 
 
+def _values(temperature) -> list:
+    return list(temperature) if isinstance(temperature, (tuple, list)) else [temperature]
+
+
+def latent_temperatures(model, temperature):
+    """The temperature of each latent of a code [noise_dim], top group first: a number (every
+    group at it, returned as it is) or, from one T per latent group top down (a tuple, as
+    `group_slices`), float32 [noise_dim]. Raises ValueError (one line) for a tuple of another
+    length."""
+    if not isinstance(temperature, (tuple, list)):
+        return temperature
+    slices = model.group_slices()
+    if len(temperature) != len(slices):
+        raise ValueError(
+            f"temperature {':'.join(str(float(t)) for t in temperature)} gives "
+            f"{len(temperature)} value(s); "
+            f"the model has {len(slices)} latent group(s): give one T, or one per group "
+            "(top down, separated by ':')."
+        )
+    pairs = zip(slices, temperature, strict=True)
+    return tf.concat([tf.fill([stop - start], float(t)) for (start, stop), t in pairs], 0)
+
+
+def top_temperature(temperature):
+    """The top group's T of a temperature (a number, or one per group top down)."""
+    return temperature[0] if isinstance(temperature, (tuple, list)) else temperature
+
+
+def temperature_name(temperature) -> str:
+    """'1.0' of a number, '1.0_0.8_0.6' of one T per group: the T in keys and file names
+    (`samples_t{name}`)."""
+    return "_".join(str(float(t)) for t in _values(temperature))
+
+
 def with_lower_groups(model, top, seed=None, temperature=1.0):
     """A whole code float32 [N, noise_dim] from its top group `top` [N, top_dim]: the groups
-    below drawn at temperature T, eps ~ N(0, T^2 I) (T = 0: each at its prior mean given the
-    groups above) from a seed folded out of `seed` (int [2], or None: stateful). A one-group
-    model's code is its top group, returned as it is."""
+    below drawn at temperature T, eps ~ N(0, T^2 I) (T a number, or one per latent group top
+    down, whose first is the top group's and not used here; T = 0: each at its prior mean given
+    the groups above) from a seed folded out of `seed` (int [2], or None: stateful). A
+    one-group model's code is its top group, returned as it is."""
     top = tf.convert_to_tensor(top, tf.float32)
     if model.top_dim == model.noise_dim:
         return top
     rest = [tf.shape(top)[0], model.noise_dim - model.top_dim]
-    if isinstance(temperature, (int, float)) and temperature == 0:
+    per_group = isinstance(temperature, (tuple, list))
+    scale = latent_temperatures(model, temperature)
+    below = _values(temperature)[1:] if per_group else [temperature]
+    if all(isinstance(t, (int, float)) and t == 0 for t in below):
         return tf.concat([top, tf.zeros(rest)], -1)  # no random op at all
+    if per_group:
+        scale = scale[model.top_dim :]
     if seed is not None:
         seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1)
-    lower = tf.cast(temperature, tf.float32) * posteriors.standard_noise(rest, seed)
+    lower = tf.cast(scale, tf.float32) * posteriors.standard_noise(rest, seed)
     return tf.concat([top, lower], -1)
 
 

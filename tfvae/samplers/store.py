@@ -122,13 +122,16 @@ def code_draws(model_dir: str, name: str, vae, checkpoint: str):
 
     name: 'prior' (the model's own prior, `priors.sample`) or a sampler fitted on the run
     (`load`: refused with one line if missing or fitted on another checkpoint), which draws a
-    hierarchy's top group (the groups below from the prior at the same temperature).
+    hierarchy's top group (the groups below from the prior at the same temperature, or at
+    their own: a temperature may give one T per group, `priors.latent_temperatures`).
     """
     if name == "prior":
-        return lambda n, seed, temperature=1.0: priors.sample(vae.prior, n, seed, temperature)
+        return lambda n, seed, temperature=1.0: priors.sample(
+            vae.prior, n, seed, priors.latent_temperatures(vae, temperature)
+        )
     sampler = load(model_dir, name, checkpoint)[0]
     return lambda n, seed, temperature=1.0: priors.with_lower_groups(
-        vae, sampler.sample(n, seed, temperature), seed, temperature
+        vae, sampler.sample(n, seed, priors.top_temperature(temperature)), seed, temperature
     )
 
 
