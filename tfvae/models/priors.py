@@ -260,13 +260,12 @@ def with_lower_groups(model, top, seed=None, temperature=1.0):
     if model.top_dim == model.noise_dim:
         return top
     rest = [tf.shape(top)[0], model.noise_dim - model.top_dim]
-    per_group = isinstance(temperature, (tuple, list))
-    scale = latent_temperatures(model, temperature)
-    below = _values(temperature)[1:] if per_group else [temperature]
+    if isinstance(temperature, (tuple, list)):  # one T per group: those below the top
+        below, scale = temperature[1:], latent_temperatures(model, temperature)[model.top_dim :]
+    else:
+        below, scale = [temperature], temperature
     if all(isinstance(t, (int, float)) and t == 0 for t in below):
         return tf.concat([top, tf.zeros(rest)], -1)  # no random op at all
-    if per_group:
-        scale = scale[model.top_dim :]
     if seed is not None:
         seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1)
     lower = tf.cast(scale, tf.float32) * posteriors.standard_noise(rest, seed)
