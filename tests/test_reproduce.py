@@ -242,7 +242,7 @@ def _check_report(document, out):
                    "decoded from its gaussian sampler", "images stored losslessly, one file each",
                    "The best of the report's runs (", "## Reference runs",
                    "Per latent group, top down: 4x4x2: KL", "Traversals of reference_hierarchy",
-                   "Its log p(x) is", "x its reconstructions'.",
+                   "Its NLL is", "x its reconstructions'.",
                    "factor FD, gaussian sampler, T=1.0"):  # fmt: skip
         assert needed in document
 
