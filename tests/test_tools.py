@@ -175,3 +175,22 @@ def test_comparison_tools_write_png_and_json(trained_run, tmp_path):
     )
     minutes = np.array(curve["train_minutes"])
     assert np.all(np.diff(minutes) > 0) and 0 < curve["validation_minutes"][0] <= minutes[-1]
+
+
+@pytest.mark.parametrize(
+    "key, label",
+    [
+        ("validation", "validation"),
+        ("reconstructions", "reconstructions"),
+        ("samples_t1.0", "prior T=1.0"),
+        ("samples_t0.7_batch_statistics", "prior T=0.7, batch statistics"),
+        ("samples_flow_t1.0", "flow T=1.0"),
+        ("samples_flow_t1.0_0.8_0.6_0.6", "flow T=1.0:0.8:0.6:0.6"),
+        ("samples_t1.0_0.6", "prior T=1.0:0.6"),
+        ("samples_aggregate_gaussian", "aggregate gaussian"),
+    ],
+)
+def test_sample_quality_rows_name_the_sampler_and_its_temperatures(key, label):
+    from tfvae.cli.sample_quality import row_label
+
+    assert row_label(key) == label
