@@ -191,6 +191,13 @@ def test_comparison_tools_write_png_and_json(trained_run, tmp_path):
     ],
 )
 def test_sample_quality_rows_name_the_sampler_and_its_temperatures(key, label):
-    from tfvae.cli.sample_quality import row_label
+    from tfvae.evaluation.sample_quality import row_label
 
     assert row_label(key) == label
+
+
+def test_a_samples_key_reads_back_as_its_sampler_and_temperatures():
+    from tfvae.evaluation.sample_quality import row_label, samples_key
+
+    assert row_label(samples_key("prior", 0.7)) == "prior T=0.7"
+    assert row_label(samples_key("flow", (1.2, 1.0, 1.4))) == "flow T=1.2:1.0:1.4"

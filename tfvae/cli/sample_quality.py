@@ -13,7 +13,6 @@ figures/sample_quality.png. Frechet distances grow as N shrinks: compare runs at
 """
 
 import os
-import re
 import time
 
 import numpy as np
@@ -91,7 +90,7 @@ def _main(FLAGS) -> int | None:
     for name in samplers:
         for temperature in temperatures:
             t = priors.temperature_name(temperature)
-            key = f"samples_t{t}" if name == "prior" else f"samples_{name}_t{t}"
+            key = quality.samples_key(name, temperature)
             groups = (f"the groups, top down, at T={', '.join(map(str, temperature))}"
                       if isinstance(temperature, tuple) else f"every group at T={t}")  # fmt: skip
             prior = (
@@ -109,7 +108,7 @@ def _main(FLAGS) -> int | None:
     visualize.save_outputs(
         figures, "sample_quality", {"rows": names},
         np.stack([sets[n][:8] for n in names]), title="Real, reconstructed and sampled images",
-        row_labels=[row_label(n) for n in names],
+        row_labels=[quality.row_label(n) for n in names],
     )  # fmt: skip
     metrics["sample_quality_wall_seconds"] = round(time.perf_counter() - start, 1)
     files.merge_metrics(os.path.join(FLAGS.model_dir, "metrics.json"), metrics)
@@ -118,20 +117,6 @@ def _main(FLAGS) -> int | None:
             print(f"{key}: {value:.4f}")
     print(f"FID: {why_no_fid}" if why_no_fid else "")
     print(f"written to {os.path.join(FLAGS.model_dir, 'metrics.json')} and {figures}")
-
-
-_SAMPLES_KEY = re.compile(r"samples_(?:([a-z]+)_)?t(\d+\.\d+(?:_\d+\.\d+)*)(_batch_statistics)?")
-
-
-def row_label(key: str) -> str:
-    """The row label of an image set's key: 'prior T=1.0' of samples_t1.0, 'flow T=1.0:0.6' of
-    samples_flow_t1.0_0.6 (one T per group, top down), 'validation' of validation."""
-    match = _SAMPLES_KEY.fullmatch(key)
-    if not match:
-        return key.replace("samples_", "").replace("_", " ")
-    sampler, temperature, batch_statistics = match.groups()
-    label = f"{sampler or 'prior'} T={temperature.replace('_', ':')}"
-    return label + (", batch statistics" if batch_statistics else "")
 
 
 ALIASES = {"num_samples": "num_images", "temperatures": "temperature"}

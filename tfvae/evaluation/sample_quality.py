@@ -16,6 +16,7 @@ Images are float32 [N, H, W, 3] in [0, 1]; features and statistics are float64.
 from __future__ import annotations
 
 import os
+import re
 
 import keras
 import numpy as np
@@ -27,6 +28,28 @@ from tfvae.models import posteriors, priors
 from tfvae.samplers.gaussian import REPORTED, aggregate_posterior, decode_with_batch_statistics
 
 # ---------------------------------------------------------------------------- Frechet distance
+
+
+def samples_key(sampler: str, temperature) -> str:
+    """The key of a sampler's decoded draws at temperature T (a number or one per group):
+    'samples_t{T}' of the prior's, 'samples_{sampler}_t{T}' of a fitted sampler's, T named by
+    `priors.temperature_name`. Metrics and figures carry it."""
+    name = priors.temperature_name(temperature)
+    return f"samples_t{name}" if sampler == "prior" else f"samples_{sampler}_t{name}"
+
+
+_SAMPLES_KEY = re.compile(r"samples_(?:([a-z]+)_)?t(\d+\.\d+(?:_\d+\.\d+)*)(_batch_statistics)?")
+
+
+def row_label(key: str) -> str:
+    """The row label of an image set's key: 'prior T=1.0' of samples_t1.0, 'flow T=1.0:0.6' of
+    samples_flow_t1.0_0.6 (one T per group, top down), 'validation' of validation."""
+    match = _SAMPLES_KEY.fullmatch(key)
+    if not match:
+        return key.replace("samples_", "").replace("_", " ")
+    sampler, temperature, batch_statistics = match.groups()
+    label = f"{sampler or 'prior'} T={temperature.replace('_', ':')}"
+    return label + (", batch statistics" if batch_statistics else "")
 
 
 def gaussian_statistics(features) -> tuple[np.ndarray, np.ndarray]:
@@ -194,8 +217,7 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
         for temperature in temperatures:  # the same draws' noise at every T
             scale = priors.latent_temperatures(vae, temperature)
             z = priors.sample(vae.prior, count, [seed, 2], scale).numpy()
-            name = priors.temperature_name(temperature)
-            sets[f"samples_t{name}"] = _in_batches(lambda c: vae.sample(z=c), z)
+            sets[samples_key("prior", temperature)] = _in_batches(lambda c: vae.sample(z=c), z)
         if not hierarchical:  # the hierarchy has no batch norm
             sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
                 vae, eps, config.batch_size * config.k
@@ -204,8 +226,7 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
         for temperature in temperatures if name != "prior" else ():
             top = sampler.sample(count, [seed, 3], priors.top_temperature(temperature))
             z = priors.with_lower_groups(vae, top, [seed, 3], temperature).numpy()
-            key = f"samples_{name}_t{priors.temperature_name(temperature)}"
-            sets[key] = _in_batches(lambda c: vae.sample(z=c), z)
+            sets[samples_key(name, temperature)] = _in_batches(lambda c: vae.sample(z=c), z)
     if hierarchical:  # no one posterior mean per image: its groups depend on those above
         return sets, labels, {}
     aggregate = _aggregate_of(vae, sets["train"])
