@@ -207,15 +207,34 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
     refused = run_command("interpolate", f"--model_dir={tmp_path}", "--group=3")
     assert refused.returncode == 1
     assert "Flag `--group` is 3; accepted: -1 (every group) or 0 to 2" in refused.stderr
-    # A sampler fits the top group's codes; the tools draw the groups below from the prior.
+    # A sampler fits the top groups' codes (here two); the tools draw the groups below from
+    # the prior.
     fitted = run_command("fit_sampler", f"--model_dir={tmp_path}", "--sampler=gmm",
-                         "--components=2")  # fmt: skip
+                         "--components=2", "--groups=2")  # fmt: skip
     assert fitted.returncode == 0, fitted.stderr
     info = json.loads((tmp_path / "samplers" / "gmm" / "sampler.json").read_text())
     assert info["fitted_on"]["num_images"] == 32
-    codes = store.latent_codes(config, model, "train", 0, 0)
+    assert (info["fitted_on"]["groups"], info["fitted_on"]["latent_dim"]) == (2, 160)
+    assert store.load(str(tmp_path), "gmm", model_lib.restore(str(tmp_path))[2])[0].dims == 160
+    refused = run_command("fit_sampler", f"--model_dir={tmp_path}", "--groups=4")
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: Flag `--groups` is 4; accepted: 0 (every group) or 1 to 3 (this run's latent "
+        "groups, counted from the top)."
+    )
+    # Several groups' codes are one posterior draw each, in the prior's noise: decoding that
+    # code draws the same z as the posterior pass did.
+    several = store.latent_codes(config, model, "train", 0, 0, groups=0)
+    assert several["draws"].shape == (32, 288) and not several["scales"].any()
     batch = next(iter(data.load_config_split(config, "train", 32).batch(32)))
     q = model.encode(data.to_unit_interval(batch["image"]))
+    posterior_z = model.decoder(tf.random.stateless_normal([32, 288], [0, 7], alg="philox"),
+                                q.features)["z"]  # fmt: skip
+    np.testing.assert_allclose(model.decoder(several["draws"])["z"], posterior_z, atol=2e-4)
+    np.testing.assert_array_equal(
+        store.latent_codes(config, model, "train", 0, 0, groups=2)["draws"],
+        several["draws"][:, :160],
+    )
+    codes = store.latent_codes(config, model, "train", 0, 0)
     mean, scale = q.top_group()
     np.testing.assert_allclose(codes["means"], mean, rtol=1e-5, atol=1e-5)
     # In code units the top group's posterior is N(mean, scale^2): the top-down pass's own

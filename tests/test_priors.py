@@ -228,7 +228,10 @@ def test_a_run_with_a_learned_prior_and_posterior_trains_and_draws(tiny_config, 
 
 def test_lower_groups_below_a_given_top_group_are_prior_noise_at_the_temperature():
     class TwoGroups:  # what with_lower_groups reads of a model
-        top_dim, noise_dim = 3, 3 + 4000
+        noise_dim = 3 + 4000
+
+        def group_slices():
+            return [(0, 3), (3, 4003)]
 
     top = np.arange(6, dtype=np.float32).reshape(2, 3)
     seed = tf.constant([5, 6], tf.int64)
@@ -242,9 +245,26 @@ def test_lower_groups_below_a_given_top_group_are_prior_noise_at_the_temperature
     np.testing.assert_array_equal(priors.with_lower_groups(TwoGroups, top, seed, 0)[:, 3:], 0.0)
 
     class OneGroup:
-        top_dim = noise_dim = 3
+        noise_dim = 3
 
     np.testing.assert_array_equal(priors.with_lower_groups(OneGroup, top, seed, 0.7), top)
+
+    class ThreeGroups:  # a sampler may give the top two groups' code: the third is drawn
+        noise_dim = 9
+
+        def group_slices():
+            return [(0, 3), (3, 5), (5, 9)]
+
+    two = np.arange(10, dtype=np.float32).reshape(2, 5)
+    whole = priors.with_lower_groups(ThreeGroups, two, seed, (1.0, 0.5, 0.0)).numpy()
+    np.testing.assert_array_equal(whole, np.concatenate([two, np.zeros([2, 4])], 1))
+    third = priors.with_lower_groups(ThreeGroups, two, seed, (1.0, 1.0, 0.5)).numpy()[:, 5:]
+    np.testing.assert_allclose(
+        third, 0.5 * priors.with_lower_groups(ThreeGroups, two, seed, 1.0).numpy()[:, 5:]
+    )
+    with pytest.raises(ValueError, match="A code of 4 latents does not end at a latent group; "
+                       "the groups end at 3, 5, 9."):  # fmt: skip
+        priors.with_lower_groups(ThreeGroups, two[:, :4], seed)
 
 
 def test_the_top_group_of_a_one_group_posterior_is_its_whole_code():

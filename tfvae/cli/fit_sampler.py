@@ -3,7 +3,8 @@
   python tools/fit_sampler.py --model_dir=runs/quickstart --sampler=gmm --components=20
   python tools/fit_sampler.py --model_dir=runs/quickstart --sampler=flow
 
-Encodes the training images (one draw z ~ q(z|x) each; `gaussian` uses the moments of q(z|x)),
+Encodes the training images (one draw z ~ q(z|x) each; `gaussian` uses the moments of q(z|x);
+for a hierarchy the codes of its top `--groups` latent groups, the top group's alone by default),
 fits the density (gaussian: the aggregate posterior's moment-matched Gaussian; gmm: a full-
 covariance Gaussian mixture by EM; flow: a masked autoregressive flow) and writes
 MODEL_DIR/samplers/NAME/ (sampler.json, parameters.npz). Prints the mean log-density of the
@@ -27,10 +28,15 @@ define.integer("flow_epochs", 50, "flow: passes over the codes (the best held-ou
 define.integer(
     "num_images", 0, "Training images encoded (0 = those the run trained on).", lower_bound=0
 )
+define.integer(
+    "groups", 1, "A hierarchy's latent groups, counted from the top, whose codes the sampler "
+    "fits (0 = every group); the tools draw the groups below from the prior.", lower_bound=0,
+)  # fmt: skip
 define.integer("seed", 0, "Seed of the code draws, EM's start and the flow's initialisation.")
 
 
 def _main(FLAGS) -> int | None:
+    from tfvae.models import priors
     from tfvae.samplers import store
 
     name = FLAGS.name or FLAGS.sampler
@@ -46,12 +52,19 @@ def _main(FLAGS) -> int | None:
                 "--sampler=gmm needs scikit-learn (pip install scikit-learn)."
             ) from None
     config, vae, checkpoint = common.restore(FLAGS)
-    train_codes = store.latent_codes(config, vae, "train", FLAGS.num_images, FLAGS.seed)
+    try:
+        width = store.code_width(vae, FLAGS.groups)
+    except ValueError as error:
+        raise common.UsageError(str(error)) from None
+    train_codes = store.latent_codes(
+        config, vae, "train", FLAGS.num_images, FLAGS.seed, FLAGS.groups
+    )
     count = len(train_codes["draws"])
     if FLAGS.num_images:
         common.note_capped(FLAGS.num_images, count, "num_images", "train")
-    held_out = store.latent_codes(config, vae, "validation", 0, FLAGS.seed + 1)
-    print(f"encoded {count} training and {len(held_out['draws'])} validation images")
+    held_out = store.latent_codes(config, vae, "validation", 0, FLAGS.seed + 1, FLAGS.groups)
+    print(f"encoded {count} training and {len(held_out['draws'])} validation images "
+          f"({width} latents per code)")  # fmt: skip
 
     def progress(epoch, score):
         print(f"flow epoch {epoch}/{FLAGS.flow_epochs}: validation codes {score:.3f} nats/code",
@@ -65,11 +78,14 @@ def _main(FLAGS) -> int | None:
         split: store.mean_log_density(sampler, codes["draws"])
         for split, codes in (("train", train_codes), ("validation", held_out))
     }
-    prior = store.mean_log_density(vae.top_prior, held_out["draws"])
+    # In code units a hierarchy's prior is N(0, I) over every group's latents
+    top_prior = vae.top_prior if width == vae.top_dim else priors.standard_normal(width)
+    prior = store.mean_log_density(top_prior, held_out["draws"])
     scores["validation_under_the_prior"] = prior
     info = store.describe(
-        FLAGS.sampler, name, checkpoint, "train", count, FLAGS.seed, settings, scores
-    )
+        FLAGS.sampler, name, checkpoint, "train", count, FLAGS.seed, settings, scores,
+        FLAGS.groups, width,
+    )  # fmt: skip
     path = store.save(FLAGS.model_dir, name, sampler, info)
     print(f"{name} ({FLAGS.sampler}): mean log-density of the codes {scores['train']:.3f} "
           f"(train), {scores['validation']:.3f} (validation) nats/code; the model's prior "

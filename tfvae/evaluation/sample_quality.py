@@ -186,7 +186,8 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
     `priors.latent_temperatures`), named in keys by `priors.temperature_name` ('1.0',
     '1.0_0.8_0.6'). `samplers` maps a name to a fitted sampler (tfvae.samplers) whose codes are
     decoded at each temperature as 'samples_{name}_t{T}' (seed [seed, 3]; the sampler draws a
-    hierarchy's top group at the top T, the prior the groups below at theirs); the name 'prior'
+    hierarchy's top group, or the top groups it was fitted to, at the top T, the prior the
+    groups below at theirs); the name 'prior'
     (or no samplers) keeps the prior's sets below.
 
     Returns:

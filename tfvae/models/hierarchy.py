@@ -289,8 +289,14 @@ class HierarchicalPosterior:
         those above, written as the prior noise that decodes to it (`HierarchicalVAE.decode`
         of it is the reconstruction's p(x|z))."""
         batch = tf.shape(next(iter(self.features.values())))[0]
-        zero = tf.zeros([batch, self.noise_dim])
-        return self.top_down(zero, self.features)["prior_noise"]
+        return self.code_of(tf.zeros([batch, self.noise_dim]))
+
+    def code_of(self, noise):
+        """The code of the posterior draw from noise float32 [B, noise_dim] (standard normal):
+        every group's z written as the prior noise that decodes to it, float32 [B, noise_dim]
+        (`HierarchicalVAE.decode` of it draws the same z; the codes samplers of several groups
+        are fitted to)."""
+        return self.top_down(noise, self.features)["prior_noise"]
 
     def top_group(self):
         """(mean, scale) float32 [B, top_dim]: the top group's posterior in code units (the

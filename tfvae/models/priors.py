@@ -251,17 +251,27 @@ def temperature_name(temperature) -> str:
 
 
 def with_lower_groups(model, top, seed=None, temperature=1.0):
-    """A whole code float32 [N, noise_dim] from its top group `top` [N, top_dim]: the groups
-    below drawn at temperature T, eps ~ N(0, T^2 I) (T a number, or one per latent group top
-    down, whose first is the top group's and not used here; T = 0: each at its prior mean given
-    the groups above) from a seed folded out of `seed` (int [2], or None: stateful). A
-    one-group model's code is its top group, returned as it is."""
+    """A whole code float32 [N, noise_dim] from the code of its top groups `top` [N, W] (W the
+    top group's latents, or the top g groups' together, `group_slices`): the groups below drawn
+    at temperature T, eps ~ N(0, T^2 I) (T a number, or one per latent group top down, of
+    which those of the groups in `top` are not used here; T = 0: each at its prior mean given
+    the groups above) from a seed folded out of `seed` (int [2], or None: stateful). A code
+    that is already whole is returned as it is. Raises ValueError (one line) when W does not
+    end at a group."""
     top = tf.convert_to_tensor(top, tf.float32)
-    if model.top_dim == model.noise_dim:
+    width = int(top.shape[-1])
+    if width == model.noise_dim:
         return top
-    rest = [tf.shape(top)[0], model.noise_dim - model.top_dim]
-    if isinstance(temperature, (tuple, list)):  # one T per group: those below the top
-        below, scale = temperature[1:], latent_temperatures(model, temperature)[model.top_dim :]
+    stops = [stop for _, stop in model.group_slices()]
+    if width not in stops:
+        raise ValueError(
+            f"A code of {width} latents does not end at a latent group; the groups end at "
+            f"{', '.join(map(str, stops))}."
+        )
+    rest = [tf.shape(top)[0], model.noise_dim - width]
+    if isinstance(temperature, (tuple, list)):  # one T per group: those below the given ones
+        below = temperature[stops.index(width) + 1 :]
+        scale = latent_temperatures(model, temperature)[width:]
     else:
         below, scale = [temperature], temperature
     if all(isinstance(t, (int, float)) and t == 0 for t in below):

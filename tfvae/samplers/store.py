@@ -39,29 +39,53 @@ def sampler_dir(model_dir: str, name: str) -> str:
     return os.path.join(model_dir, SAMPLERS_DIR, name)
 
 
-def latent_codes(config, vae, split: str, num_images: int, seed: int) -> dict:
+def code_width(vae, groups: int) -> int:
+    """The latents of the top `groups` latent groups of the model's code, top down (0 = every
+    group); ValueError (one line) for more groups than the model has."""
+    slices = vae.group_slices()
+    if not 0 <= groups <= len(slices):
+        raise ValueError(
+            f"Flag `--groups` is {groups}; accepted: 0 (every group) or 1 to {len(slices)} "
+            "(this run's latent groups, counted from the top)."
+        )
+    return slices[groups - 1][1] if groups else vae.noise_dim
+
+
+def latent_codes(config, vae, split: str, num_images: int, seed: int, groups: int = 1) -> dict:
     """Posterior statistics of the first `num_images` of a split (0 = the run's own: its
-    train_size or val_size; capped at the split's size).
+    train_size or val_size; capped at the split's size), for the top `groups` latent groups
+    (0 = all; `code_width`).
 
     Returns float32 arrays [N, Z]: "means" and "scales" of q(z|x) and "draws", one
     z ~ q(z|x) per image from noise eps of (seed, image index) (Philox; z = mean + scale * eps
     for a diagonal q). An IAF posterior has no closed-form moments: its draw stands for the
     mean, with scale 0, so `aggregate_posterior` gives the moments of the draws. For a
-    hierarchy Z is its top group (`top_dim`), in code units (`posteriors.top_group`):
-    a sampler draws that group and the prior the groups below it (`priors.with_lower_groups`).
+    hierarchy Z covers its top groups in code units: the top group alone has exact moments
+    (`posteriors.top_group`); below it each group's posterior depends on the draws above, so
+    one draw's code (`HierarchicalPosterior.code_of`) stands for the mean, with scale 0. A
+    sampler draws those groups and the prior the groups below them
+    (`priors.with_lower_groups`).
     """
     own = config.train_size if split == "train" else config.val_size
     images = data.load_config_split(config, split, num_images or own, at_most=True)
     count = int(images.cardinality())
     if count < 0:  # unknown: count them
         count = int(images.reduce(0, lambda n, _: n + 1))
-    eps = tf.random.stateless_normal([count, vae.top_dim], [seed, 7], alg="philox")
+    width = code_width(vae, groups)
+    exact = width == vae.top_dim  # one Gaussian's moments, or one draw through the groups
+    eps = tf.random.stateless_normal(
+        [count, width if exact else vae.noise_dim], [seed, 7], alg="philox"
+    )
     means, scales, draws, start = [], [], [], 0
     for batch in images.batch(_BATCH):
         q = vae.encode(data.to_unit_interval(batch["image"]))
         count = int(batch["image"].shape[0])
         noise = eps[start : start + count]
-        mean, scale, z = (t.numpy() for t in posteriors.top_group(q, noise))
+        if exact:
+            mean, scale, z = (t.numpy() for t in posteriors.top_group(q, noise))
+        else:
+            z = q.code_of(noise)[:, :width].numpy()
+            mean, scale = z, np.zeros_like(z)
         means.append(mean), scales.append(scale), draws.append(z)
         start += count
     means, scales, draws = (np.concatenate(a) for a in (means, scales, draws))
@@ -85,7 +109,15 @@ def fit(
     """  # fmt: skip
     if kind == "gaussian":
         moments = aggregate_posterior(train_codes["means"], train_codes["scales"])
-        return densities.gaussian(moments["mean"], moments["covariance"]), {}
+        try:
+            return densities.gaussian(moments["mean"], moments["covariance"]), {}
+        except np.linalg.LinAlgError:  # draws (scale 0) span fewer dimensions than they have
+            count, dims = train_codes["draws"].shape
+            raise ValueError(
+                f"The {count} training codes of {dims} latents have a singular covariance; "
+                "--sampler=gaussian needs more codes than latents (--num_images) or fewer "
+                "--groups; gmm and flow regularise."
+            ) from None
     if kind == "gmm":
         from sklearn.mixture import GaussianMixture
 
@@ -122,8 +154,9 @@ def code_draws(model_dir: str, name: str, vae, checkpoint: str):
 
     name: 'prior' (the model's own prior, `priors.sample`) or a sampler fitted on the run
     (`load`: refused with one line if missing or fitted on another checkpoint), which draws a
-    hierarchy's top group (the groups below from the prior at the same temperature, or at
-    their own: a temperature may give one T per group, `priors.latent_temperatures`).
+    hierarchy's top group, or the top groups it was fitted to, at the top group's T (the groups
+    below from the prior at the same temperature, or at their own: a temperature may give one
+    T per group, `priors.latent_temperatures`).
     """
     if name == "prior":
         return lambda n, seed, temperature=1.0: priors.sample(
@@ -168,14 +201,19 @@ def describe(
     seed: int,
     settings: dict,
     scores: dict,
+    groups: int = 1,
+    latent_dim: int = 0,
 ) -> dict:
-    """The sampler.json of a fitted sampler."""  # fmt: skip
+    """The sampler.json of a fitted sampler (of the top `groups` latent groups, 0 = all, whose
+    codes have `latent_dim` latents)."""  # fmt: skip
     step = int(tf.train.load_variable(checkpoint, "step/.ATTRIBUTES/VARIABLE_VALUE"))
     codes = "moments of q(z|x)" if kind == "gaussian" else "one draw z ~ q(z|x) per image"
+    fitted_on = {"split": split, "num_images": count, "codes": codes, "seed": seed,
+                 "groups": groups, "latent_dim": latent_dim}  # fmt: skip
     return {
         "name": name,
         "sampler": kind,
-        "fitted_on": {"split": split, "num_images": count, "codes": codes, "seed": seed},
+        "fitted_on": fitted_on,
         "checkpoint": os.path.basename(checkpoint),
         "step": step,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
