@@ -158,6 +158,8 @@ def test_fit_sampler_writes_a_whole_directory_that_every_later_checkpoint_refuse
         "num_images": 64,
         "codes": "one draw z ~ q(z|x) per image",
         "seed": 0,
+        "groups": 1,
+        "latent_dim": 4,
     }
     assert info["settings"]["components"] == 3
     assert sorted(p.name for p in (model_dir / "samplers").iterdir()) == [
