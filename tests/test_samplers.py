@@ -197,3 +197,16 @@ def test_a_run_with_the_mog_prior_learns_it_and_draws_from_it(tiny_config, tmp_p
     assert vae.sample(4, seed=[0, 1], temperature=0.5).shape == (4, 16, 16, 3)
     with pytest.raises(ValueError, match="free bits need the per-dimension KL of --prior=normal"):
         config.replace(free_bits=0.1)
+
+
+def test_a_gaussian_of_more_latents_than_codes_is_refused_in_one_line():
+    draws = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)  # rank 5 < 8
+    codes = {"means": draws, "scales": np.zeros_like(draws), "draws": draws}
+    with pytest.raises(ValueError, match="singular covariance") as refused:
+        store.fit("gaussian", codes, codes)
+    assert "\n" not in str(refused.value) and "5 training codes of 8 latents" in str(refused.value)
+    full = np.random.default_rng(1).normal(size=(64, 8)).astype(np.float32)
+    sampler, _ = store.fit(
+        "gaussian", {**codes, "means": full, "scales": 0 * full, "draws": full}, codes
+    )
+    np.testing.assert_allclose(sampler.means.numpy()[0], full.mean(0), atol=1e-5)  # fitted
