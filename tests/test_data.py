@@ -1,3 +1,7 @@
+import hashlib
+import os
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -22,9 +26,36 @@ def test_builtin_faces_follow_their_factors():
     assert images[3][centre].mean() < images[0][centre].mean() - 50  # darker skin
 
 
+# sha256 of the validation split's uint8 images and float32 labels as first published (v1):
+# the data every recorded figure was measured on, whichever way it is drawn and cached.
+VALIDATION_SHA256 = (
+    "ad86ee1930de458958c1f4408731088712a99f7adf9117a4eec4658a1d584a89",
+    "2473af30115d2c8ddd4f68778375751b721f8787e5056bfb54247da8b9cd54ce",
+)
+
+
+def test_builtin_blocks_are_drawn_as_asked_for_and_make_the_published_split(tmp_path):
+    cache = tmp_path / "builtin_faces" / "v1" / "validation"
+    first, first_labels = builtin.load_arrays("validation", str(tmp_path), size=3)
+    assert first.shape == (3, 64, 64, 3) and first_labels.shape == (3, 8)
+    assert sorted(os.listdir(cache)) == ["00000.npz"]  # one block of 500, not the split
+    images, labels = builtin.load_arrays("validation", str(tmp_path), size=700)
+    assert sorted(os.listdir(cache)) == ["00000.npz", "00500.npz"] and len(images) == 700
+    np.testing.assert_array_equal(images[:3], first)
+    images, labels = builtin.load_arrays("validation", str(tmp_path))  # all: from the blocks
+    digests = tuple(hashlib.sha256(a.tobytes()).hexdigest() for a in (images, labels))
+    assert digests == VALIDATION_SHA256
+    np.savez(tmp_path / "builtin_faces" / "v1" / "validation.npz", images=images, labels=labels)
+    shutil.rmtree(cache)  # a whole-split cache (earlier versions) is read as it is
+    again, again_labels = builtin.load_arrays("validation", str(tmp_path), size=700)
+    np.testing.assert_array_equal(again, images[:700])
+    np.testing.assert_array_equal(again_labels, labels[:700])
+    assert not cache.exists()
+
+
 def test_builtin_split_is_deterministic_cached_and_labelled(tmp_path):
     first = data.load("builtin", "validation", str(tmp_path), image_size=64, size=5)
-    cached = tmp_path / "builtin_faces" / "v1" / "validation.npz"
+    cached = tmp_path / "builtin_faces" / "v1" / "validation" / "00000.npz"
     assert cached.exists()
     again = data.load("builtin", "validation", str(tmp_path), image_size=64, size=5)
     for a, b in zip(first, again, strict=True):

@@ -81,12 +81,12 @@ def load(
         raise ValueError(f"Crop {crop!r} is unknown; accepted: {', '.join(celeba.CROP_BOXES)}.")
     data_dir = data_dir or default_data_dir()
     if name == "builtin":
-        images, labels = builtin.load_arrays(split, data_dir)
-        if size > len(images) and not at_most:
+        available = builtin.SPLIT_SIZES.get(split, 0)
+        if size > available and not at_most:
             raise ValueError(
-                f"Asked for {size} examples of {name}/{split}, which has only {len(images)}."
+                f"Asked for {size} examples of {name}/{split}, which has only {available}."
             )
-        images, labels = images[: size or None], labels[: size or None]
+        images, labels = builtin.load_arrays(split, data_dir, size)  # only the blocks needed
         images = np.concatenate(  # resized once, in chunks, like the real-image arrays
             [
                 np.asarray(preprocess(images[i : i + 1000], image_size))

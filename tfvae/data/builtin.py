@@ -6,7 +6,8 @@ CelebA's latent directions (gender-like hair, hair length, head turn, ...). The 
 (head_turn: 0 = full left, 0.5 = frontal, 1 = full right; glasses: 0 or 1).
 
 Drawing is vectorised over images with numpy (about 1 s per 1,000 images on one core), seeded,
-and cached as .npz under the data directory after the first use.
+and cached under the data directory in blocks of 500 images as they are first asked for: a run
+on the first 64 training images draws one block, not the 10,000.
 """
 
 from __future__ import annotations
@@ -61,9 +62,12 @@ def _band(signed_distance, half_width, pixel):
 
 
 def _paint(image, coverage, color):
-    """Alpha-composites `color` [N,1,1,3] over `image` [N,H,W,3] with coverage [N,H,W]."""
+    """Alpha-composites `color` [N,1,1,3] over `image` [N,H,W,3] with coverage [N,H,W], in place
+    (the same float32 operations as image * (1 - alpha) + color * alpha, without temporaries)."""
     alpha = coverage[..., None]
-    return image * (1.0 - alpha) + color * alpha
+    image *= 1.0 - alpha
+    image += color * alpha
+    return image
 
 
 def draw_faces(factors: np.ndarray, jitter: np.ndarray) -> np.ndarray:
@@ -137,8 +141,8 @@ def draw_faces(factors: np.ndarray, jitter: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def generate(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Draws one split: (uint8 [N, 64, 64, 3], float32 labels [N, 8]), the same on every machine."""
+def _split_draws(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every image's factors float32 [N, 8] and jitter float32 [N, 2] of one split."""
     if split not in SPLIT_SIZES:
         raise ValueError(f"Split {split!r} of 'builtin' is unknown; accepted: {list(SPLIT_SIZES)}.")
     rng = np.random.default_rng([_DATASET_SEED, list(SPLIT_SIZES).index(split)])
@@ -146,18 +150,26 @@ def generate(split: str) -> tuple[np.ndarray, np.ndarray]:
     factors = rng.uniform(size=(n, len(LABEL_NAMES))).astype(np.float32)
     factors[:, LABEL_NAMES.index("glasses")] = factors[:, 6] < 0.3
     jitter = rng.uniform(-0.06, 0.06, size=(n, 2)).astype(np.float32)
-    images = np.concatenate(
-        [draw_faces(factors[i : i + _CHUNK], jitter[i : i + _CHUNK]) for i in range(0, n, _CHUNK)]
-    )
-    return images, factors
+    return factors, jitter
 
 
-def load_arrays(split: str, cache_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images uint8 [N,64,64,3] and labels float32 [N,8] of a split, drawn once then cached."""
-    path = os.path.join(cache_dir, "builtin_faces", _VERSION, f"{split}.npz")
-    if os.path.exists(path):
-        with np.load(path) as cached:
-            return cached["images"], cached["labels"]
-    images, labels = generate(split)
-    files.write_atomically(path, lambda f: np.savez(f, images=images, labels=labels))
-    return images, labels
+def load_arrays(split: str, cache_dir: str, size: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 [N,64,64,3] and labels float32 [N,8] of the first `size` examples of a split
+    (0 or more than the split: all of it). Each block of 500 is drawn once, then cached."""
+    factors, jitter = _split_draws(split)
+    whole = os.path.join(cache_dir, "builtin_faces", _VERSION, f"{split}.npz")
+    if os.path.exists(whole):  # a cache written whole by an earlier version: the same images
+        with np.load(whole) as cached:
+            return cached["images"][: size or None], cached["labels"][: size or None]
+    count = min(size or len(factors), len(factors))
+    images = []
+    for start in range(0, count, _CHUNK):
+        path = os.path.join(cache_dir, "builtin_faces", _VERSION, split, f"{start:05d}.npz")
+        if os.path.exists(path):
+            with np.load(path) as cached:
+                images.append(cached["images"])
+            continue
+        block = draw_faces(factors[start : start + _CHUNK], jitter[start : start + _CHUNK])
+        files.write_atomically(path, lambda f, block=block: np.savez(f, images=block))
+        images.append(block)
+    return np.concatenate(images)[:count], factors[:count]
