@@ -22,7 +22,6 @@ from tfvae.training.steps import Steps
 
 NUM_SAMPLES, SEED, TEMPERATURE = 20, [1, 2], 0.7  # `sample` is called at T = 0.7
 VARIANTS = {  # name -> Config overrides: every upsampling, likelihood and prior at least once
-    "deconv_logistic": dict(upsampling="deconv", likelihood="discretized_logistic"),
     "nearest_gaussian_vamp": dict(
         upsampling="nearest", likelihood="gaussian", prior="vamp", prior_components=2
     ),
@@ -37,7 +36,11 @@ HIERARCHY = dict(  # a two-group hierarchy with the mixture: its own test below
     likelihood="discretized_logistic_mixture", mixture_components=2, width=8,
 )  # fmt: skip
 
-SAMPLED = {  # exports/sampler_NAME: `sample` from a sampler fitted on deconv_logistic
+# The deconvolution and discretized logistic (the defaults) are trained_bfloat16's, a run of the
+# default flags trained two steps with mixed_bfloat16 (its export computes in float32).
+TRAINED = "trained_bfloat16"
+
+SAMPLED = {  # exports/sampler_NAME: `sample` from a sampler fitted on the trained run
     "gmm": ["--components=2"],
     "flow": ["--flow_epochs=1", "--flow_width=8", "--flow_layers=2"],
 }
@@ -133,9 +136,8 @@ def runs(tmp_path_factory, data_dir):
     base = tiny_config_for(data_dir)
     runs = {name: _make_run(root / name, base, **o) for name, o in VARIANTS.items()}
     runs["hierarchical"] = _make_run(root / "hierarchical", base, **HIERARCHY)
-    runs["trained_bfloat16"] = str(root / "trained_bfloat16")
-    bfloat16 = base.replace(mixed_precision="mixed_bfloat16")
-    train.train_and_evaluate(bfloat16, runs["trained_bfloat16"])
+    runs[TRAINED] = str(root / TRAINED)
+    train.train_and_evaluate(base.replace(mixed_precision="mixed_bfloat16"), runs[TRAINED])
     return runs
 
 
@@ -150,7 +152,7 @@ def exported(tmp_path_factory, runs):
     np.savez(root / "inputs.npz", images=images, z=z, z_hierarchical=z_hierarchy)
     for name, run in runs.items():
         export.export(run, export_dir=str(root / "exports" / name))  # -> exports/NAME/1
-    fitted = {**{f"sampler_{s}": ("deconv_logistic", s, a) for s, a in SAMPLED.items()},
+    fitted = {**{f"sampler_{s}": (TRAINED, s, a) for s, a in SAMPLED.items()},
               "hierarchical_sampler_gaussian": ("hierarchical", "gaussian", [])}  # fmt: skip
     for name, (variant, sampler, args) in fitted.items():  # `sample` from a fitted sampler
         run = runs[variant]
@@ -166,7 +168,7 @@ def exported(tmp_path_factory, runs):
     return root, outputs, images, z
 
 
-@pytest.mark.parametrize("variant", [*VARIANTS, "trained_bfloat16"])
+@pytest.mark.parametrize("variant", [TRAINED, *VARIANTS])
 def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
     _, outputs, images, z = exported
     out = outputs[variant]
@@ -225,7 +227,7 @@ def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
 def test_sample_draws_from_a_fitted_sampler_with_tensorflow_alone(runs, exported, sampler):
     root, outputs, _, _ = exported
     out = outputs[f"sampler_{sampler}"]
-    run = runs["deconv_logistic"]
+    run = runs[TRAINED]
     _, vae, checkpoint = model.restore(run)
     fitted, info = samplers.load(run, sampler, checkpoint)
     expected = fitted.sample(3, SEED, TEMPERATURE).numpy()  # the same seed in this process
@@ -244,7 +246,7 @@ def test_sample_draws_from_a_fitted_sampler_with_tensorflow_alone(runs, exported
 
 def test_metadata_states_the_contract(exported):
     root, _, _, _ = exported
-    path = os.path.join(root, "exports", "trained_bfloat16", "1")
+    path = os.path.join(root, "exports", TRAINED, "1")
     with open(os.path.join(path, "assets.extra", export.METADATA_FILE)) as f:
         metadata = json.load(f)
     assert metadata["config"]["mixed_precision"] == "mixed_bfloat16"
@@ -262,7 +264,7 @@ def test_metadata_states_the_contract(exported):
 
 def test_bad_inputs_fail_naming_the_input(exported):
     root, _, images, _ = exported
-    path = os.path.join(root, "exports", "trained_bfloat16", "1")
+    path = os.path.join(root, "exports", TRAINED, "1")
     signatures = tf.saved_model.load(path).signatures
     for bad in (images[:, :8, :8], images[..., :1]):  # wrong size, wrong channel count
         with pytest.raises(tf.errors.InvalidArgumentError, match="input `images` must be uint8"):
@@ -328,7 +330,7 @@ def test_cli_exports_after_training_and_saved_model_cli_runs_it(tmp_path):
     assert "Result for output key images" in shown.stdout
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if "iaf" not in v])
+@pytest.mark.parametrize("variant", [TRAINED, *(v for v in VARIANTS if "iaf" not in v)])
 def test_onnx_encoder_and_decoder_equal_the_model_in_onnxruntime(runs, tmp_path, variant):
     # Every upsampling and likelihood: the files written next to the SavedModel, run here in
     # onnxruntime on inputs of their own, against the Keras model (not the export's own probe).
