@@ -5,7 +5,8 @@
 
 Encodes the training images (one draw z ~ q(z|x) each; `gaussian` uses the moments of q(z|x);
 for a hierarchy the codes of its top `--groups` latent groups, the top group's alone by default),
-fits the density (gaussian: the aggregate posterior's moment-matched Gaussian; gmm: a full-
+fits the density (gaussian: the aggregate posterior's moment-matched Gaussian, its covariance
+shrunk with --shrinkage where the codes are few for their latents; gmm: a full-
 covariance Gaussian mixture by EM; flow: a masked autoregressive flow) and writes
 MODEL_DIR/samplers/NAME/ (sampler.json, parameters.npz). Prints the mean log-density of the
 training and validation codes in nats per code (the prior's beside them). Nothing is retrained.
@@ -32,7 +33,29 @@ define.integer(
     "groups", 1, "A hierarchy's latent groups, counted from the top, whose codes the sampler "
     "fits (0 = every group); the tools draw the groups below from the prior.", lower_bound=0,
 )  # fmt: skip
+define.string(
+    "shrinkage", "0", "gaussian: shrink the covariance of the codes' means towards a scaled "
+    "identity by this share in [0, 1], or 'auto' (the Ledoit-Wolf estimate); 0 = exact moments.",
+)  # fmt: skip
 define.integer("seed", 0, "Seed of the code draws, EM's start and the flow's initialisation.")
+
+
+def shrinkage_of(text: str, sampler: str):
+    """The --shrinkage flag's value: "auto" or a float in [0, 1] (nonzero for gaussian only)."""
+    try:
+        value = "auto" if text == "auto" else float(text)
+    except ValueError:
+        value = None
+    if value is None or (value != "auto" and not 0.0 <= value <= 1.0):
+        raise common.UsageError(
+            f"Flag `--shrinkage` is {text!r}; accepted: a number in [0, 1] or 'auto'."
+        )
+    if value != 0 and sampler != "gaussian":
+        raise common.UsageError(
+            f"Flag `--shrinkage` is {text!r} with --sampler={sampler}; only the gaussian "
+            "sampler shrinks its covariance (gmm and flow regularise otherwise)."
+        )
+    return value
 
 
 def _main(FLAGS) -> int | None:
@@ -44,6 +67,7 @@ def _main(FLAGS) -> int | None:
         raise common.UsageError(
             f"Flag `--name` is {name!r}; it must be a plain folder name other than 'prior'."
         )
+    shrinkage = shrinkage_of(FLAGS.shrinkage, FLAGS.sampler)
     if FLAGS.sampler == "gmm":
         try:
             import sklearn.mixture  # noqa: F401
@@ -72,7 +96,7 @@ def _main(FLAGS) -> int | None:
 
     sampler, settings = store.fit(
         FLAGS.sampler, train_codes, held_out, FLAGS.seed, FLAGS.components, FLAGS.flow_layers,
-        FLAGS.flow_width, FLAGS.flow_epochs, progress,
+        FLAGS.flow_width, FLAGS.flow_epochs, progress, shrinkage,
     )  # fmt: skip
     scores = {
         split: store.mean_log_density(sampler, codes["draws"])

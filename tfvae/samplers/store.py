@@ -26,7 +26,7 @@ from tfvae import data
 from tfvae.models import posteriors, priors
 from tfvae.runtime import files
 from tfvae.samplers import KINDS, densities
-from tfvae.samplers.gaussian import aggregate_posterior
+from tfvae.samplers.gaussian import shrunk_aggregate_posterior
 
 SAMPLERS_DIR = "samplers"
 INFO_FILE = "sampler.json"
@@ -102,21 +102,30 @@ def fit(
     flow_width: int = 128,
     flow_epochs: int = 50,
     log=None,
+    shrinkage=0.0,
 ):
-    """A sampler of `kind` fitted to train codes (from `latent_codes`).
+    """A sampler of `kind` fitted to train codes (from `latent_codes`); `shrinkage` (a float in
+    [0, 1] or "auto", gaussian only) shrinks its covariance (`shrunk_aggregate_posterior`).
 
     Returns (sampler, settings): settings are the JSON-ready hyper-parameters it was fitted with.
     """  # fmt: skip
     if kind == "gaussian":
-        moments = aggregate_posterior(train_codes["means"], train_codes["scales"])
+        mean, covariance, used = shrunk_aggregate_posterior(
+            train_codes["means"], train_codes["scales"], shrinkage
+        )
+        settings = {}  # exact moments: no settings, as before shrinkage existed
+        if shrinkage == "auto":
+            settings = {"shrinkage": used, "shrinkage_from": "ledoit_wolf"}
+        elif shrinkage:
+            settings = {"shrinkage": used}
         try:
-            return densities.gaussian(moments["mean"], moments["covariance"]), {}
+            return densities.gaussian(mean, covariance), settings
         except np.linalg.LinAlgError:  # draws (scale 0) span fewer dimensions than they have
             count, dims = train_codes["draws"].shape
             raise ValueError(
                 f"The {count} training codes of {dims} latents have a singular covariance; "
                 "--sampler=gaussian needs more codes than latents (--num_images) or fewer "
-                "--groups; gmm and flow regularise."
+                "--groups, or shrink it (--shrinkage=auto); gmm and flow regularise."
             ) from None
     if kind == "gmm":
         from sklearn.mixture import GaussianMixture
