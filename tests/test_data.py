@@ -42,6 +42,8 @@ def test_builtin_blocks_are_drawn_as_asked_for_and_make_the_published_split(tmp_
     images, labels = builtin.load_arrays("validation", str(tmp_path), size=700)
     assert sorted(os.listdir(cache)) == ["00000.npz", "00500.npz"] and len(images) == 700
     np.testing.assert_array_equal(images[:3], first)
+    np.savez(cache / "00500.npz", images=first)  # a block of the wrong length: drawn again
+    np.testing.assert_array_equal(builtin.load_arrays("validation", str(tmp_path), 700)[0], images)
     images, labels = builtin.load_arrays("validation", str(tmp_path))  # all: from the blocks
     digests = tuple(hashlib.sha256(a.tobytes()).hexdigest() for a in (images, labels))
     assert digests == VALIDATION_SHA256

@@ -21,7 +21,8 @@ from tfvae.training import train
 from tfvae.training.steps import Steps
 
 NUM_SAMPLES, SEED, TEMPERATURE = 20, [1, 2], 0.7  # `sample` is called at T = 0.7
-VARIANTS = {  # name -> Config overrides: every upsampling, likelihood and prior at least once
+VARIANTS = {  # name -> Config overrides: with TRAINED (below), every upsampling, likelihood and
+    # prior at least once
     "nearest_gaussian_vamp": dict(
         upsampling="nearest", likelihood="gaussian", prior="vamp", prior_components=2
     ),

@@ -3,6 +3,7 @@ references, sampling against the density, the saved directory, and refusal of a 
 another checkpoint."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -148,9 +149,17 @@ def test_fit_sampler_writes_a_whole_directory_that_every_later_checkpoint_refuse
         ["--sampler=gmm", "--components=3"],
         ["--sampler=flow", "--flow_epochs=2", "--flow_width=8"],
         ["--sampler=gaussian"],
+        ["--sampler=gaussian", "--shrinkage=auto", "--name=shrunk"],
     ):
         result = run_command("fit_sampler", f"--model_dir={model_dir}", *args)
         assert result.returncode == 0, result.stderr[-2000:]
+    shrunk = json.loads((model_dir / "samplers" / "shrunk" / "sampler.json").read_text())
+    assert shrunk["settings"]["shrinkage_from"] == "ledoit_wolf"
+    assert 0 <= shrunk["settings"]["shrinkage"] <= 1 and shrunk["sampler"] == "gaussian"
+    assert (
+        json.loads((model_dir / "samplers" / "gaussian" / "sampler.json").read_text())["settings"]
+        == {}
+    )  # exact moments
     info = json.loads((model_dir / "samplers" / "gmm" / "sampler.json").read_text())
     assert info["checkpoint"] == "ckpt-4" and info["step"] == 4
     assert info["fitted_on"] == {
@@ -166,6 +175,7 @@ def test_fit_sampler_writes_a_whole_directory_that_every_later_checkpoint_refuse
         "flow",
         "gaussian",
         "gmm",
+        "shrunk",
     ]  # no staging
     checkpoint = str(model_dir / "ckpt-4")
     for name in ("gmm", "flow", "gaussian"):
@@ -241,13 +251,28 @@ def test_a_shrunk_gaussian_scores_held_out_codes_above_the_exact_moments():
     truth = np.mean(-0.5 * np.sum(held_out**2 / variances + np.log(2 * np.pi * variances), 1))
     scores = [store.mean_log_density(s, held_out.astype(np.float32)) for s in (exact, shrunk)]
     assert scores[0] < truth - 10 and truth - 3 < scores[1] < truth
-    # An explicit share: the formula itself, and the codes' posterior variances kept whole.
+    # An explicit share: the formula itself (the means' covariance with 1 / (N - 1), as the
+    # exact moments), and the codes' posterior variances kept whole; 0 is the exact moments.
     scales = np.full_like(train, 0.3)
     mean, covariance, used = gaussian.shrunk_aggregate_posterior(train, scales, 0.25)
-    between = np.cov(train, rowvar=False)
+    centred = train - train.mean(0)
+    between = centred.T @ centred / (len(train) - 1)
     expected = 0.75 * between + 0.25 * np.trace(between) / 40 * np.eye(40) + 0.09 * np.eye(40)
     np.testing.assert_allclose(covariance, expected, rtol=1e-12)
     assert used == 0.25 and np.allclose(mean, train.mean(0))
+    exact_moments = gaussian.aggregate_posterior(train, scales)["covariance"]
+    assert np.array_equal(gaussian.shrunk_aggregate_posterior(train, scales, 0)[1], exact_moments)
+    for bad, message in (
+        (dict(shrinkage=1.5), "`--shrinkage` is 1.5; accepted: [0, 1] or 'auto'"),
+        (dict(shrinkage=-0.1), "`--shrinkage` is -0.1; accepted: [0, 1] or 'auto'"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            store.fit("gaussian", codes, codes, **bad)
+    with pytest.raises(ValueError, match="only the gaussian sampler shrinks its covariance"):
+        store.fit("gmm", codes, codes, components=2, shrinkage=0.5)
+    one = {k: v[:1] for k, v in codes.items()}
+    with pytest.raises(ValueError, match="needs at least 2 training codes for a covariance; got 1"):
+        store.fit("gaussian", one, one)
     draws = np.random.default_rng(0).normal(size=(5, 8))  # rank 5 < 8: shrinking makes it whole
     few = {"means": draws, "scales": np.zeros_like(draws), "draws": draws}
     assert store.fit("gaussian", few, few, shrinkage="auto")[0].dims == 8
@@ -258,6 +283,8 @@ def test_a_shrunk_gaussian_scores_held_out_codes_above_the_exact_moments():
     [
         (["--sampler=gaussian", "--shrinkage=1.5"], "is '1.5'; accepted: a number in [0, 1] or"),
         (["--sampler=gaussian", "--shrinkage=nan"], "is 'nan'; accepted: a number in [0, 1] or"),
+        (["--sampler=gaussian", "--shrinkage=abc"], "is 'abc'; accepted: a number in [0, 1] or"),
+        (["--sampler=gaussian", "--shrinkage=-0.1"], "is '-0.1'; accepted: a number in [0, 1]"),
         (["--sampler=gmm", "--shrinkage=auto"], "is 'auto' with --sampler=gmm; only the gaussian"),
     ],
 )

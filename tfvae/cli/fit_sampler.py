@@ -53,7 +53,7 @@ def shrinkage_of(text: str, sampler: str):
     if value != 0 and sampler != "gaussian":
         raise common.UsageError(
             f"Flag `--shrinkage` is {text!r} with --sampler={sampler}; only the gaussian "
-            "sampler shrinks its covariance (gmm and flow regularise otherwise)."
+            "sampler shrinks its covariance: pass --sampler=gaussian or leave --shrinkage at 0."
         )
     return value
 

@@ -170,8 +170,10 @@ def load_arrays(split: str, cache_dir: str, size: int = 0) -> tuple[np.ndarray, 
         path = os.path.join(cache_dir, "builtin_faces", _VERSION, split, f"{start:05d}.npz")
         if os.path.exists(path):
             with np.load(path) as cached:
-                images.append(cached["images"])
-            continue
+                block = cached["images"]
+            if len(block) == min(_CHUNK, len(factors) - start):  # else drawn again below
+                images.append(block)
+                continue
         block = draw_faces(factors[start : start + _CHUNK], jitter[start : start + _CHUNK])
         files.write_atomically(path, lambda f, block=block: np.savez(f, images=block))
         images.append(block)

@@ -73,7 +73,14 @@ def shrunk_aggregate_posterior(means, scales, shrinkage) -> tuple[np.ndarray, np
       (mean float64 [Z], covariance float64 [Z, Z], the shrinkage s used).
     """
     means, scales = np.asarray(means, np.float64), np.asarray(scales, np.float64)
+    if len(means) < 2:
+        raise ValueError(
+            f"The gaussian sampler needs at least 2 training codes for a covariance; got "
+            f"{len(means)} (--num_images)."
+        )
     s = ledoit_wolf_shrinkage(means) if shrinkage == "auto" else float(shrinkage)
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"Flag `--shrinkage` is {shrinkage!r}; accepted: [0, 1] or 'auto'.")
     between = np.cov(means, rowvar=False).reshape(means.shape[1], means.shape[1])
     target = np.trace(between) / len(between) * np.eye(len(between))
     covariance = (1.0 - s) * between + s * target + np.diag((scales**2).mean(0))

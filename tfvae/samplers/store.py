@@ -109,6 +109,13 @@ def fit(
 
     Returns (sampler, settings): settings are the JSON-ready hyper-parameters it was fitted with.
     """  # fmt: skip
+    if kind != "gaussian" and shrinkage != "auto" and float(shrinkage) == 0.0:
+        shrinkage = 0.0
+    elif kind != "gaussian":
+        raise ValueError(
+            f"Flag `--shrinkage` is {shrinkage!r} with --sampler={kind}; only the gaussian "
+            "sampler shrinks its covariance: pass --sampler=gaussian or leave --shrinkage at 0."
+        )
     if kind == "gaussian":
         mean, covariance, used = shrunk_aggregate_posterior(
             train_codes["means"], train_codes["scales"], shrinkage
@@ -116,16 +123,17 @@ def fit(
         settings = {}  # exact moments: no settings, as before shrinkage existed
         if shrinkage == "auto":
             settings = {"shrinkage": used, "shrinkage_from": "ledoit_wolf"}
-        elif shrinkage:
+        elif used:
             settings = {"shrinkage": used}
         try:
             return densities.gaussian(mean, covariance), settings
         except np.linalg.LinAlgError:  # draws (scale 0) span fewer dimensions than they have
             count, dims = train_codes["draws"].shape
+            shrink = "--shrinkage=auto" if shrinkage == 0 else f"a --shrinkage above {used:.3g}"
             raise ValueError(
                 f"The {count} training codes of {dims} latents have a singular covariance; "
                 "--sampler=gaussian needs more codes than latents (--num_images) or fewer "
-                "--groups, or shrink it (--shrinkage=auto); gmm and flow regularise."
+                f"--groups, or {shrink}; gmm and flow regularise."
             ) from None
     if kind == "gmm":
         from sklearn.mixture import GaussianMixture
