@@ -109,9 +109,7 @@ def fit(
 
     Returns (sampler, settings): settings are the JSON-ready hyper-parameters it was fitted with.
     """  # fmt: skip
-    if kind != "gaussian" and shrinkage != "auto" and float(shrinkage) == 0.0:
-        shrinkage = 0.0
-    elif kind != "gaussian":
+    if kind != "gaussian" and (shrinkage == "auto" or float(shrinkage) != 0.0):
         raise ValueError(
             f"Flag `--shrinkage` is {shrinkage!r} with --sampler={kind}; only the gaussian "
             "sampler shrinks its covariance: pass --sampler=gaussian or leave --shrinkage at 0."
