@@ -263,8 +263,8 @@ def test_a_shrunk_gaussian_scores_held_out_codes_above_the_exact_moments():
     exact_moments = gaussian.aggregate_posterior(train, scales)["covariance"]
     assert np.array_equal(gaussian.shrunk_aggregate_posterior(train, scales, 0)[1], exact_moments)
     for bad, message in (
-        (dict(shrinkage=1.5), "`--shrinkage` is 1.5; accepted: [0, 1] or 'auto'"),
-        (dict(shrinkage=-0.1), "`--shrinkage` is -0.1; accepted: [0, 1] or 'auto'"),
+        (dict(shrinkage=1.5), "`--shrinkage` is 1.5; accepted: a number in [0, 1] or 'auto'"),
+        (dict(shrinkage=-0.1), "`--shrinkage` is -0.1; accepted: a number in [0, 1] or 'auto'"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             store.fit("gaussian", codes, codes, **bad)
@@ -295,3 +295,38 @@ def test_a_bad_shrinkage_is_refused_in_one_line_before_any_work(tmp_path, args, 
         refused.stderr.strip().splitlines()[-1].startswith(f"error: Flag `--shrinkage` {message}")
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sampler_of_several_groups_draws_each_at_its_own_temperature():
+    class ThreeGroups:  # what sampler_codes reads of a hierarchy
+        noise_dim = 2 + 3 + 4
+
+        def group_slices():
+            return [(0, 2), (2, 5), (5, 9)]
+
+    rng = np.random.default_rng(0)
+    mean, mixing = rng.normal(size=5), rng.normal(size=(5, 5))
+    top_two = densities.gaussian(mean, mixing @ mixing.T + np.eye(5))  # the top two groups
+    seed = tf.constant([3, 4], tf.int64)
+    at_one = store.sampler_codes(ThreeGroups, top_two, 2000, seed, 1.0).numpy()
+    # the same noise L eps scaled per latent: 0.5 in the top group, 0 in the second, and the
+    # third group (not the sampler's) from the prior at its own T
+    cooled = store.sampler_codes(ThreeGroups, top_two, 2000, seed, (0.5, 0.0, 2.0)).numpy()
+    np.testing.assert_allclose(
+        cooled[:, :2], mean[:2] + 0.5 * (at_one[:, :2] - mean[:2]), atol=1e-5
+    )
+    np.testing.assert_allclose(cooled[:, 2:5], np.broadcast_to(mean[2:], (2000, 3)), atol=1e-6)
+    lower = cooled[:, 5:] / 2.0  # 8000 N(0, 1) draws
+    assert abs(lower.mean()) < 0.05 and abs(lower.std() - 1.0) < 0.04
+    # at T=1 the draws have the fitted covariance, within 4 standard errors of a sample
+    # covariance of 2000 Gaussian draws: se_ij = sqrt((S_ii S_jj + S_ij^2) / n)
+    covariance = top_two.covariances[0]
+    standard_error = np.sqrt(
+        (np.outer(np.diag(covariance), np.diag(covariance)) + covariance**2) / 2000
+    )
+    assert np.all(np.abs(np.cov(at_one[:, :5], rowvar=False) - covariance) < 4 * standard_error)
+    # a number is every group's T, as before
+    np.testing.assert_allclose(
+        store.sampler_codes(ThreeGroups, top_two, 2000, seed, 0.5).numpy()[:, :5],
+        mean + 0.5 * (at_one[:, :5] - mean), atol=1e-5,
+    )  # fmt: skip

@@ -16,6 +16,7 @@ import os
 
 from tfvae.cli import common
 from tfvae.samplers import KINDS
+from tfvae.samplers.gaussian import check_shrinkage
 
 FLAG_DEFINITIONS, define = common.flag_definitions()  # parsed afresh by each main
 define.string("model_dir", None, "A training run's directory.", required=True)
@@ -40,24 +41,6 @@ define.string(
 define.integer("seed", 0, "Seed of the code draws, EM's start and the flow's initialisation.")
 
 
-def shrinkage_of(text: str, sampler: str):
-    """The --shrinkage flag's value: "auto" or a float in [0, 1] (nonzero for gaussian only)."""
-    try:
-        value = "auto" if text == "auto" else float(text)
-    except ValueError:
-        value = None
-    if value is None or (value != "auto" and not 0.0 <= value <= 1.0):
-        raise common.UsageError(
-            f"Flag `--shrinkage` is {text!r}; accepted: a number in [0, 1] or 'auto'."
-        )
-    if value != 0 and sampler != "gaussian":
-        raise common.UsageError(
-            f"Flag `--shrinkage` is {text!r} with --sampler={sampler}; only the gaussian "
-            "sampler shrinks its covariance: pass --sampler=gaussian or leave --shrinkage at 0."
-        )
-    return value
-
-
 def _main(FLAGS) -> int | None:
     from tfvae.models import priors
     from tfvae.samplers import store
@@ -67,7 +50,10 @@ def _main(FLAGS) -> int | None:
         raise common.UsageError(
             f"Flag `--name` is {name!r}; it must be a plain folder name other than 'prior'."
         )
-    shrinkage = shrinkage_of(FLAGS.shrinkage, FLAGS.sampler)
+    try:
+        shrinkage = check_shrinkage(FLAGS.shrinkage, FLAGS.sampler)
+    except ValueError as error:
+        raise common.UsageError(str(error)) from None
     if FLAGS.sampler == "gmm":
         try:
             import sklearn.mixture  # noqa: F401

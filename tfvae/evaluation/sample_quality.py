@@ -25,6 +25,7 @@ import tensorflow as tf
 from tfvae import data
 from tfvae.evaluation import factor_classifier as factors
 from tfvae.models import posteriors, priors
+from tfvae.samplers import store
 from tfvae.samplers.gaussian import REPORTED, aggregate_posterior, decode_with_batch_statistics
 
 # ---------------------------------------------------------------------------- Frechet distance
@@ -225,8 +226,7 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
             )
     for name, sampler in samplers.items():
         for temperature in temperatures if name != "prior" else ():
-            top = sampler.sample(count, [seed, 3], priors.top_temperature(temperature))
-            z = priors.with_lower_groups(vae, top, [seed, 3], temperature).numpy()
+            z = store.sampler_codes(vae, sampler, count, [seed, 3], temperature).numpy()
             sets[samples_key(name, temperature)] = _in_batches(lambda c: vae.sample(z=c), z)
     if hierarchical:  # no one posterior mean per image: its groups depend on those above
         return sets, labels, {}

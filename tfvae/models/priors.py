@@ -239,11 +239,6 @@ def latent_temperatures(model, temperature):
     return tf.concat([tf.fill([stop - start], float(t)) for (start, stop), t in pairs], 0)
 
 
-def top_temperature(temperature):
-    """The top group's T of a temperature (a number, or one per group top down)."""
-    return temperature[0] if isinstance(temperature, (tuple, list)) else temperature
-
-
 def temperature_name(temperature) -> str:
     """'1.0' of a number, '1.0_0.8_0.6' of one T per group: the T in keys and file names
     (`samples_t{name}`)."""

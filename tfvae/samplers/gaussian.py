@@ -59,6 +59,28 @@ def ledoit_wolf_shrinkage(points) -> float:
     return 0.0 if delta <= 0 else float(min(beta, delta) / delta)
 
 
+def check_shrinkage(shrinkage, kind: str = "gaussian"):
+    """The shrinkage `shrunk_aggregate_posterior` takes, from a flag's text or a value: "auto",
+    or a float in [0, 1], nonzero only for `kind` "gaussian" (the one sampler that shrinks).
+
+    Raises ValueError, one line naming the value, for anything else (nan, "abc", 1.5).
+    """
+    try:
+        value = "auto" if shrinkage == "auto" else float(shrinkage)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or (value != "auto" and not 0.0 <= value <= 1.0):
+        raise ValueError(
+            f"Flag `--shrinkage` is {shrinkage!r}; accepted: a number in [0, 1] or 'auto'."
+        )
+    if value != 0 and kind != "gaussian":
+        raise ValueError(
+            f"Flag `--shrinkage` is {shrinkage!r} with --sampler={kind}; only the gaussian "
+            "sampler shrinks its covariance: pass --sampler=gaussian or leave --shrinkage at 0."
+        )
+    return value
+
+
 def shrunk_aggregate_posterior(means, scales, shrinkage) -> tuple[np.ndarray, np.ndarray, float]:
     """`aggregate_posterior`'s N(m, S) with the covariance of the means shrunk towards a scaled
     identity: S = (1 - s) Cov_n(means) + s (tr Cov_n(means) / Z) I + diag(mean_n scales^2).
@@ -78,9 +100,8 @@ def shrunk_aggregate_posterior(means, scales, shrinkage) -> tuple[np.ndarray, np
             f"The gaussian sampler needs at least 2 training codes for a covariance; got "
             f"{len(means)} (--num_images)."
         )
-    s = ledoit_wolf_shrinkage(means) if shrinkage == "auto" else float(shrinkage)
-    if not 0.0 <= s <= 1.0:
-        raise ValueError(f"Flag `--shrinkage` is {shrinkage!r}; accepted: [0, 1] or 'auto'.")
+    s = check_shrinkage(shrinkage)
+    s = ledoit_wolf_shrinkage(means) if s == "auto" else s
     between = np.cov(means, rowvar=False).reshape(means.shape[1], means.shape[1])
     target = np.trace(between) / len(between) * np.eye(len(between))
     covariance = (1.0 - s) * between + s * target + np.diag((scales**2).mean(0))

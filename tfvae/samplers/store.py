@@ -26,7 +26,7 @@ from tfvae import data
 from tfvae.models import posteriors, priors
 from tfvae.runtime import files
 from tfvae.samplers import KINDS, densities
-from tfvae.samplers.gaussian import shrunk_aggregate_posterior
+from tfvae.samplers.gaussian import check_shrinkage, shrunk_aggregate_posterior
 
 SAMPLERS_DIR = "samplers"
 INFO_FILE = "sampler.json"
@@ -109,11 +109,7 @@ def fit(
 
     Returns (sampler, settings): settings are the JSON-ready hyper-parameters it was fitted with.
     """  # fmt: skip
-    if kind != "gaussian" and (shrinkage == "auto" or float(shrinkage) != 0.0):
-        raise ValueError(
-            f"Flag `--shrinkage` is {shrinkage!r} with --sampler={kind}; only the gaussian "
-            "sampler shrinks its covariance: pass --sampler=gaussian or leave --shrinkage at 0."
-        )
+    shrinkage = check_shrinkage(shrinkage, kind)
     if kind == "gaussian":
         mean, covariance, used = shrunk_aggregate_posterior(
             train_codes["means"], train_codes["scales"], shrinkage
@@ -164,23 +160,32 @@ def fit(
     raise ValueError(f"Flag `--sampler` is {kind!r}; it must be one of {', '.join(KINDS)}.")
 
 
+def sampler_codes(vae, sampler, count: int, seed, temperature=1.0):
+    """float32 [count, noise_dim]: `sampler`'s draws of the latents it was fitted to (a
+    hierarchy's top group, or its top groups together), then the groups below from the prior
+    (`priors.with_lower_groups`). temperature: a number, every latent at it, or one T per latent
+    group top down, each of the sampler's groups at its own (its noise scaled per latent: the
+    Gaussian's m + T L eps, the flow's inverse of T u). seed: int [2]."""
+    scale = temperature
+    if isinstance(temperature, (tuple, list)):
+        scale = priors.latent_temperatures(vae, temperature)[: sampler.dims]
+    top = sampler.sample(count, seed, scale)
+    return priors.with_lower_groups(vae, top, seed, temperature)
+
+
 def code_draws(model_dir: str, name: str, vae, checkpoint: str):
     """Where a tool's codes come from: `draw(n, seed, temperature)` -> float32 [n, noise_dim].
 
     name: 'prior' (the model's own prior, `priors.sample`) or a sampler fitted on the run
-    (`load`: refused with one line if missing or fitted on another checkpoint), which draws a
-    hierarchy's top group, or the top groups it was fitted to, at the top group's T (the groups
-    below from the prior at the same temperature, or at their own: a temperature may give one
-    T per group, `priors.latent_temperatures`).
+    (`load`: refused with one line if missing or fitted on another checkpoint), drawn by
+    `sampler_codes` (a temperature may give one T per group, `priors.latent_temperatures`).
     """
     if name == "prior":
         return lambda n, seed, temperature=1.0: priors.sample(
             vae.prior, n, seed, priors.latent_temperatures(vae, temperature)
         )
     sampler = load(model_dir, name, checkpoint)[0]
-    return lambda n, seed, temperature=1.0: priors.with_lower_groups(
-        vae, sampler.sample(n, seed, priors.top_temperature(temperature)), seed, temperature
-    )
+    return lambda n, seed, temperature=1.0: sampler_codes(vae, sampler, n, seed, temperature)
 
 
 def mean_log_density(sampler, codes) -> float:
