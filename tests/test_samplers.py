@@ -43,6 +43,19 @@ def _flow(seed=0):
     return densities.Flow(network)
 
 
+def _rotation(dims, seed):
+    """A random orthonormal basis [dims, dims] (the Q of a Gaussian matrix)."""
+    return np.linalg.qr(np.random.default_rng(seed).normal(size=(dims, dims)))[0]
+
+
+def _principal_mixture():
+    """A mixture of two components along one direction of a rotated plane, a Gaussian across."""
+    return densities.GaussianMixture(
+        [0.4, 0.6], [[-1.2], [1.0]], [[[0.2]], [[0.4]]], basis=_rotation(2, 5),
+        center=[0.3, -0.2], residual_variances=[0.5],
+    )  # fmt: skip
+
+
 def _mog_prior():
     tf.keras.utils.set_random_seed(2)
     prior = priors.MixtureOfGaussians(2, 3)
@@ -64,8 +77,14 @@ def test_the_mixture_density_equals_scikit_learn():
 
 @pytest.mark.parametrize(
     "make",
-    [_mixture, _flow, lambda: densities.gaussian([0.5, -0.5], [[1, 0.6], [0.6, 0.8]]), _mog_prior],
-    ids=["gmm", "flow", "gaussian", "mog_prior"],
+    [
+        _mixture,
+        _flow,
+        lambda: densities.gaussian([0.5, -0.5], [[1, 0.6], [0.6, 0.8]]),
+        _mog_prior,
+        _principal_mixture,
+    ],
+    ids=["gmm", "flow", "gaussian", "mog_prior", "gmm_along_principal_directions"],
 )
 def test_each_density_integrates_to_one_and_its_samples_have_its_moments(make):
     sampler = make()
@@ -209,6 +228,87 @@ def test_a_run_with_the_mog_prior_learns_it_and_draws_from_it(tiny_config, tmp_p
         config.replace(free_bits=0.1)
 
 
+def test_a_mixture_along_principal_directions_is_the_full_mixture_it_stands_for():
+    # In Z = 5 dimensions: two components along P = 2 directions of a basis V, independent
+    # Gaussians along the other three. As a mixture in Z dimensions its component c has mean
+    # center + V_P m_c and covariance V_P S_c V_P^T + V_R diag(r) V_R^T (scipy scores that).
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    basis, center = _rotation(5, 4), rng.normal(size=5)
+    weights, means = np.array([0.3, 0.7]), rng.normal(0, 2, size=(2, 2))
+    factors = rng.normal(size=(2, 2, 2))
+    covariances = factors @ factors.transpose(0, 2, 1) + 0.1 * np.eye(2)
+    residual = np.array([0.5, 0.2, 1.5])
+    sampler = densities.GaussianMixture(
+        weights, means, covariances, basis=basis, center=center, residual_variances=residual
+    )
+    full_means = center + means @ basis[:, :2].T
+    full_covariances = (
+        basis[:, :2] @ covariances @ basis[:, :2].T + (basis[:, 2:] * residual) @ basis[:, 2:].T
+    )
+    z = rng.normal(0, 2, size=(64, 5))
+    reference = np.log(sum(
+        w * stats.multivariate_normal(m, c).pdf(z)
+        for w, m, c in zip(weights, full_means, full_covariances, strict=True)
+    ))  # fmt: skip
+    np.testing.assert_allclose(sampler.log_prob(z.astype(np.float32)).numpy(), reference, atol=2e-4)
+    # Its draws: the full mixture's mean and covariance within 5 standard errors
+    draws = sampler.sample(40_000, [1, 2]).numpy().astype(np.float64)
+    mean = weights @ full_means
+    covariance = sum(
+        w * (c + np.outer(m - mean, m - mean))
+        for w, m, c in zip(weights, full_means, full_covariances, strict=True)
+    )
+    assert np.all(np.abs(draws.mean(0) - mean) < 5 * draws.std(0) / np.sqrt(len(draws)))
+    standard_error = np.sqrt((np.outer(np.diag(covariance), np.diag(covariance)) + covariance**2)
+                             / len(draws))  # fmt: skip
+    assert np.all(np.abs(np.cov(draws, rowvar=False) - covariance) < 5 * standard_error)
+    # Temperature scales each draw's noise around its own component's centre, per latent
+    seed, temperature = tf.constant([1, 2], tf.int64), np.array([0.5, 1.0, 2.0, 0.0, 1.5])
+    centres = sampler.sample(100, seed, 0.0).numpy()
+    np.testing.assert_allclose(
+        sampler.sample(100, seed, temperature).numpy() - centres,
+        temperature * (draws[:100] - centres), atol=1e-4,
+    )  # fmt: skip
+    # Saved and loaded: the same density
+    again = densities.GaussianMixture(**sampler.arrays())
+    np.testing.assert_allclose(again.log_prob(z.astype(np.float32)), reference, atol=2e-4)
+
+
+def test_one_component_along_principal_directions_is_the_codes_gaussian():
+    stats = pytest.importorskip("scipy.stats")
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(0)
+    draws = (rng.normal(size=(2000, 6)) @ rng.normal(size=(6, 6)) + rng.normal(size=6)).astype(
+        np.float32
+    )
+    codes = {"means": draws, "scales": 0 * draws, "draws": draws}
+    sampler, settings = store.fit("gmm", codes, codes, components=1, principal_dims=2)
+    exact = stats.multivariate_normal(draws.mean(0), np.cov(draws, rowvar=False, bias=True))
+    np.testing.assert_allclose(sampler.log_prob(draws[:50]).numpy(), exact.logpdf(draws[:50]),
+                               atol=1e-3)  # fmt: skip
+    variances = np.linalg.eigvalsh(np.cov(draws, rowvar=False, bias=True))[::-1]
+    assert settings["principal_dims"] == 2 and settings["variance_explained"] == pytest.approx(
+        variances[:2].sum() / variances.sum(), rel=1e-6
+    )
+    # Two clusters along one direction: two components there score held-out codes far higher
+    labels = rng.integers(0, 2, 3000)
+    clustered = (rng.normal(size=(3000, 6)) * 0.3 + 3.0 * np.where(labels, 1, -1)[:, None]
+                 * np.eye(6)[0]).astype(np.float32)  # fmt: skip
+    train, held_out = (
+        {"means": c, "scales": 0 * c, "draws": c} for c in np.split(clustered, [2500])
+    )
+    two, _ = store.fit("gmm", train, held_out, components=2, principal_dims=1)
+    one, _ = store.fit("gmm", train, held_out, components=1, principal_dims=1)
+    gain = store.mean_log_density(two, held_out["draws"]) - store.mean_log_density(
+        one, held_out["draws"]
+    )
+    assert gain > 1.0  # about 1.6: 0.5 log(2 pi e 9.09) against 0.5 log(2 pi e 0.09) + log 2
+    with pytest.raises(ValueError, match="`--principal_dims` is 7; accepted: 0") as refused:
+        store.fit("gmm", codes, codes, components=1, principal_dims=7)
+    assert "\n" not in str(refused.value)
+
+
 def test_a_gaussian_of_more_latents_than_codes_is_refused_in_one_line():
     draws = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)  # rank 5 < 8
     codes = {"means": draws, "scales": np.zeros_like(draws), "draws": draws}
@@ -286,14 +386,14 @@ def test_a_shrunk_gaussian_scores_held_out_codes_above_the_exact_moments():
         (["--sampler=gaussian", "--shrinkage=abc"], "is 'abc'; accepted: a number in [0, 1] or"),
         (["--sampler=gaussian", "--shrinkage=-0.1"], "is '-0.1'; accepted: a number in [0, 1]"),
         (["--sampler=gmm", "--shrinkage=auto"], "is 'auto' with --sampler=gmm; only the gaussian"),
+        (["--sampler=flow", "--principal_dims=8"], "is 8 with --sampler=flow; only the gmm"),
     ],
 )
-def test_a_bad_shrinkage_is_refused_in_one_line_before_any_work(tmp_path, args, message):
+def test_a_bad_sampler_setting_is_refused_in_one_line_before_any_work(tmp_path, args, message):
     refused = run_command("fit_sampler", f"--model_dir={tmp_path}", *args)
     assert refused.returncode == 1
-    assert (
-        refused.stderr.strip().splitlines()[-1].startswith(f"error: Flag `--shrinkage` {message}")
-    )
+    flag = args[1].split("=")[0]
+    assert refused.stderr.strip().splitlines()[-1].startswith(f"error: Flag `{flag}` {message}")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -2,12 +2,15 @@
 
   python tools/fit_sampler.py --model_dir=runs/quickstart --sampler=gmm --components=20
   python tools/fit_sampler.py --model_dir=runs/quickstart --sampler=flow
+  python tools/fit_sampler.py --model_dir=runs/hierarchical_quick --sampler=gmm --groups=0 \
+      --principal_dims=64
 
 Encodes the training images (one draw z ~ q(z|x) each; `gaussian` uses the moments of q(z|x);
 for a hierarchy the codes of its top `--groups` latent groups, the top group's alone by default),
 fits the density (gaussian: the aggregate posterior's moment-matched Gaussian, its covariance
 shrunk with --shrinkage where the codes are few for their latents; gmm: a full-
-covariance Gaussian mixture by EM; flow: a masked autoregressive flow) and writes
+covariance Gaussian mixture by EM, along the top --principal_dims directions of the codes with a
+Gaussian along the rest where given; flow: a masked autoregressive flow) and writes
 MODEL_DIR/samplers/NAME/ (sampler.json, parameters.npz). Prints the mean log-density of the
 training and validation codes in nats per code (the prior's beside them). Nothing is retrained.
 """
@@ -23,6 +26,11 @@ define.string("model_dir", None, "A training run's directory.", required=True)
 define.enum("sampler", "gmm", list(KINDS), "The density fitted to the codes.")
 define.string("name", "", "Its name under MODEL_DIR/samplers/ ('' = the --sampler kind).")
 define.integer("components", 20, "gmm: mixture components.", lower_bound=1)
+define.integer(
+    "principal_dims", 0, "gmm: fit the mixture along the codes' top P principal directions and a "
+    "Gaussian along the rest (0 = the mixture in every direction; for many latents, as a "
+    "hierarchy's every group with --groups=0).", lower_bound=0,
+)  # fmt: skip
 define.integer("flow_layers", 4, "flow: MADE layers.", lower_bound=1)
 define.integer("flow_width", 128, "flow: hidden units per MADE layer.", lower_bound=2)
 define.integer("flow_epochs", 50, "flow: passes over the codes (the best held-out one is kept).",
@@ -54,6 +62,12 @@ def _main(FLAGS) -> int | None:
         shrinkage = check_shrinkage(FLAGS.shrinkage, FLAGS.sampler)
     except ValueError as error:
         raise common.UsageError(str(error)) from None
+    if FLAGS.principal_dims and FLAGS.sampler != "gmm":
+        raise common.UsageError(
+            f"Flag `--principal_dims` is {FLAGS.principal_dims} with --sampler={FLAGS.sampler}; "
+            "only the gmm sampler fits along principal directions: pass --sampler=gmm or leave "
+            "--principal_dims at 0."
+        )
     if FLAGS.sampler == "gmm":
         try:
             import sklearn.mixture  # noqa: F401
@@ -66,6 +80,12 @@ def _main(FLAGS) -> int | None:
         width = store.code_width(vae, FLAGS.groups)
     except ValueError as error:
         raise common.UsageError(str(error)) from None
+    if FLAGS.principal_dims > width:
+        raise common.UsageError(
+            f"Flag `--principal_dims` is {FLAGS.principal_dims}; accepted: 0 (the mixture in "
+            f"every direction) to {width} (the latents of this run's codes with "
+            f"--groups={FLAGS.groups})."
+        )
     train_codes = store.latent_codes(
         config, vae, "train", FLAGS.num_images, FLAGS.seed, FLAGS.groups
     )
@@ -82,7 +102,7 @@ def _main(FLAGS) -> int | None:
 
     sampler, settings = store.fit(
         FLAGS.sampler, train_codes, held_out, FLAGS.seed, FLAGS.components, FLAGS.flow_layers,
-        FLAGS.flow_width, FLAGS.flow_epochs, progress, shrinkage,
+        FLAGS.flow_width, FLAGS.flow_epochs, progress, shrinkage, FLAGS.principal_dims,
     )  # fmt: skip
     scores = {
         split: store.mean_log_density(sampler, codes["draws"])

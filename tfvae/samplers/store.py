@@ -103,9 +103,12 @@ def fit(
     flow_epochs: int = 50,
     log=None,
     shrinkage=0.0,
+    principal_dims: int = 0,
 ):
     """A sampler of `kind` fitted to train codes (from `latent_codes`); `shrinkage` (a float in
-    [0, 1] or "auto", gaussian only) shrinks its covariance (`shrunk_aggregate_posterior`).
+    [0, 1] or "auto", gaussian only) shrinks its covariance (`shrunk_aggregate_posterior`);
+    `principal_dims` P (gmm only; 0 = every direction) fits the mixture along the codes' top P
+    principal directions and a Gaussian along the rest (`densities.GaussianMixture`).
 
     Returns (sampler, settings): settings are the JSON-ready hyper-parameters it was fitted with.
     """  # fmt: skip
@@ -132,16 +135,36 @@ def fit(
     if kind == "gmm":
         from sklearn.mixture import GaussianMixture
 
-        if components > len(train_codes["draws"]):
+        draws = train_codes["draws"].astype(np.float64)
+        if components > len(draws):
             raise ValueError(
                 f"Flag `--components` is {components}; it must be at most the "
-                f"{len(train_codes['draws'])} training codes."
+                f"{len(draws)} training codes."
             )
+        dims = draws.shape[1]
+        if not 0 <= principal_dims <= dims:
+            raise ValueError(
+                f"Flag `--principal_dims` is {principal_dims}; accepted: 0 (the mixture in every "
+                f"direction) to {dims} (the latents of these codes)."
+            )
+        subspace, settings = {}, {"components": components}
+        if 0 < principal_dims < dims:  # the mixture along the top directions, a Gaussian beyond
+            center = draws.mean(0)
+            variances, basis = np.linalg.eigh(np.cov(draws, rowvar=False, bias=True))
+            order = np.argsort(variances)[::-1]
+            variances, basis = variances[order], basis[:, order]
+            draws = (draws - center) @ basis[:, :principal_dims]
+            explained = float(variances[:principal_dims].sum() / variances.sum())
+            settings.update(principal_dims=principal_dims, variance_explained=explained)
+            residual = np.maximum(variances[principal_dims:], 1e-6)  # as EM's reg_covar
+            subspace = {"basis": basis, "center": center, "residual_variances": residual}
         mixture = GaussianMixture(
             components, covariance_type="full", reg_covar=1e-6, max_iter=500, random_state=seed
-        ).fit(train_codes["draws"].astype(np.float64))
-        sampler = densities.GaussianMixture(mixture.weights_, mixture.means_, mixture.covariances_)
-        return sampler, {"components": components, "converged": bool(mixture.converged_)}
+        ).fit(draws)
+        sampler = densities.GaussianMixture(
+            mixture.weights_, mixture.means_, mixture.covariances_, **subspace
+        )
+        return sampler, {**settings, "converged": bool(mixture.converged_)}
     if kind == "flow":
         from tfvae.samplers import flow as flow_lib
 
@@ -273,7 +296,8 @@ def load(model_dir: str, name: str, checkpoint: str):
     elif info["sampler"] == "gaussian":
         sampler = densities.gaussian(arrays["means"][0], arrays["covariances"][0])
     else:
+        subspace = {k: arrays[k] for k in ("basis", "center", "residual_variances") if k in arrays}
         sampler = densities.GaussianMixture(
-            arrays["weights"], arrays["means"], arrays["covariances"]
+            arrays["weights"], arrays["means"], arrays["covariances"], **subspace
         )
     return sampler, info
