@@ -162,3 +162,20 @@ def test_the_benchmarks_flop_count_from_the_graph_equals_the_dcgan_count_by_hand
     channels = likelihoods.parameter_channels(likelihood, mixture_components=2)
     expected = _dcgan_forward_flops_by_hand(config, channels, k=3)
     assert benchmark.forward_flops(model.build(config), 16, k=3) == expected
+
+
+def test_the_benchmark_times_a_run_with_a_cosine_learning_rate_schedule():
+    # The cosine schedule needs a run's length, which a benchmark has not got: it is given a
+    # nominal one, starting at the configured rate, and the timed step runs.
+    from tfvae.experiments import benchmark
+    from tfvae.training import steps as steps_lib
+
+    config = config_lib.Config(
+        image_size=16, width=4, latent_dim=3, k=2, batch_size=4, learning_rate=0.003,
+        learning_rate_schedule="cosine",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="needs the run's length"):
+        steps_lib.Steps(config, tf.distribute.get_strategy())
+    steps = benchmark.timed_steps(config)
+    assert steps_lib.learning_rate_at(steps.learning_rate, 0) == pytest.approx(0.003)
+    assert benchmark.train_images_per_second(steps, 4, repeats=1, warmup=1) > 0

@@ -107,14 +107,12 @@ def _main(FLAGS) -> int | None:
 
 def _data(FLAGS, config):
     import keras
-    import tensorflow as tf
 
     from tfvae.experiments import benchmark
-    from tfvae.training.steps import Steps
 
     pipeline = benchmark.pipeline_images_per_second(config)
     keras.utils.set_random_seed(config.seed)
-    steps = Steps(config, tf.distribute.get_strategy())
+    steps = benchmark.timed_steps(config)
     train = benchmark.train_images_per_second(steps, config.batch_size, FLAGS.repeats)
     print(
         f"{config.dataset}, {config.image_size}x{config.image_size}, batch {config.batch_size}: "
@@ -167,14 +165,13 @@ def _export(FLAGS, config):
 
     from tfvae import config as config_lib
     from tfvae.experiments import benchmark
-    from tfvae.training.steps import Steps
 
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = FLAGS.model_dir
         if not model_dir:  # a freshly initialised model of the flags: export speed only
             model_dir = os.path.join(scratch, "run")
             keras.utils.set_random_seed(config.seed)
-            steps = Steps(config, tf.distribute.get_strategy())
+            steps = benchmark.timed_steps(config)
             config_lib.save(config, os.path.join(model_dir, "config.json"))
             tf.train.CheckpointManager(steps.checkpoint, model_dir, 1).save(0)
         timings = benchmark.export_timings(

@@ -45,6 +45,20 @@ def graph_flops(graph) -> int:
     return total
 
 
+# A cosine learning-rate schedule needs a run's length; the rate's value does not change what a
+# step costs, so timed steps use this nominal one.
+_NOMINAL_SCHEDULE_STEPS = 1_000_000
+
+
+def timed_steps(config, strategy=None, compute_dtype: str = "float32"):
+    """training.steps.Steps of `config` to time (under `strategy`, default the current one),
+    with any learning-rate schedule given a nominal length."""
+    from tfvae.training.steps import Steps
+
+    strategy = strategy or tf.distribute.get_strategy()
+    return Steps(config, strategy, compute_dtype, total_steps=_NOMINAL_SCHEDULE_STEPS)
+
+
 def _time(fn, repeats: int) -> float:
     """Seconds per call of fn (which must return a tensor), after one warm-up call."""
     fn().numpy()
@@ -92,15 +106,13 @@ def train_step_rows(base, likelihood_names, ks, dtypes, repeats: int, peak_gflop
     """
     import keras
 
-    from tfvae.training.steps import Steps
-
     speeds = {}
     for k in ks:
         for dtype in dtypes:
             for name in likelihood_names:  # innermost: compared settings run back to back
                 config = base.replace(likelihood=name, k=k)
                 keras.utils.set_random_seed(config.seed)
-                steps = Steps(config, tf.distribute.get_strategy(), dtype)
+                steps = timed_steps(config, compute_dtype=dtype)
                 flops = 3 * forward_flops(steps.model, config.image_size, k)
                 speed = train_images_per_second(steps, config.batch_size, repeats)
                 speeds[name, k, dtype] = speed
@@ -261,11 +273,10 @@ def distributed_train_images_per_second(config, repeats: int, warmup: int = 2) -
     import keras
 
     from tfvae.runtime import cluster
-    from tfvae.training.steps import Steps
 
     strategy = cluster.make_strategy(config)
     keras.utils.set_random_seed(config.seed)
-    steps = Steps(config, strategy)
+    steps = timed_steps(config, strategy)
     shape = [config.batch_size, config.image_size, config.image_size, 3]
     images = tf.cast(
         tf.random.stateless_uniform(shape, [0, 3], maxval=256, dtype=tf.int32), tf.uint8
