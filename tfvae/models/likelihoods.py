@@ -72,47 +72,42 @@ def _discretized_logistic_log_prob(level, loc_levels, inverse_scale):
     )
 
 
-_FOLDED_TAIL = 30.0  # sigmoid(-30) = 9e-14 of a bin's mass: an edge this far out is at infinity
-
-
-def _bin_log_mass(level, loc_levels, inverse_scale):
+def _bin_log_mass(level, mean, inverse_scale):
     """The quantized logistic's log P(level) and its derivatives, float32, all one shape.
 
-    Returns (log_prob, d_loc, d_inverse_scale): the same quantity as
-    `_discretized_logistic_log_prob`, in a form with few transcendental calls and a closed-form
-    gradient, for the compiled mixture kernels. The bin's standardised edges are
-    upper = (v + 1/2 - loc) / scale and lower = (v - 1/2 - loc) / scale (a folded tail's outer
-    edge moved _FOLDED_TAIL beyond zero), and P = sigmoid(upper) - sigmoid(lower)
-    = sinh(h) / (cosh(a) + cosh(h)) with h the half-width and a = |c| the midpoint's distance from
-    0. Factoring e^max(a, h) / 2 out of the denominator leaves S = r_a (1 + e^-2a) + r_h (1 + e^-2h)
-    in [1, 4], r_a and r_h being 1 and e^-|a - h| with the 1 on the larger of a, h, so
-    log P = h + log(1 - e^-2h) - max(a, h) - log S; and d log P / dc = -sign(c) sinh(a) / D,
-    d log P / dh = coth(h) - sinh(h) / D (D = cosh a + cosh h) reuse the same terms.
+    Returns (log_prob, d_mean, d_inverse_scale): the quantity of `_discretized_logistic_log_prob`
+    and its derivatives with respect to the mean and 1 / scale (both in levels), for the compiled
+    mixture kernel. With u, l = (v +- 1/2 - mean) / scale the bin's standardised edges,
+    log P = -softplus(-u) [v < 255] - softplus(l) [v > 0] + log(1 - e^(-1/scale)) [0 < v < 255],
+    and the derivatives reuse its exponentials: d/du = sigmoid(-u), d/dl = -sigmoid(l), and the
+    last term's d/d(1/scale) = 1 / (e^(1/scale) - 1). Six transcendental calls give all three.
     """
-    upper = (level + 0.5 - loc_levels) * inverse_scale
-    lower = (level - 0.5 - loc_levels) * inverse_scale
-    bottom, top = level <= 0.0, level >= _TOP
-    lower = tf.where(bottom, tf.minimum(upper, 0.0) - _FOLDED_TAIL, lower)
-    upper = tf.where(top, tf.maximum(lower, 0.0) + _FOLDED_TAIL, upper)
-    centre, half_width = 0.5 * (upper + lower), 0.5 * (upper - lower)
-    distance = tf.abs(centre)
-    width_factor = -tf.math.expm1(-2.0 * half_width)  # 1 - e^-2h, in (0, 1]
-    distance_decay = tf.exp(-2.0 * distance)  # e^-2a
-    ratio = tf.exp(-tf.abs(distance - half_width))  # e^-|a - h|
-    distance_larger = distance >= half_width
-    ratio_a = tf.where(distance_larger, 1.0, ratio)
-    ratio_h = tf.where(distance_larger, ratio, 1.0)
-    total = ratio_a * (1.0 + distance_decay) + ratio_h * (2.0 - width_factor)  # S
+    above_upper = level + 0.5 - mean  # v + 1/2 - mean, in levels
+    above_lower = level - 0.5 - mean
+    upper, lower = above_upper * inverse_scale, above_lower * inverse_scale
+    upper_decay, lower_decay = tf.exp(-tf.abs(upper)), tf.exp(-tf.abs(lower))
+    not_top, not_bottom = level < _TOP, level > 0.0
+    interior = tf.logical_and(not_top, not_bottom)
+    zero = tf.zeros_like(upper)
+    width_decay = tf.math.expm1(-inverse_scale)  # e^(-1/s) - 1, in (-1, 0)
     log_prob = (
-        half_width + tf.math.log(width_factor) - tf.maximum(distance, half_width)
-    ) - tf.math.log(total)
-    d_centre = -tf.sign(centre) * ratio_a * (1.0 - distance_decay) / total
-    d_half_width = (2.0 - width_factor) / width_factor - ratio_h * width_factor / total
-    d_upper = tf.where(top, 0.0, 0.5 * (d_centre + d_half_width))  # a moved edge is constant
-    d_lower = tf.where(bottom, 0.0, 0.5 * (d_centre - d_half_width))
-    d_loc = -(d_upper + d_lower) * inverse_scale
-    d_inverse_scale = (level + 0.5 - loc_levels) * d_upper + (level - 0.5 - loc_levels) * d_lower
-    return log_prob, d_loc, d_inverse_scale
+        tf.where(not_top, -(tf.maximum(-upper, 0.0) + tf.math.log1p(upper_decay)), zero)
+        + tf.where(not_bottom, -(tf.maximum(lower, 0.0) + tf.math.log1p(lower_decay)), zero)
+        + tf.where(interior, tf.math.log(-width_decay), zero)
+    )
+    below_upper = tf.where(  # sigmoid(-u), 0 for the top bin
+        not_top, tf.where(upper >= 0.0, upper_decay, 1.0) / (1.0 + upper_decay), zero
+    )
+    below_lower = tf.where(  # sigmoid(l), 0 for the bottom bin
+        not_bottom, tf.where(lower >= 0.0, 1.0, lower_decay) / (1.0 + lower_decay), zero
+    )
+    d_mean = (below_lower - below_upper) * inverse_scale
+    d_inverse_scale = (
+        above_upper * below_upper
+        - above_lower * below_lower
+        + tf.where(interior, -(1.0 + width_decay) / width_decay, zero)
+    )
+    return log_prob, d_mean, d_inverse_scale
 
 
 class DiscretizedLogistic(tfd.Distribution):
@@ -330,51 +325,34 @@ def _fused_log_prob(level, output, components, scale_floor):
     """log P [P] of levels [3, P] under the mixture of decoder output [10 M, P], differentiable
     with respect to `output`.
 
-    Elementwise work over [3, M, P] is bound by memory traffic as separate TF kernels (each op a
-    pass over the whole array), so it runs as XLA-compiled fused loops, pixels last where they
-    vectorise. Where a gradient may be taken (a tape is recording), the forward kernel also keeps
-    the components' responsibilities, and the backward pass is two kernels: the channels'
-    derivatives, then their combination; otherwise the value kernel alone runs, and a gradient
-    asked for later (a tape outside a traced function) first recomputes the responsibilities.
+    Elementwise work over [3, M, P] is bound by memory traffic and transcendental calls as
+    separate TF kernels (each op a pass over the whole array), so it runs as one XLA-compiled
+    kernel, pixels last where they vectorise. Where a gradient may be taken (a tape is
+    recording), that kernel computes d log P / d output beside the value from the same
+    exponentials, and the backward pass only scales it by the upstream gradient; otherwise the
+    value alone is computed, and a gradient asked for later (a tape outside a traced function)
+    runs the kernel again.
     """
     options = dict(components=components, scale_floor=scale_floor)
 
     @tf.custom_gradient
     def log_prob(output):
         if record.could_possibly_record():
-            value, terms = _compiled_value_and_terms(level, output, **options)
+            value, slopes = _compiled_value_and_gradient(level, output, **options)
         else:
-            value, terms = _compiled_value(level, output, **options), None
+            value, slopes = _compiled_value(level, output, **options), None
 
         def gradient(upstream):
             kept = (
-                terms
-                if terms is not None
-                else _compiled_value_and_terms(level, output, **options)[1]
+                slopes
+                if slopes is not None
+                else _compiled_value_and_gradient(level, output, **options)[1]
             )
-            derivatives = _compiled_bin_derivatives(level, output, **options)
-            return _compiled_gradient(level, output, kept, derivatives, upstream, **options)
+            return kept * upstream[None]
 
         return value, gradient
 
     return log_prob(output)
-
-
-def _mixture_parameters(output, components, scale_floor):
-    """Decoder output [10 M, P] -> logits [M, P]; locs, raw scales - 3, scales, coefficients
-    [M, 3, P], the parent class's parameters pixels last."""
-    m = components
-    logits, locs, raw_scales, raw_coefficients = tf.split(output, [m, 3 * m, 3 * m, 3 * m], 0)
-    by_channel = lambda t: tf.reshape(t, [m, 3, -1])  # noqa: E731
-    shifted_raw_scales = by_channel(raw_scales) - 3.0
-    scales = tf.nn.softplus(shifted_raw_scales) + scale_floor
-    return (
-        logits,
-        by_channel(locs) + 0.5,
-        shifted_raw_scales,
-        scales,
-        tf.tanh(by_channel(raw_coefficients)),
-    )
 
 
 def _coupled_means(level, locs, coefficients, channel_axis=1):
@@ -388,54 +366,41 @@ def _coupled_means(level, locs, coefficients, channel_axis=1):
     return (locs + shifts) * _TOP, red, green
 
 
-def _value_and_terms(level, output, components, scale_floor, keep_terms=True):
-    """log P [P], and the terms of its gradient that need the sum over components: the
-    components' responsibilities (softmax of log weights + channel terms) and the softmax of the
-    logits, each [M, P]."""
-    logits, locs, _, scales, coefficients = _mixture_parameters(output, components, scale_floor)
-    means, _, _ = _coupled_means(level[None], locs, coefficients)
-    log_channels, _, _ = _bin_log_mass(level[None], means, 1.0 / (scales * _TOP))
+def _value_and_gradient(level, output, components, scale_floor, with_gradient=True):
+    """log P [P] of levels [3, P] under the mixture of decoder output [10 M, P] (the parent
+    class's parameters, pixels last: M logits, then 3 M locs - 1/2, raw scales and raw
+    coefficients) and, with_gradient, d log P / d output [10 M, P] in closed form from the same
+    terms: d/d logits = r - softmax(logits) for the components' responsibilities r, and each
+    channel's derivatives (`_bin_log_mass`), times r, pass through its coupled mean to the
+    coefficients and through softplus and tanh to the raw scales and coefficients."""
+    m = components
+    logits, locs, raw_scales, raw_coefficients = tf.split(output, [m, 3 * m, 3 * m, 3 * m], 0)
+    by_channel = lambda t: tf.reshape(t, [m, 3, -1])  # noqa: E731  [M, 3, P]
+    shifted_raw_scales = by_channel(raw_scales) - 3.0
+    scale_decay = tf.exp(-tf.abs(shifted_raw_scales))
+    scales = tf.maximum(shifted_raw_scales, 0.0) + tf.math.log1p(scale_decay) + scale_floor
+    inverse_scales = 1.0 / (scales * _TOP)  # in levels
+    coefficients = tf.tanh(by_channel(raw_coefficients))
+    means, red, green = _coupled_means(level[None], by_channel(locs) + 0.5, coefficients)
+    log_channels, d_means, d_inverse_scales = _bin_log_mass(level[None], means, inverse_scales)
     log_weights = tf.nn.log_softmax(logits, axis=0)  # [M, P]
     log_components = log_weights + tf.reduce_sum(log_channels, 1)  # [M, P]
     log_prob = tf.reduce_logsumexp(log_components, axis=0)  # [P]
-    if not keep_terms:
+    if not with_gradient:
         return log_prob
-    return log_prob, (tf.exp(log_components - log_prob), tf.exp(log_weights))
-
-
-def _bin_derivatives(level, output, components, scale_floor):
-    """Each channel's d log P / d mean (levels) and d log P / d (1 / scale) (`_bin_log_mass`),
-    packed as the real and imaginary parts of one complex64 [M, 3, P]: XLA computes a fused
-    array's elements once per output, so two outputs would evaluate the bin masses twice."""
-    _, locs, _, scales, coefficients = _mixture_parameters(output, components, scale_floor)
-    means, _, _ = _coupled_means(level[None], locs, coefficients)
-    _, d_means, d_inverse_scales = _bin_log_mass(level[None], means, 1.0 / (scales * _TOP))
-    return tf.complex(d_means, d_inverse_scales)
-
-
-def _gradient(level, output, terms, derivatives, upstream, components, scale_floor):
-    """d sum(upstream * log P) / d output [10 M, P] in closed form, from `_value_and_terms`'s
-    terms and `_bin_derivatives`: d/dlogits = r - softmax(logits) for responsibilities r, and
-    each channel's derivatives, times r, pass through its coupled mean to the coefficients and
-    through softplus and tanh to the raw scales and coefficients."""
-    m = components
-    responsibilities, weights = terms
-    _, locs, shifted_raw_scales, scales, coefficients = _mixture_parameters(
-        output, components, scale_floor
-    )
-    _, red, green = _coupled_means(level[None], locs, coefficients)
-    responsibilities = responsibilities * upstream  # [M, P]
-    d_logits = responsibilities - weights * upstream
+    responsibilities = tf.exp(log_components - log_prob)  # [M, P]
+    d_logits = responsibilities - tf.exp(log_weights)
     responsibilities = responsibilities[:, None, :]  # [M, 1, P]
-    d_locs = tf.math.real(derivatives) * (responsibilities * _TOP)  # [M, 3, P]
-    d_raw_scales = (
-        tf.math.imag(derivatives) * responsibilities * (-1.0 / (_TOP * tf.square(scales)))
-    ) * tf.sigmoid(shifted_raw_scales)
+    d_locs = d_means * (responsibilities * _TOP)  # [M, 3, P]
+    softplus_slope = tf.where(shifted_raw_scales >= 0.0, 1.0, scale_decay) / (1.0 + scale_decay)
+    d_raw_scales = (  # d(1/(255 s)) / ds = -(1/(255 s)) / s
+        d_inverse_scales * responsibilities * (-inverse_scales / scales) * softplus_slope
+    )
     _, d_green, d_blue = tf.unstack(d_locs, axis=1)  # each [M, P]: d/d shift = d/d loc
     d_coefficients = tf.stack([d_green * red, d_blue * red, d_blue * green], axis=1)
     d_raw_coefficients = d_coefficients * (1.0 - tf.square(coefficients))
     by_component = lambda t: tf.reshape(t, [3 * m, -1])  # noqa: E731
-    return tf.concat(
+    gradient = tf.concat(
         [
             d_logits,
             by_component(d_locs),
@@ -444,14 +409,13 @@ def _gradient(level, output, terms, derivatives, upstream, components, scale_flo
         ],
         axis=0,
     )
+    return log_prob, gradient
 
 
 _compiled_value = tf.function(
-    functools.partial(_value_and_terms, keep_terms=False), jit_compile=True, autograph=False
+    functools.partial(_value_and_gradient, with_gradient=False), jit_compile=True, autograph=False
 )
-_compiled_value_and_terms = tf.function(_value_and_terms, jit_compile=True, autograph=False)
-_compiled_bin_derivatives = tf.function(_bin_derivatives, jit_compile=True, autograph=False)
-_compiled_gradient = tf.function(_gradient, jit_compile=True, autograph=False)
+_compiled_value_and_gradient = tf.function(_value_and_gradient, jit_compile=True, autograph=False)
 
 
 def _colour_in_turn(shifted_locs, coefficients):
