@@ -130,28 +130,30 @@ def test_mixture_sums_to_one_over_all_256_cubed_colours(components, extreme):
 
 
 def _pixel_cnn_log_prob(logits, locs, scales, coefficients, values):
-    """TFP's PixelCNN mixture log-probability of `values` [40, 2, 1, 3] (levels), float64 [40].
+    """TFP's PixelCNN mixture log-probability of `values` [N, H, W, 3] (levels), float64 [N]:
+    the sum over each image's H x W pixels.
 
     TFP's PixelCNN works in [-1, 1]: its locations are 2 loc - 1, its scales 2 scale, and its
     channel means add coefficient x (2 v / 255 - 1) of earlier channels (pixel_cnn.py, _log_prob).
-    Parameters are float64 tensors [2, 1, M(, 3)], so a tape sees through to them.
+    Parameters are float64 tensors broadcastable to [N, H, W, M(, 3)], so a tape sees through.
     """
-    samples, components = values.shape[0], logits.shape[-1]
+    components = logits.shape[-1]
+    pixels = tuple(values.shape[:-1]) + (components,)  # [N, H, W, M]
     centred = 2.0 * values / 255.0 - 1.0  # [40, 2, 1, 3]
     a, b, c = (coefficients[..., i] for i in range(3))  # each [2, 1, M]
     red, green = centred[..., 0:1], centred[..., 1:2]  # [40, 2, 1, 1]
     tfp_locs = tf.stack(
         [
-            tf.broadcast_to(2 * locs[..., 0] - 1, (samples, 2, 1, components)),
+            tf.broadcast_to(2 * locs[..., 0] - 1, pixels),
             2 * locs[..., 1] - 1 + a * red,
             2 * locs[..., 2] - 1 + b * red + c * green,
         ],
         axis=-1,
-    )  # [40, 2, 1, M, 3]
+    )  # [N, H, W, M, 3]
     owner = type("PixelCNNParameters", (), dict(_low=0.0, _high=255.0, dtype=tf.float64))()
     reference = tfp.distributions.PixelCNN._make_mixture_dist(
-        owner, tf.broadcast_to(logits, (samples, 2, 1, components)), tfp_locs, 2 * scales
-    )  # event [2, 1, 3]: the sum over the two pixels
+        owner, tf.broadcast_to(logits, pixels), tfp_locs, 2 * scales
+    )  # event [H, W, 3]: the sum over an image's pixels
     return reference.log_prob(values)
 
 
@@ -254,6 +256,65 @@ def test_the_decoder_output_kernels_equal_the_mixtures_tf_ops_in_value_and_gradi
     np.testing.assert_allclose(fused, plain, rtol=2e-5, atol=1e-3)
     assert np.all(np.isfinite(d_fused)) and np.abs(d_plain).max() > 1
     np.testing.assert_allclose(d_fused, d_plain, rtol=1e-3, atol=1e-4 * np.abs(d_plain).max())
+
+
+@pytest.mark.parametrize("scale_floor", [likelihoods.DEFAULT_SCALE_FLOOR, 1e-4])
+def test_the_decoder_output_kernel_equals_tfp_pixel_cnn_autodiff_at_extreme_raw_outputs(
+    scale_floor,
+):
+    # The compiled kernel's value and gradient with respect to the raw decoder output, against
+    # TFP's PixelCNN mixture in float64 differentiated through the same parameterisation
+    # (locs + 1/2, softplus(raw - 3) + floor, tanh): scales at the floor and huge, means far
+    # outside [0, 1], saturated coefficients and logits, and the edge levels 0, 1, 254, 255.
+    components, pixels, rng = 3, 240, np.random.default_rng(5)
+    m = components
+    raw = np.concatenate(
+        [
+            rng.choice([-30.0, 0.0, 30.0, 1.5], size=(pixels, m)),  # logits
+            rng.choice([-40.0, -0.5, 0.0, 0.2, 0.5, 40.0], size=(pixels, 3 * m)),  # locs - 1/2
+            rng.choice([-40.0, -3.0, 0.0, 3.0, 11.0, 40.0], size=(pixels, 3 * m)),  # raw scales
+            rng.choice([-12.0, -0.7, 0.0, 0.5, 12.0], size=(pixels, 3 * m)),  # raw coefficients
+        ],
+        axis=-1,
+    )[:, None, None, :]  # [P, 1, 1, 10 M]
+    values = rng.choice([0.0, 1.0, 128.0, 254.0, 255.0, 37.0], size=(pixels, 1, 1, 3))
+    upstream = rng.uniform(-1.0, 2.0, size=pixels)  # a per-pixel weight on each log P
+
+    output = tf.Variable(raw.astype(np.float32))
+
+    @tf.function
+    def kernel():
+        with tf.GradientTape() as tape:
+            log_prob = likelihoods.make(
+                "discretized_logistic_mixture", output, mixture_components=m,
+                scale_floor=scale_floor,
+            ).log_prob(tf.constant((values / 255.0).astype(np.float32)))  # fmt: skip
+            weighted = tf.reduce_sum(log_prob * upstream.astype(np.float32))
+        return log_prob, tape.gradient(weighted, output)
+
+    reference_output = tf.Variable(raw)
+    with tf.GradientTape() as tape:
+        logits, locs, raw_scales, raw_coefficients = tf.split(
+            reference_output, [m, 3 * m, 3 * m, 3 * m], -1
+        )
+        by_component = lambda t: tf.reshape(t, [pixels, 1, 1, m, 3])  # noqa: E731
+        expected = _pixel_cnn_log_prob(
+            logits,
+            by_component(locs) + 0.5,
+            tf.nn.softplus(by_component(raw_scales) - 3.0) + scale_floor,
+            tf.tanh(by_component(raw_coefficients)),
+            values,
+        )  # [P]
+        expected_weighted = tf.reduce_sum(expected * upstream)
+    expected_gradient = tape.gradient(expected_weighted, reference_output).numpy()
+    got, gradient = kernel()
+    assert got.dtype == tf.float32 and gradient.dtype == tf.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+    assert np.all(np.isfinite(gradient)) and np.abs(expected_gradient).max() > 100
+    # Each block of parameters against its own largest gradient (they span many magnitudes).
+    for block in np.split(np.arange(10 * m), [m, 4 * m, 7 * m]):
+        g, e = gradient.numpy()[..., block], expected_gradient[..., block]
+        np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-5 * np.abs(e).max() + 1e-6)
 
 
 def test_mixture_samples_follow_its_probabilities():

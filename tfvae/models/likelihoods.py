@@ -73,14 +73,15 @@ def _discretized_logistic_log_prob(level, loc_levels, inverse_scale):
 
 
 def _bin_log_mass(level, mean, inverse_scale):
-    """The quantized logistic's log P(level) and its derivatives, float32, all one shape.
+    """The quantized logistic's log P(level) in nats and its derivatives, float32.
 
-    Returns (log_prob, d_mean, d_inverse_scale): the quantity of `_discretized_logistic_log_prob`
-    and its derivatives with respect to the mean and 1 / scale (both in levels), for the compiled
-    mixture kernel. With u, l = (v +- 1/2 - mean) / scale the bin's standardised edges,
-    log P = -softplus(-u) [v < 255] - softplus(l) [v > 0] + log(1 - e^(-1/scale)) [0 < v < 255],
+    level (integers 0..255), mean (in levels) and inverse_scale (1 / scale, per level) broadcast
+    to one shape, that of the three results (log_prob, d_mean, d_inverse_scale): the quantity of
+    `_discretized_logistic_log_prob` and its derivatives with respect to the mean and 1 / scale,
+    for the compiled mixture kernel. With u, l = (v +- 1/2 - mean) / scale the bin's standardised
+    edges, log P = -softplus(-u) [v < 255] - softplus(l) [v > 0] + log(1 - e^(-1/s)) [0 < v < 255],
     and the derivatives reuse its exponentials: d/du = sigmoid(-u), d/dl = -sigmoid(l), and the
-    last term's d/d(1/scale) = 1 / (e^(1/scale) - 1). Six transcendental calls give all three.
+    last term's d/d(1/s) = e^(-1/s) / (1 - e^(-1/s)). Seven transcendental calls give all three.
     """
     above_upper = level + 0.5 - mean  # v + 1/2 - mean, in levels
     above_lower = level - 0.5 - mean
@@ -89,7 +90,7 @@ def _bin_log_mass(level, mean, inverse_scale):
     not_top, not_bottom = level < _TOP, level > 0.0
     interior = tf.logical_and(not_top, not_bottom)
     zero = tf.zeros_like(upper)
-    width_decay = tf.math.expm1(-inverse_scale)  # e^(-1/s) - 1, in (-1, 0)
+    width_decay = tf.math.expm1(-inverse_scale)  # e^(-1/s) - 1, in [-1, 0)
     log_prob = (
         tf.where(not_top, -(tf.maximum(-upper, 0.0) + tf.math.log1p(upper_decay)), zero)
         + tf.where(not_bottom, -(tf.maximum(lower, 0.0) + tf.math.log1p(lower_decay)), zero)
@@ -105,7 +106,7 @@ def _bin_log_mass(level, mean, inverse_scale):
     d_inverse_scale = (
         above_upper * below_upper
         - above_lower * below_lower
-        + tf.where(interior, -(1.0 + width_decay) / width_decay, zero)
+        + tf.where(interior, tf.exp(-inverse_scale) / -width_decay, zero)  # not 1 + expm1
     )
     return log_prob, d_mean, d_inverse_scale
 
@@ -367,12 +368,15 @@ def _coupled_means(level, locs, coefficients, channel_axis=1):
 
 
 def _value_and_gradient(level, output, components, scale_floor, with_gradient=True):
-    """log P [P] of levels [3, P] under the mixture of decoder output [10 M, P] (the parent
-    class's parameters, pixels last: M logits, then 3 M locs - 1/2, raw scales and raw
-    coefficients) and, with_gradient, d log P / d output [10 M, P] in closed form from the same
-    terms: d/d logits = r - softmax(logits) for the components' responsibilities r, and each
-    channel's derivatives (`_bin_log_mass`), times r, pass through its coupled mean to the
-    coefficients and through softplus and tanh to the raw scales and coefficients."""
+    """log P [P] in nats of levels [3, P] (integers 0..255) under the mixture of decoder output
+    [10 M, P], pixels last: M logits, then 3 M each of loc - 1/2 ([0, 1] units), raw scales
+    (scale = softplus(raw - 3) + scale_floor) and raw coefficients (tanh(raw)), component-major.
+
+    Returns log P alone when not with_gradient; otherwise (log P, d log P_p / d output[:, p]
+    [10 M, P]), the gradient in closed form from the same terms: d/d logits = r - softmax(logits)
+    for the components' responsibilities r, and each channel's derivatives (`_bin_log_mass`),
+    times r, pass through its coupled mean to the coefficients and through softplus and tanh to
+    the raw scales and coefficients."""
     m = components
     logits, locs, raw_scales, raw_coefficients = tf.split(output, [m, 3 * m, 3 * m, 3 * m], 0)
     by_channel = lambda t: tf.reshape(t, [m, 3, -1])  # noqa: E731  [M, 3, P]
