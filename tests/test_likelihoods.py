@@ -139,9 +139,9 @@ def _pixel_cnn_log_prob(logits, locs, scales, coefficients, values):
     """
     components = logits.shape[-1]
     pixels = tuple(values.shape[:-1]) + (components,)  # [N, H, W, M]
-    centred = 2.0 * values / 255.0 - 1.0  # [40, 2, 1, 3]
-    a, b, c = (coefficients[..., i] for i in range(3))  # each [2, 1, M]
-    red, green = centred[..., 0:1], centred[..., 1:2]  # [40, 2, 1, 1]
+    centred = 2.0 * values / 255.0 - 1.0  # [N, H, W, 3]
+    a, b, c = (coefficients[..., i] for i in range(3))  # each [..., M]
+    red, green = centred[..., 0:1], centred[..., 1:2]  # [N, H, W, 1]
     tfp_locs = tf.stack(
         [
             tf.broadcast_to(2 * locs[..., 0] - 1, pixels),
