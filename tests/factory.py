@@ -52,3 +52,19 @@ def scalar_events(model_dir, split: str) -> dict[str, list[tuple[int, float]]]:
                 if array.ndim == 0 and array.dtype.kind == "f":
                     found.setdefault(value.tag, []).append((event.step, float(array)))
     return {tag: sorted(values) for tag, values in found.items()}
+
+
+def latent_groups(*sizes: int):
+    """A model with only latent groups of these sizes, top down (no networks): what the shared
+    model methods read of groups (`with_lower_groups`, `latent_temperatures`)."""
+    from tfvae.models import base, priors
+
+    class Groups(base.LatentVariableModel):
+        def __init__(self):
+            super().__init__()
+            self.prior = priors.standard_normal(sum(sizes))
+
+        def group_sizes(self):
+            return list(sizes)
+
+    return Groups()

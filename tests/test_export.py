@@ -14,7 +14,7 @@ from tests.factory import run_command, tiny_config_for
 from tfvae import config as config_lib
 from tfvae.evaluation import estimators as evaluate
 from tfvae.export import saved_model as export
-from tfvae.models import likelihoods, posteriors, priors
+from tfvae.models import likelihoods
 from tfvae.models import vae as model
 from tfvae.samplers import store as samplers
 from tfvae.training import train
@@ -178,11 +178,11 @@ def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
     q = vae.encode(x)
     p = vae.decode(z)
     if config.posterior == "iaf":  # the zero-noise code beside the base Gaussian's moments
-        q, code = q.base, {"encode/code": posteriors.code(q)}
+        q, code = q.base, {"encode/code": q.code()}
     expected = {
         **(code if config.posterior == "iaf" else {}),
-        "encode/loc": q.mean(),
-        "encode/scale": q.stddev(),
+        "encode/loc": q.distribution.mean(),
+        "encode/scale": q.distribution.stddev(),
         "decode/pixels": likelihoods.point_estimate(p),
         **{f"decode/{k}": v for k, v in export.likelihood_parameters(p).items()},
     }
@@ -209,7 +209,7 @@ def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
     if config.prior == "normal":
         draws = TEMPERATURE * eps
     else:
-        draws = priors.sample(vae.prior, 3, SEED, TEMPERATURE)
+        draws = vae.prior.sample(3, SEED, TEMPERATURE)
         assert not np.allclose(draws, TEMPERATURE * eps)
     np.testing.assert_allclose(out["tf1/sample/z"], draws, rtol=1e-6, atol=1e-6)  # same seed
     np.testing.assert_array_equal(out["tf1/sample/images"], out["tf2/sample/images"])
@@ -348,7 +348,7 @@ def test_onnx_encoder_and_decoder_equal_the_model_in_onnxruntime(runs, tmp_path,
     z = rng.normal(size=[4, 3]).astype(np.float32)
     q, p = vae.encode(tf.cast(images, tf.float32) / 255.0), vae.decode(z)
     expected = {
-        "encoder": {"loc": q.mean(), "scale": q.stddev()},
+        "encoder": {"loc": q.distribution.mean(), "scale": q.distribution.stddev()},
         "decoder": export.likelihood_parameters(p),
     }
     for name, probe in (("encoder", images), ("decoder", z)):
@@ -372,11 +372,11 @@ def test_a_hierarchy_exports_its_groups_and_runs_with_tensorflow_alone(runs, exp
     z = np.load(root / "inputs.npz")["z_hierarchical"]
     config, vae, _ = model.restore(runs["hierarchical"])
     x = tf.cast(images, tf.float32) / 255.0
-    means = vae.decoder(tf.zeros([4, vae.noise_dim]), vae.encode(x).features)
+    means = vae.decoder(tf.zeros([4, vae.latent_dim]), vae.encode(x).features)
     p = vae.decode(z)
     bounds = evaluate.bounds(vae, x, NUM_SAMPLES, 8, SEED, np.arange(4), 1)
     expected = {
-        "encode/code": posteriors.code(vae.encode(x)),
+        "encode/code": vae.encode(x).code(),
         "encode/loc": means["loc"],
         "encode/scale": tf.exp(means["log_scale"]),
         "decode/pixels": likelihoods.point_estimate(p),
@@ -390,10 +390,10 @@ def test_a_hierarchy_exports_its_groups_and_runs_with_tensorflow_alone(runs, exp
         sampled = vae.sample(z=out[f"{loader}/sample/z"])
         difference = out[f"{loader}/sample/images"].astype(int) - np.round(sampled * 255)
         assert np.abs(difference).max() <= 1
-    draws = TEMPERATURE * tf.random.stateless_normal([3, vae.noise_dim], SEED, alg="philox")
+    draws = TEMPERATURE * tf.random.stateless_normal([3, vae.latent_dim], SEED, alg="philox")
     np.testing.assert_allclose(out["tf1/sample/z"], draws, rtol=1e-6, atol=1e-6)
     top = vae.top_dim  # decode_top: the top group given, the groups below at their prior means
-    below_at_means = tf.concat([z[:, :top], tf.zeros([len(z), vae.noise_dim - top])], -1)
+    below_at_means = tf.concat([z[:, :top], tf.zeros([len(z), vae.latent_dim - top])], -1)
     for loader in ("tf2", "tf1"):
         np.testing.assert_allclose(
             out[f"{loader}/decode_top/pixels"],
@@ -408,7 +408,7 @@ def test_a_hierarchy_exports_its_groups_and_runs_with_tensorflow_alone(runs, exp
     )
     top_draws = fitted.sample(3, SEED, TEMPERATURE)
     assert top_draws.shape == [3, top] == [3, 4 * 4 * 2]
-    whole = priors.with_lower_groups(vae, top_draws, SEED, TEMPERATURE)
+    whole = vae.with_lower_groups(top_draws, SEED, TEMPERATURE)
     np.testing.assert_allclose(sampled["tf1/sample/z"], whole, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(sampled["tf2/sample/z"], whole, rtol=1e-5, atol=1e-5)
     metadata = json.loads(

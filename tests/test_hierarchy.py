@@ -17,7 +17,7 @@ from tests.factory import run_command, scalar_events, tiny_config_for
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae.evaluation import estimators as evaluate
-from tfvae.models import likelihoods, posteriors, priors
+from tfvae.models import likelihoods
 from tfvae.models import vae as model_lib
 from tfvae.samplers import store
 from tfvae.training import train
@@ -99,6 +99,50 @@ def test_the_groups_kl_terms_sum_to_the_log_weights_and_each_group_sees_only_tho
         assert np.all(moved[:, group:] != base[:, group:])
 
 
+def test_walking_the_groups_top_down_gives_the_conditionals_of_the_log_weights(tiny_hierarchy):
+    """The walk a bits-back coder takes: group by group, the prior p(z_l|z_<l) and posterior
+    q(z_l|x, z_<l) given the groups pushed so far. Pushing the posterior draws of one noise
+    reproduces the model's own log p(z), log q(z|x) and log p(x|z) of that noise; without
+    images the walk's priors are the same distributions at the same z."""
+    model = _tiny_model(tiny_hierarchy)
+    x = tf.random.stateless_uniform([3, 8, 8, 3], [0, 1])
+    q = model.encode(x)
+    noise = tf.random.stateless_normal([1, 3, model.latent_dim], [2, 3])
+    terms = model.terms_from_noise(x, q, noise)
+    walk, prior_walk = model.walk(q), model.walk(n=3)
+    log_p, log_q, starts = 0.0, 0.0, [start for start, _ in model.group_slices()]
+    for start, size in zip(starts, model.group_sizes(), strict=True):
+        prior, posterior = walk.next_group()
+        assert prior.event_shape == [size] and posterior.batch_shape == [3]
+        z = posterior.mean() + posterior.stddev() * noise[0, :, start : start + size]
+        log_p += prior.log_prob(z)
+        log_q += posterior.log_prob(z)
+        unconditioned, none = prior_walk.next_group()
+        assert none is None
+        np.testing.assert_allclose(unconditioned.log_prob(z), prior.log_prob(z), rtol=1e-6)
+        walk.push(z), prior_walk.push(z)
+    np.testing.assert_allclose(log_p, terms["log_pz"][0], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(log_q, terms["log_qz_x"][0], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(walk.likelihood().log_prob(x), terms["log_px_z"][0], rtol=1e-5)
+    np.testing.assert_allclose(prior_walk.likelihood().log_prob(x), terms["log_px_z"][0], rtol=1e-5)
+
+
+def test_the_one_group_walk_is_the_prior_the_posterior_and_the_decoder(data_dir):
+    keras.utils.set_random_seed(0)
+    vae = model_lib.build(tiny_config_for(data_dir, prior="mog"))
+    x = tf.random.stateless_uniform([2, 16, 16, 3], [0, 1])
+    q = vae.encode(x)
+    noise = tf.random.stateless_normal([1, 2, vae.latent_dim], [4, 4])
+    terms = vae.terms_from_noise(x, q, noise)
+    walk = vae.walk(q)
+    prior, posterior = walk.next_group()
+    z = posterior.draw(noise)[0][0]
+    walk.push(z)
+    np.testing.assert_allclose(prior.log_prob(z), terms["log_pz"][0], rtol=1e-6)
+    np.testing.assert_allclose(posterior.log_prob(z), terms["log_qz_x"][0], rtol=1e-6)
+    np.testing.assert_allclose(walk.likelihood().log_prob(x), terms["log_px_z"][0], rtol=1e-6)
+
+
 def test_each_groups_prior_draws_match_its_log_density(tiny_hierarchy):
     """Given one draw of the groups above, group l's draws z = loc + scale eps have the
     log-density the model scores (TFP's Normal as the reference), and the mean of that
@@ -144,7 +188,7 @@ def test_the_estimate_does_not_depend_on_batching_or_chunking(tiny_hierarchy):
 
 def test_prior_samples_at_a_temperature_scale_every_groups_noise(tiny_hierarchy):
     model = _tiny_model(tiny_hierarchy)
-    noise = tf.random.stateless_normal([4, model.noise_dim], [7, 7])
+    noise = tf.random.stateless_normal([4, model.latent_dim], [7, 7])
     cold = model.decoder(0.5 * noise)
     standardized = (cold["z"] - cold["loc"]) / tf.exp(cold["log_scale"])
     np.testing.assert_allclose(standardized, 0.5 * noise, atol=1e-4)
@@ -188,7 +232,7 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
     model = model_lib.restore(str(tmp_path))[1]
     x = tf.random.stateless_uniform([2, 16, 16, 3], [0, 3])
     np.testing.assert_allclose(  # decoding the zero-noise code is the reconstruction
-        likelihoods.point_estimate(model.decode(posteriors.code(model.encode(x)))),
+        likelihoods.point_estimate(model.decode(model.encode(x).code())),
         model.reconstruct(x),
     )
     assert model.group_slices() == [(0, 32), (32, 160), (160, 288)]
@@ -235,13 +279,14 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
         several["draws"][:, :160],
     )
     codes = store.latent_codes(config, model, "train", 0, 0)
-    mean, scale = q.top_group()
+    eps = tf.random.stateless_normal([32, model.latent_dim], [5, 5])
+    mean, scale, drawn = q.top_group(eps[:, :32])
     np.testing.assert_allclose(codes["means"], mean, rtol=1e-5, atol=1e-5)
     # In code units the top group's posterior is N(mean, scale^2): the top-down pass's own
     # prior noise of that group, for posterior noise eps, is mean + scale * eps.
-    eps = tf.random.stateless_normal([32, model.noise_dim], [5, 5])
     passed = model.decoder(eps, q.features)["prior_noise"][:, :32]
     np.testing.assert_allclose(mean + scale * eps[:, :32], passed, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(drawn, passed, rtol=1e-4, atol=1e-4)
     run = run_command(
         "sample_quality", f"--model_dir={tmp_path}", "--fid=off", "--num_shown=8",
         "--num_images=16", "--classifier_train_size=64", "--classifier_epochs=1",
@@ -260,16 +305,16 @@ def test_a_trained_hierarchy_reports_its_groups_and_its_samples(tmp_path, data_d
         "latent group(s): give one T, or one per group (top down, separated by ':')."
     )
     # One temperature per group scales each group's noise by its own T.
-    per_group = priors.latent_temperatures(model, (1.0, 0.5, 0.25))
+    per_group = model.latent_temperatures((1.0, 0.5, 0.25))
     np.testing.assert_array_equal(per_group, np.repeat([1.0, 0.5, 0.25], [32, 128, 128]))
-    eps = priors.sample(model.prior, 4, [5, 6])
+    eps = model.prior.sample(4, [5, 6])
     np.testing.assert_allclose(
         model.sample(4, seed=[5, 6], temperature=(1.0, 0.5, 0.25)),
         model.sample(z=eps * np.repeat([1.0, 0.5, 0.25], [32, 128, 128])),
     )
     top = eps[:, :32]
-    whole = priors.with_lower_groups(model, top, [5, 6], (0.3, 0.5, 0.0))
-    at_one = priors.with_lower_groups(model, top, [5, 6], 1.0)
+    whole = model.with_lower_groups(top, [5, 6], (0.3, 0.5, 0.0))
+    at_one = model.with_lower_groups(top, [5, 6], 1.0)
     np.testing.assert_array_equal(whole[:, :32], top)  # the given top group, not scaled
     np.testing.assert_allclose(whole[:, 32:160], 0.5 * at_one[:, 32:160], rtol=1e-6)
     np.testing.assert_array_equal(whole[:, 160:], 0.0)

@@ -176,3 +176,58 @@ def test_every_tools_shim_runs_its_command():
         )
         module = importlib.import_module(f"tfvae.cli.{shim.stem}")
         assert out.returncode == 0 and out.stdout.startswith(module.__doc__.strip()[:40]), shim
+
+
+MODEL_OBJECTS = {"vae", "model", "m", "q", "prior", "posterior"}  # names that hold one
+
+
+def _root_name(node) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _kind_checks(path: pathlib.Path):
+    """(line, source) of each isinstance on a class of tfvae.models or TFP, and each hasattr or
+    getattr on a model, prior or posterior, in one module."""
+    tree = ast.parse(path.read_text())
+    model_modules = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module in ("tfvae.models", "tfvae")
+        for alias in node.names
+    } | {"tfp", "tfd"}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        if node.func.id == "isinstance" and len(node.args) == 2:
+            classes = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+            if any(_root_name(c) in model_modules for c in classes):
+                yield node.lineno, ast.unparse(node)
+        elif node.func.id in ("hasattr", "getattr") and _root_name(node.args[0]) in MODEL_OBJECTS:
+            yield node.lineno, ast.unparse(node)
+
+
+def test_no_module_outside_the_models_asks_what_kind_of_model_prior_or_posterior_it_holds():
+    """Callers ask the one interface (models/base.py, posteriors.Posterior, the priors'
+    log_prob and sample); only a class in tfvae/models dispatches on its own parts."""
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {source}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "models" not in path.relative_to(PACKAGE).parts
+        for line, source in _kind_checks(path)
+    ]
+    assert found == []
+
+
+def test_the_kind_check_finder_finds_the_checks_it_forbids(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        "from tfvae.models import posteriors\n"
+        "def f(vae, q):\n"
+        "    a = isinstance(q, posteriors.InverseAutoregressivePosterior)\n"
+        "    b = hasattr(vae.decoder, 'group_shapes')\n"
+        "    c = isinstance(q, (int, str))\n"
+        "    return getattr(vae, 'noise_dim', None)\n"
+    )
+    assert [line for line, _ in _kind_checks(planted)] == [3, 4, 6]

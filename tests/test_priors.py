@@ -9,6 +9,7 @@ import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tests.factory import latent_groups
 from tfvae.models import flows, networks, posteriors, priors
 from tfvae.models import vae as model
 from tfvae.training import train
@@ -65,7 +66,7 @@ def test_each_prior_integrates_to_one_and_its_draws_follow_its_density(make):
     assert abs(density.sum() * cell - 1) < 2e-3
     # Chi-square goodness of fit of 20,000 draws (T = 1) on 8x8 bins of the grid's [-4, 4]^2 and
     # one bin for the rest; expected counts from the density on the grid.
-    draws = priors.sample(prior, 20000, [4, 5]).numpy()
+    draws = prior.sample(20000, [4, 5]).numpy()
     edges = np.linspace(-4, 4, 9)
 
     def bins(points):
@@ -86,8 +87,8 @@ def test_each_prior_integrates_to_one_and_its_draws_follow_its_density(make):
 @pytest.mark.parametrize("make", PRIORS.values(), ids=PRIORS.keys())
 def test_temperature_scales_the_noise_of_each_draw(make):
     prior = make()
-    cold = priors.sample(prior, 4000, [1, 2], temperature=0.5).numpy()
-    warm = priors.sample(prior, 4000, [1, 2], temperature=1.0).numpy()
+    cold = prior.sample(4000, [1, 2], temperature=0.5).numpy()
+    warm = prior.sample(4000, [1, 2], temperature=1.0).numpy()
     assert np.isfinite(cold).all()
     # The same noise at a lower temperature: the draws are more concentrated.
     assert np.mean(prior.log_prob(cold)) > np.mean(prior.log_prob(warm))
@@ -105,7 +106,9 @@ def test_the_vamp_prior_is_the_mean_of_q_of_each_pseudo_image(posterior):
         by_hand.append(q.log_prob(z[..., None, :])[..., 0])  # [K, B]
     expected = tf.reduce_logsumexp(tf.stack(by_hand), 0) - np.log(4)
     np.testing.assert_allclose(prior.log_prob(z), expected, rtol=1e-6, atol=1e-5)
-    locs = tf.stack([posteriors.code(prior._encode(u[None]))[0] for u in prior.pseudo_inputs()])
+    locs = tf.stack(
+        [prior._encode(u[None], training=False).code()[0] for u in prior.pseudo_inputs()]
+    )
     assert len({tuple(np.round(loc, 4)) for loc in locs.numpy()}) == 4  # distinct components
 
 
@@ -166,19 +169,18 @@ def test_the_iaf_posterior_equals_tfp_and_the_numeric_jacobian():
 
         step = tfb.Invert(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale))
         chain = [tfb.Permute(list(range(dims))[::-1]), step, *chain]
-    reference = tfd.TransformedDistribution(q.base, tfb.Chain(chain))
+    reference = tfd.TransformedDistribution(q.base.distribution, tfb.Chain(chain))
     np.testing.assert_allclose(log_q, reference.log_prob(z).numpy(), rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(z, tfb.Chain(chain).forward(q.base.bijector.forward(noise)),
-                               atol=1e-5)  # fmt: skip
+    z0 = q.base.distribution.bijector.forward(noise)
+    np.testing.assert_allclose(z, tfb.Chain(chain).forward(z0), atol=1e-5)
     # The change of variables with the Jacobian of z_0 -> z_T taken by autodiff.
-    z0 = q.base.bijector.forward(noise)
     flat0 = tf.reshape(z0, [-1, dims])
     context = tf.reshape(tf.broadcast_to(q.context, [5, batch, 6]), [-1, 6])
     with tf.GradientTape() as tape:
         tape.watch(flat0)
         flat_z, _ = q.flow.forward(flat0, context)
     jacobian = tape.batch_jacobian(flat_z, flat0)
-    numeric = q.base.log_prob(z0) - tf.reshape(
+    numeric = q.base.distribution.log_prob(z0) - tf.reshape(
         tf.math.log(tf.abs(tf.linalg.det(jacobian))), [5, batch]
     )
     np.testing.assert_allclose(log_q, numeric, rtol=1e-5, atol=1e-4)
@@ -220,60 +222,51 @@ def test_a_run_with_a_learned_prior_and_posterior_trains_and_draws(tiny_config, 
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     trained = [v.numpy() for v in vae.prior.trainable_variables]
     assert any(not np.allclose(a, b) for a, b in zip(initial, trained, strict=True))
-    draws = priors.sample(vae.prior, 4, [0, 1], temperature=0.5)
-    np.testing.assert_allclose(draws, vae.prior.sample(4, [0, 1], 0.5))
+    draws = vae.prior.sample(4, [0, 1], temperature=0.5)
+    assert draws.shape == (4, vae.latent_dim)
     assert vae.sample(4, seed=[0, 1], temperature=0.5).shape == (4, 16, 16, 3)
     assert vae.reconstruct(tf.zeros([2, 16, 16, 3])).shape == (2, 16, 16, 3)
 
 
 def test_lower_groups_below_a_given_top_group_are_prior_noise_at_the_temperature():
-    class TwoGroups:  # what with_lower_groups reads of a model
-        noise_dim = 3 + 4000
-
-        def group_slices():
-            return [(0, 3), (3, 4003)]
+    TwoGroups = latent_groups(3, 4000)
 
     top = np.arange(6, dtype=np.float32).reshape(2, 3)
     seed = tf.constant([5, 6], tf.int64)
-    whole = priors.with_lower_groups(TwoGroups, top, seed, 0.7).numpy()
+    whole = TwoGroups.with_lower_groups(top, seed, 0.7).numpy()
     assert whole.shape == (2, 4003)
     np.testing.assert_array_equal(whole[:, :3], top)  # the given top group, untouched
     lower = whole[:, 3:] / 0.7  # 8000 N(0, 1) draws: mean 0 +- 0.011, std 1 +- 0.008
     assert abs(lower.mean()) < 0.05 and abs(lower.std() - 1.0) < 0.04
-    np.testing.assert_array_equal(priors.with_lower_groups(TwoGroups, top, seed, 0.7), whole)
-    assert not np.allclose(priors.with_lower_groups(TwoGroups, top, seed + 1, 0.7), whole)
-    np.testing.assert_array_equal(priors.with_lower_groups(TwoGroups, top, seed, 0)[:, 3:], 0.0)
+    np.testing.assert_array_equal(TwoGroups.with_lower_groups(top, seed, 0.7), whole)
+    assert not np.allclose(TwoGroups.with_lower_groups(top, seed + 1, 0.7), whole)
+    np.testing.assert_array_equal(TwoGroups.with_lower_groups(top, seed, 0)[:, 3:], 0.0)
 
-    class OneGroup:
-        noise_dim = 3
+    OneGroup = latent_groups(3)
+    np.testing.assert_array_equal(OneGroup.with_lower_groups(top, seed, 0.7), top)
 
-    np.testing.assert_array_equal(priors.with_lower_groups(OneGroup, top, seed, 0.7), top)
-
-    class ThreeGroups:  # a sampler may give the top two groups' code: the third is drawn
-        noise_dim = 9
-
-        def group_slices():
-            return [(0, 3), (3, 5), (5, 9)]
+    ThreeGroups = latent_groups(3, 2, 4)  # a sampler may give the top two groups' code
 
     two = np.arange(10, dtype=np.float32).reshape(2, 5)
-    whole = priors.with_lower_groups(ThreeGroups, two, seed, (1.0, 0.5, 0.0)).numpy()
+    whole = ThreeGroups.with_lower_groups(two, seed, (1.0, 0.5, 0.0)).numpy()
     np.testing.assert_array_equal(whole, np.concatenate([two, np.zeros([2, 4])], 1))
-    third = priors.with_lower_groups(ThreeGroups, two, seed, (1.0, 1.0, 0.5)).numpy()[:, 5:]
+    third = ThreeGroups.with_lower_groups(two, seed, (1.0, 1.0, 0.5)).numpy()[:, 5:]
     np.testing.assert_allclose(
-        third, 0.5 * priors.with_lower_groups(ThreeGroups, two, seed, 1.0).numpy()[:, 5:]
+        third, 0.5 * ThreeGroups.with_lower_groups(two, seed, 1.0).numpy()[:, 5:]
     )
     with pytest.raises(ValueError, match="A code of 4 latents does not end at a latent group; "
                        "the groups end at 3, 5, 9."):  # fmt: skip
-        priors.with_lower_groups(ThreeGroups, two[:, :4], seed)
+        ThreeGroups.with_lower_groups(two[:, :4], seed)
 
 
 def test_the_top_group_of_a_one_group_posterior_is_its_whole_code():
     noise = tf.random.stateless_normal([3, 4], [4, 5])
     loc, scale = tf.constant([[0.5, -1.0, 2.0, 0.0]] * 3), tf.constant([[0.1, 2.0, 1.0, 0.5]] * 3)
-    mean, std, z = posteriors.top_group(tfd.MultivariateNormalDiag(loc, scale), noise)
+    q = posteriors.GaussianPosterior(tfd.MultivariateNormalDiag(loc, scale))
+    mean, std, z = q.top_group(noise)
     np.testing.assert_allclose(mean, loc), np.testing.assert_allclose(std, scale)
     np.testing.assert_allclose(z, loc + scale * noise, rtol=1e-6)
     q = _iaf_posterior()  # no closed-form moments: its draw, with scale 0
-    mean, std, z = posteriors.top_group(q, noise)
+    mean, std, z = q.top_group(noise)
     np.testing.assert_allclose(z, q.draw(noise[None])[0][0]), np.testing.assert_array_equal(std, 0)
     np.testing.assert_array_equal(mean, z)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tests.factory import run_command
+from tests.factory import latent_groups, run_command
 from tfvae.models import flows, priors
 from tfvae.models import vae as model
 from tfvae.samplers import densities, gaussian, store
@@ -221,7 +221,7 @@ def test_a_run_with_the_mog_prior_learns_it_and_draws_from_it(tiny_config, tmp_p
     _, vae, _ = model.restore(str(tmp_path))
     assert isinstance(vae.prior, priors.MixtureOfGaussians)
     assert not np.allclose(vae.prior.means.numpy(), initial)  # trained with the model
-    draws = priors.sample(vae.prior, 4, [0, 1], temperature=0.5)
+    draws = vae.prior.sample(4, [0, 1], temperature=0.5)
     np.testing.assert_allclose(draws, vae.prior.sample(4, [0, 1], 0.5))
     assert vae.sample(4, seed=[0, 1], temperature=0.5).shape == (4, 16, 16, 3)
     with pytest.raises(ValueError, match="free bits need the per-dimension KL of --prior=normal"):
@@ -398,11 +398,7 @@ def test_a_bad_sampler_setting_is_refused_in_one_line_before_any_work(tmp_path, 
 
 
 def test_a_sampler_of_several_groups_draws_each_at_its_own_temperature():
-    class ThreeGroups:  # what sampler_codes reads of a hierarchy
-        noise_dim = 2 + 3 + 4
-
-        def group_slices():
-            return [(0, 2), (2, 5), (5, 9)]
+    ThreeGroups = latent_groups(2, 3, 4)  # what sampler_codes reads of a hierarchy
 
     rng = np.random.default_rng(0)
     mean, mixing = rng.normal(size=5), rng.normal(size=(5, 5))

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tests.factory import scalar_events
 from tfvae import config as config_lib
-from tfvae.models import objectives, posteriors
+from tfvae.models import objectives, posteriors, priors
 from tfvae.models import vae as model
 from tfvae.training import loop, train
 from tfvae.training.steps import (
@@ -30,12 +30,12 @@ def _terms_and_posterior(seed=0, k=3, batch=4, dims=5):
     rng = np.random.default_rng(seed)
     loc = tf.constant(rng.normal(size=[batch, dims]), tf.float32)
     scale = tf.constant(rng.uniform(0.05, 1.5, [batch, dims]), tf.float32)
-    q = model.tfd.MultivariateNormalDiag(loc, scale)
+    q = posteriors.GaussianPosterior(posteriors.tfd.MultivariateNormalDiag(loc, scale))
     noise = tf.constant(rng.normal(size=[k, batch, dims]), tf.float32)
-    z, _ = posteriors.draw(q, noise)
+    z, _ = q.draw(noise)
     terms = {
         "log_px_z": tf.constant(rng.normal(-100, 5, [k, batch]), tf.float32),
-        "log_pz": model.standard_normal(dims).log_prob(z),
+        "log_pz": priors.standard_normal(dims).log_prob(z),
         "log_qz_x": q.log_prob(z),
     }
     return terms, q, noise, z
@@ -59,8 +59,8 @@ def test_free_bits_floor_each_dimensions_kl_of_each_example():
     lam = 0.4
     config = config_lib.Config(k=3, free_bits=lam)
     # Per dimension by hand with TFP's univariate normals: log q_d(z_d|x) - log p_d(z_d).
-    univariate = model.tfd.Normal(q.mean(), q.stddev())
-    per_dim = np.mean(univariate.log_prob(z) - model.tfd.Normal(0.0, 1.0).log_prob(z), axis=0)
+    univariate = posteriors.tfd.Normal(q.distribution.mean(), q.distribution.stddev())
+    per_dim = np.mean(univariate.log_prob(z) - posteriors.tfd.Normal(0.0, 1.0).log_prob(z), axis=0)
     np.testing.assert_allclose(  # the dimensions add up to the joint KL estimate
         per_dim.sum(-1), np.mean(terms["log_qz_x"] - terms["log_pz"], 0), rtol=1e-4, atol=1e-4
     )

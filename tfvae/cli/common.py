@@ -246,7 +246,7 @@ def group_slice(parsed: Parsed, vae) -> tuple[int, int]:
     slices = vae.group_slices()
     group = parsed.values["group"].value
     if group == -1:
-        return 0, vae.noise_dim
+        return 0, vae.latent_dim
     if not 0 <= group < len(slices):
         raise UsageError(
             f"Flag `--group` is {group}; accepted: -1 (every group) or 0 to {len(slices) - 1} "

@@ -50,7 +50,6 @@ define.integer("seed", 0, "Seed of the code draws, EM's start and the flow's ini
 
 
 def _main(FLAGS) -> int | None:
-    from tfvae.models import priors
     from tfvae.samplers import store
 
     name = FLAGS.name or FLAGS.sampler
@@ -109,7 +108,7 @@ def _main(FLAGS) -> int | None:
         for split, codes in (("train", train_codes), ("validation", held_out))
     }
     # In code units a hierarchy's prior is N(0, I) over every group's latents
-    top_prior = vae.top_prior if width == vae.top_dim else priors.standard_normal(width)
+    top_prior = vae.code_prior(width)
     prior = store.mean_log_density(top_prior, held_out["draws"])
     scores["validation_under_the_prior"] = prior
     info = store.describe(

@@ -44,9 +44,8 @@ def _main(FLAGS) -> int | None:
         if len(indices) != 2:
             raise common.UsageError(f"Flag `--indices` has {len(indices)} values; it takes two.")
         pair = [next(iter(images.skip(i).batch(1)))["image"] for i in indices]
-        from tfvae.models import posteriors
 
-        z0, z1 = (posteriors.code(vae.encode(data.to_unit_interval(x)))[0] for x in pair)
+        z0, z1 = (vae.encode(data.to_unit_interval(x)).code()[0] for x in pair)
     else:
         from tfvae.samplers import store
 

@@ -51,14 +51,14 @@ def _main(FLAGS) -> int | None:
     from tfvae.evaluation import factor_classifier
     from tfvae.evaluation import sample_quality as quality
     from tfvae.figures import visualize
-    from tfvae.models import priors
+    from tfvae.models import base
     from tfvae.runtime import files
     from tfvae.samplers import store
 
     config, vae, checkpoint = common.restore(FLAGS)
     for t in temperatures:  # one T per group: as many as the model has groups
         try:
-            priors.latent_temperatures(vae, t)
+            vae.latent_temperatures(t)
         except ValueError as error:
             raise common.UsageError(f"Flag `--temperature`: {error}") from None
     samplers = {}
@@ -89,7 +89,7 @@ def _main(FLAGS) -> int | None:
     shown = max(min(FLAGS.num_shown, used) // columns, 1) * columns
     for name in samplers:
         for temperature in temperatures:
-            t = priors.temperature_name(temperature)
+            t = base.temperature_name(temperature)
             key = quality.samples_key(name, temperature)
             groups = (f"the groups, top down, at T={', '.join(map(str, temperature))}"
                       if isinstance(temperature, tuple) else f"every group at T={t}")  # fmt: skip

@@ -35,7 +35,6 @@ def _main(FLAGS) -> int | None:
     from tfvae import data
     from tfvae.evaluation import latents as analysis
     from tfvae.figures import visualize
-    from tfvae.models import posteriors
 
     config, vae, checkpoint = common.restore(FLAGS)
     shown_from = max(500, FLAGS.image_index + 1)  # activity over 500 images, or up to the start
@@ -48,12 +47,12 @@ def _main(FLAGS) -> int | None:
         )
     means, labels = analysis.posterior_means(vae, images)
     activity = means.var(axis=0)  # Burda et al.'s activity: Cov_x(E_q[z_i])
-    dims = common.int_list(FLAGS, "dims", 0, vae.noise_dim)  # a hierarchy: its flat code
+    dims = common.int_list(FLAGS, "dims", 0, vae.latent_dim)  # a hierarchy: its flat code
     low, high = common.group_slice(FLAGS, vae)  # by default a hierarchy's top group
     dims = dims or (low + np.argsort(-activity[low:high])[: FLAGS.num_dims]).tolist()
     if FLAGS.image_index >= 0:
         example = next(iter(images.skip(FLAGS.image_index).batch(1)))
-        centre = posteriors.code(vae.encode(data.to_unit_interval(example["image"])))[0]
+        centre = vae.encode(data.to_unit_interval(example["image"])).code()[0]
     else:  # a draw at temperature 0: the prior mean 0 for N(0, I), a component's mean for a
         # mixture, the flow's image of the zero noise
         from tfvae.samplers import store

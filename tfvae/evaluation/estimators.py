@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae.evaluation import DEFAULT_CHUNK_SIZE
-from tfvae.models import likelihoods, objectives, posteriors
+from tfvae.models import likelihoods, objectives
 from tfvae.runtime import files
 
 CONVENTIONS = ("discrete", "density", "report")
@@ -126,9 +126,7 @@ def per_sample_uniform(seed, example_ids, start, num, image_shape) -> tf.Tensor:
 def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_size, dequantize):
     """The compiled body of `bounds`: one encoder pass, a loop over sample chunks."""
     q = model.encode(x)
-    given_noise = posteriors.takes_noise(q)
-    noise_dim = getattr(model, "noise_dim", None) or q.event_shape[-1]
-    noise = per_example_noise(seed, example_ids, num_samples, noise_dim) if given_noise else None
+    noise = per_example_noise(seed, example_ids, num_samples, model.latent_dim)  # [K, B, Z]
     batch, image_shape = tf.shape(x)[0], tf.shape(x)[1:]
     chunk = max(group_size, chunk_size - chunk_size % group_size)  # whole groups per chunk
     log_sum = tf.fill([batch], -np.inf)  # running log sum_k w_k
@@ -143,11 +141,7 @@ def _bounds_graph(model, x, example_ids, seed, num_samples, chunk_size, group_si
         if dequantize:
             u = per_sample_uniform(seed, example_ids, start, size, image_shape)
             scored = likelihoods.dequantize(x, u)
-        if given_noise:
-            terms = model.terms_from_noise(scored, q, noise[start : start + size])
-        else:
-            z = q.sample(size, seed=tf.random.experimental.stateless_fold_in(seed, start))
-            terms = model.joint_terms(scored, q, z)
+        terms = model.terms_from_noise(scored, q, noise[start : start + size])
         log_w = objectives.log_weights_from_terms(terms)  # [size, B]
         log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(log_w, 0)]), 0)
         weight_sum += tf.reduce_sum(log_w, 0)
@@ -212,7 +206,7 @@ def bounds(
     outside [0, 1]^D only lowers P(v)). Without `dequantize`, log p(x) at x itself.
 
     Args:
-      model: anything keeping the VAE contract (`encode`, `joint_terms`).
+      model: a `tfvae.models.base.LatentVariableModel` (`encode`, `terms_from_noise`).
       x: float32 [B, H, W, C] in [0, 1].
       num_samples: K importance samples per example.
       chunk_size: samples decoded at once per example; peak memory grows with
@@ -295,11 +289,11 @@ def group_statistics(model, dataset, activity, seed: int = 0, batch_size: int = 
     The KL of group l is E_q[log q(z_l|x, z_<l) - log p(z_l|z_<l)]; the groups' KLs sum to
     the ELBO's KL term.
     """
-    sizes = [h * w * c for h, w, c in model.decoder.group_shapes()]
+    sizes = model.group_sizes()
     totals, count = np.zeros(len(sizes)), 0
     for batch in dataset.map(lambda ex: ex["image"]).batch(batch_size):
         ids = tf.range(count, count + tf.shape(batch)[0])
-        noise = per_example_noise([seed, 0], ids, 1, model.noise_dim)
+        noise = per_example_noise([seed, 0], ids, 1, model.latent_dim)
         x = data.to_unit_interval(batch)
         terms = model.terms_from_noise(x, model.encode(x), noise)
         totals += tf.reduce_sum(terms["kl_groups"][0], 0).numpy()
@@ -409,7 +403,7 @@ def evaluate_split(
         if progress:
             progress(int(real.sum()))
     out["active_units"], out["activity"] = active_units(vae, dataset)
-    if getattr(vae, "decoder", None) is not None and hasattr(vae.decoder, "group_shapes"):
+    if len(vae.group_sizes()) > 1:  # a hierarchy's groups
         out["groups"] = group_statistics(vae, dataset, out["activity"], seed)
     return out
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from tfvae import data
-from tfvae.models import posteriors
 
 
 def real_images(config, count: int = 256) -> np.ndarray:
@@ -25,12 +24,12 @@ def label_names(config) -> list[str]:
 def posterior_means(vae, dataset, batch_size: int = 100):
     """(E_q[z|x] float64 [N, Z], labels float64 [N, L]) over a dataset of images and labels.
 
-    For an IAF posterior the zero-noise code stands for the mean (`posteriors.code`).
+    For an IAF posterior the zero-noise code stands for the mean (`Posterior.code`).
     """
     means, labels = [], []
     for batch in dataset.batch(batch_size):
         q = vae.encode(data.to_unit_interval(batch["image"]))
-        means.append(posteriors.code(q).numpy())
+        means.append(q.code().numpy())
         labels.append(batch["labels"].numpy())
     return np.concatenate(means).astype(np.float64), np.concatenate(labels).astype(np.float64)
 

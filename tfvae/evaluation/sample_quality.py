@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae.evaluation import factor_classifier as factors
-from tfvae.models import posteriors, priors
+from tfvae.models import base
 from tfvae.samplers import store
 from tfvae.samplers.gaussian import REPORTED, aggregate_posterior, decode_with_batch_statistics
 
@@ -34,8 +34,8 @@ from tfvae.samplers.gaussian import REPORTED, aggregate_posterior, decode_with_b
 def samples_key(sampler: str, temperature) -> str:
     """The key of a sampler's decoded draws at temperature T (a number or one per group):
     'samples_t{T}' of the prior's, 'samples_{sampler}_t{T}' of a fitted sampler's, T named by
-    `priors.temperature_name`. Metrics and figures carry it."""
-    name = priors.temperature_name(temperature)
+    `base.temperature_name`. Metrics and figures carry it."""
+    name = base.temperature_name(temperature)
     return f"samples_t{name}" if sampler == "prior" else f"samples_{sampler}_t{name}"
 
 
@@ -161,19 +161,15 @@ def _in_batches(function, array, batch_size: int = 250) -> np.ndarray:
 
 
 def _aggregate_of(vae, images, batch_size: int = 250) -> dict:
-    """`aggregate_posterior` of the posteriors of images float32 [N, H, W, 3] in [0, 1].
-
-    An IAF posterior has no closed-form moments: one draw per image (noise of seed [0, 7])
-    stands for its mean, with scale 0.
-    """
+    """`aggregate_posterior` of the posteriors of images float32 [N, H, W, 3] in [0, 1]: each
+    one's mean and scale (`Posterior.top_group`; an IAF posterior, which has no closed-form
+    moments, gives one draw from noise of seed [i, 7] for its mean, with scale 0)."""
     means, scales = [], []
     for i in range(0, len(images), batch_size):
         q = vae.encode(images[i : i + batch_size])
-        if isinstance(q, posteriors.InverseAutoregressivePosterior):
-            eps = tf.random.stateless_normal(tf.shape(q.base.loc), [i, 7], alg="philox")
-            means.append(posteriors.draw(q, eps[None])[0][0]), scales.append(0 * means[-1])
-        else:
-            means.append(q.mean()), scales.append(q.stddev())
+        eps = tf.random.stateless_normal(tf.shape(q.code()), [i, 7], alg="philox")
+        mean, scale, _ = q.top_group(eps)
+        means.append(mean), scales.append(scale)
     return aggregate_posterior(np.concatenate(means), np.concatenate(scales))
 
 
@@ -184,7 +180,7 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
     """The images compared: real, reconstructed, sampled and the diagnostic decodings.
 
     `temperatures`: each a number or one T per latent group top down (a tuple,
-    `priors.latent_temperatures`), named in keys by `priors.temperature_name` ('1.0',
+    `LatentVariableModel.latent_temperatures`), named in keys by `base.temperature_name` ('1.0',
     '1.0_0.8_0.6'). `samplers` maps a name to a fitted sampler (tfvae.samplers) whose codes are
     decoded at each temperature as 'samples_{name}_t{T}' (seed [seed, 3]; the sampler draws a
     hierarchy's top group, or the top groups it was fitted to, at the top T, the prior the
@@ -215,10 +211,10 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
     samplers = {"prior": None} if samplers is None else samplers
     hierarchical = config.architecture == "hierarchical"
     if "prior" in samplers:
-        eps = priors.sample(vae.prior, count, [seed, 2]).numpy()  # [N, Z], T = 1
+        eps = vae.prior.sample(count, [seed, 2]).numpy()  # [N, Z], T = 1
         for temperature in temperatures:  # the same draws' noise at every T
-            scale = priors.latent_temperatures(vae, temperature)
-            z = priors.sample(vae.prior, count, [seed, 2], scale).numpy()
+            scale = vae.latent_temperatures(temperature)
+            z = vae.prior.sample(count, [seed, 2], scale).numpy()
             sets[samples_key("prior", temperature)] = _in_batches(lambda c: vae.sample(z=c), z)
         if not hierarchical:  # the hierarchy has no batch norm
             sets["samples_t1.0_batch_statistics"] = decode_with_batch_statistics(
@@ -284,8 +280,8 @@ def sample_quality(
       config, vae: a run's Config and its restored VAE.
       num_samples: N, images of every set (the Frechet distance's bias depends on N: compare
         runs at the same N).
-      temperatures: temperatures T of the samples (`priors.sample`: z = T eps, eps ~ N(0, I) for
-        the prior N(0, I); each sampler's own meaning of T).
+      temperatures: temperatures T of the samples (the prior's `sample`: z = T eps, eps ~ N(0, I)
+        for the prior N(0, I); each sampler's own meaning of T).
       seed: seed of eps and of the aggregate-Gaussian draws.
       classifier: a factor_classifier.FactorClassifier (built-in faces only) or None.
       inception: `inception_network(...)` for FID, or None.

@@ -9,8 +9,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae.models import priors
-
 
 def checkerboard_energy(images) -> np.ndarray:
     """Share of each image's spectral energy at the Nyquist frequencies, float64 [N].
@@ -69,7 +67,7 @@ def upsampling_comparison(
     if not temperature > 0:
         raise ValueError(f"Flag `--temperature` is {temperature}; it must be > 0.")
     if draws is None:  # the first run's prior, through every decoder
-        z = priors.sample(runs[0][2].prior, num_samples, [seed, 0], temperature)
+        z = runs[0][2].prior.sample(num_samples, [seed, 0], temperature)
         codes = [z] * len(runs)
     else:  # a sampler fitted to one run's codes means nothing to another's decoder
         codes = [draw(num_samples, [seed, 0], temperature) for draw in draws]

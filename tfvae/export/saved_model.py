@@ -26,7 +26,7 @@ import tensorflow_probability as tfp
 from tfvae import data
 from tfvae.evaluation import DEFAULT_CHUNK_SIZE
 from tfvae.evaluation import estimators as evaluate
-from tfvae.models import hierarchy, likelihoods, posteriors, priors
+from tfvae.models import likelihoods, priors
 from tfvae.models import vae as model_lib
 from tfvae.runtime import files
 from tfvae.samplers import store
@@ -74,27 +74,6 @@ def likelihood_parameters(distribution) -> dict[str, tf.Tensor]:
     return {k: v if v.shape.rank else tf.broadcast_to(v, shape) for k, v in parameters.items()}
 
 
-def posterior_moments(q) -> dict[str, tf.Tensor]:
-    """Mean and std of q(z|x), each float32 [N, Z]; for an IAF posterior the zero-noise code
-    `code` and its base Gaussian's `loc` and `scale` (the flow has no closed-form moments); for
-    a hierarchy each group's `loc` and `scale` given the groups above at their means, and their
-    `code` (the prior noise `decode` takes), flattened top down.
-
-    A diagonal Gaussian's own parameters are read directly: its mean() and stddev() add
-    broadcast ops that ONNX has no counterpart for.
-    """
-    if isinstance(q, posteriors.InverseAutoregressivePosterior):
-        return {"code": q.code(), **posterior_moments(q.base)}
-    if isinstance(q, hierarchy.HierarchicalPosterior):  # every group given those above at means
-        batch = tf.shape(next(iter(q.features.values())))[0]
-        means = q.top_down(tf.zeros([batch, q.noise_dim]), q.features)
-        return {"code": means["prior_noise"], "loc": means["loc"],
-                "scale": tf.exp(means["log_scale"])}  # fmt: skip
-    if isinstance(q, tfp.distributions.MultivariateNormalDiag):
-        return {"loc": tf.identity(q.loc), "scale": tf.identity(q.scale.diag)}
-    return {"loc": q.mean(), "scale": q.stddev()}
-
-
 class ExportModule(tf.Module):
     """The signatures of one VAE over its plain TF variables (see the module docstring)."""
 
@@ -103,7 +82,7 @@ class ExportModule(tf.Module):
         # Only plain variables are tracked; the functions below close over the Keras model.
         self.model_variables = [getattr(v, "value", v) for v in vae.variables]
         self.sampler_variables = list(getattr(sampler, "model_variables", []))
-        s, z = config.image_size, vae.noise_dim  # the codes decode takes: Z, or all groups
+        s, z = config.image_size, vae.latent_dim  # the codes decode takes: Z, or all groups
         images = tf.TensorSpec([None, s, s, 3], tf.uint8, name="images")
         seed = tf.TensorSpec([2], tf.int64, name="seed")
         convention = (
@@ -116,7 +95,7 @@ class ExportModule(tf.Module):
 
         @tf.function(input_signature=[images])
         def encode(images):
-            return posterior_moments(vae.encode(unit_images(images)))
+            return vae.encode(unit_images(images)).moments()
 
         def decoded(z):
             p = vae.decode(z)
@@ -125,7 +104,7 @@ class ExportModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([None, z], tf.float32, name="z")])
         def decode(z):
-            return decoded(_checked(z, "z", [vae.noise_dim], "float32"))
+            return decoded(_checked(z, "z", [vae.latent_dim], "float32"))
 
         @tf.function(input_signature=[images])
         def reconstruct(images):
@@ -134,7 +113,7 @@ class ExportModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, vae.top_dim], tf.float32, name="z")])
         def decode_top(z):  # a hierarchy's top group; the groups below at their prior means
             top = _checked(z, "z", [vae.top_dim], "float32")
-            return decoded(priors.with_lower_groups(vae, top, temperature=0.0))
+            return decoded(vae.with_lower_groups(top, temperature=0.0))
 
         count_spec = tf.TensorSpec([], tf.int32, name="count")
         temperature_spec = tf.TensorSpec([], tf.float32, name="temperature")
@@ -146,14 +125,11 @@ class ExportModule(tf.Module):
             )
             with tf.control_dependencies([check]):
                 temperature = tf.identity(temperature)
-            if sampler is None and config.prior == "normal":
-                eps = tf.random.stateless_normal([count, vae.noise_dim], seed, alg="philox")
-                z = temperature * eps
-            elif sampler is None:  # a learned prior, in plain TF ops
-                z = priors.sample(vae.prior, count, seed, temperature)
+            if sampler is None:  # the model's prior, in plain TF ops
+                z = vae.prior.sample(count, seed, temperature)
             else:  # a hierarchy's groups below the sampler's top group: the prior's, at T
                 top = sampler.sample(count, seed, temperature)
-                z = priors.with_lower_groups(vae, top, seed, temperature)
+                z = vae.with_lower_groups(top, seed, temperature)
             return {"images": decoded(z)["images"], "z": z}
 
         @tf.function(input_signature=[images, tf.TensorSpec([], tf.int32, name="k"), seed])
@@ -176,7 +152,7 @@ class ExportModule(tf.Module):
 
         self.encode, self.decode, self.reconstruct = encode, decode, reconstruct
         self.sample, self.log_likelihood = sample, log_likelihood
-        self.decode_top = decode_top if vae.top_dim < vae.noise_dim else None
+        self.decode_top = decode_top if vae.top_dim < vae.latent_dim else None
 
     def signatures(self) -> dict:
         """Signature name -> concrete function; serving_default is reconstruct."""
@@ -254,7 +230,6 @@ def parse_version(version) -> int | None:
 
 def _metadata(config, vae, checkpoint, model_dir, table, max_k, chunk_size, sampler_info) -> dict:
     import keras
-    import tensorflow_probability as tfp
 
     metrics_path = os.path.join(model_dir, "metrics.json")
     metrics = files.read_json(metrics_path) if os.path.exists(metrics_path) else None
@@ -271,7 +246,7 @@ def _metadata(config, vae, checkpoint, model_dir, table, max_k, chunk_size, samp
         "step": int(tf.train.load_variable(checkpoint, "step/.ATTRIBUTES/VARIABLE_VALUE")),
         "metrics": metrics,
         "image_size": config.image_size,
-        "latent_dim": vae.noise_dim,
+        "latent_dim": vae.latent_dim,
         **({"latent_groups": [list(shape) for shape in vae.decoder.group_shapes()],
             "codes": "each group's prior noise (z_l - mu_p) / sigma_p, flattened [r, r, c] "
                      "top down; sample at temperature T: decode T eps; decode_top: the first "
@@ -364,7 +339,7 @@ def export(
                 "largest_difference_from_tensorflow": write_onnx(module, extra),
             }
         files.write_json(os.path.join(extra, METADATA_FILE), metadata)
-        for name, request in _example_requests(config, vae.noise_dim, vae.top_dim).items():
+        for name, request in _example_requests(config, vae.latent_dim, vae.top_dim).items():
             files.write_json(os.path.join(extra, "requests", f"{name}.json"), request)
         files.replace_directory(staging, target)
     except BaseException:

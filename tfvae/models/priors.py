@@ -1,6 +1,11 @@
-"""Priors p(z) of the VAE: N(0, I) (the default) and three learned ones.
+"""Priors p(z) of the VAE: N(0, I) (the default) and three learned ones, one interface.
 
-- `normal`: N(0, I).
+Every prior answers `log_prob(z)` (float32 [...] nats for z float32 [..., Z]) and
+`sample(n, seed, temperature)` (float32 [n, Z]; seed int [2] stateless, or None). A hierarchy's
+prior over its noise is the standard normal, and it gives each group's conditional prior given
+the groups above through its model's `walk`.
+
+- `normal`: N(0, I) (`StandardNormal`).
 - `mog`: a learned mixture of diagonal Gaussians, sum_c w_c N(m_c, diag(s_c^2)).
 - `vamp`: the VampPrior (Tomczak & Welling 2018), (1/C) sum_c q(z|u_c) with C learned
   pseudo-images u_c in [0, 1] encoded by the model's own encoder (in inference mode, so the prior
@@ -8,8 +13,7 @@
 - `flow`: a masked autoregressive flow on N(0, I) (`flows.MaskedAutoregressiveFlow`).
 
 A prior is part of the model: its weights train with the encoder and decoder, so log p(x), the
-IWAE bound and bits/dim stay estimates of the model they describe. Each prior has `log_prob(z)`
-(float32 [...] nats for z float32 [..., Z]) and is drawn from by `sample(prior, n, seed, T)`.
+IWAE bound and bits/dim stay estimates of the model they describe.
 Temperature T scales the noise of a draw: z ~ N(0, T^2 I) for the standard normal; for the
 mixtures a component is picked as at T = 1 and z = m_c + T s_c eps (for the VampPrior m_c, s_c
 are q(z|u_c)'s, and with an IAF posterior z is its flow of that point); for the flow
@@ -24,16 +28,67 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.config import PRIORS
-from tfvae.models import flows, likelihoods, posteriors
+from tfvae.models import flows, gaussian, posteriors
 
 tfd = tfp.distributions
 
-_LOG_2PI = float(np.log(2 * np.pi))
+
+class StandardNormal(keras.layers.Layer):
+    """p(z) = N(0, I) over [latent_dim], float32; a draw at temperature T is T eps."""
+
+    def __init__(self, latent_dim: int, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.latent_dim = latent_dim
+        self.built = True  # no weights
+
+    def log_prob(self, z):
+        """log p(z), float32 [...] in nats, for z float32 [..., Z]."""
+        normal = tfd.MultivariateNormalDiag(loc=tf.zeros([self.latent_dim], tf.float32))
+        return normal.log_prob(tf.cast(z, tf.float32))
+
+    def sample(self, n, seed=None, temperature=1.0):
+        """float32 [n, Z]: T eps, eps ~ N(0, I) (Philox from seed int [2], or stateful);
+        T a number or float32 [Z], one per latent."""
+        eps = posteriors.standard_noise([n, self.latent_dim], seed)
+        return tf.cast(temperature, tf.float32) * eps
+
+    def call(self, z):
+        return self.log_prob(z)
 
 
-def standard_normal(latent_dim: int) -> tfd.Distribution:
+def standard_normal(latent_dim: int) -> StandardNormal:
     """N(0, I) over [latent_dim], float32."""
-    return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim], tf.float32))
+    return StandardNormal(latent_dim)
+
+
+class DistributionPrior:
+    """Any TFP distribution over [Z] as a prior (the VAE contract's `prior=`): its log_prob, and
+    draws at temperature T moved towards its mean, mean + T (z - mean)."""
+
+    def __init__(self, distribution):
+        self.distribution = distribution
+        self.latent_dim = int(distribution.event_shape[-1])
+        self.trainable_variables = list(distribution.trainable_variables)
+
+    def log_prob(self, z):
+        """log p(z), float32 [...] in nats, for z float32 [..., Z]."""
+        return tf.cast(self.distribution.log_prob(z), tf.float32)
+
+    def sample(self, n, seed=None, temperature=1.0):
+        """float32 [n, Z] (seed int [2] stateless, or None)."""
+        z = tf.cast(self.distribution.sample(n, seed=seed), tf.float32)
+        mean = tf.cast(self.distribution.mean(), tf.float32)
+        return mean + tf.cast(temperature, tf.float32) * (z - mean)
+
+
+def as_prior(prior, latent_dim: int):
+    """A VAE's prior with the interface: N(0, I) over [latent_dim] for None, a TFP distribution
+    wrapped in `DistributionPrior`, or the prior layer as it is."""
+    if prior is None:
+        return StandardNormal(latent_dim)
+    if isinstance(prior, tfd.Distribution):
+        return DistributionPrior(prior)
+    return prior
 
 
 def mixture_draws(logits, n, dims: int, seed):
@@ -69,12 +124,7 @@ class MixtureOfGaussians(keras.layers.Layer):
     def log_prob(self, z):
         """log p(z), float32 [...] in nats, for z float32 [..., Z]."""
         z = tf.cast(z, tf.float32)[..., None, :]  # [..., 1, Z]
-        scales = tf.exp(self.log_scales)
-        standardized = (z - self.means) / scales  # [..., C, Z]
-        per_component = -0.5 * tf.reduce_sum(tf.square(standardized), -1) - tf.reduce_sum(
-            self.log_scales, -1
-        )
-        per_component -= 0.5 * self.latent_dim * _LOG_2PI
+        per_component = gaussian.diagonal_log_prob(z, self.means, self.log_scales)  # [..., C]
         return tf.reduce_logsumexp(tf.nn.log_softmax(self.logits) + per_component, -1)
 
     def sample(self, n, seed=None, temperature=1.0):
@@ -104,7 +154,8 @@ class VampPrior(keras.layers.Layer):
     def __init__(self, encoder, components: int, image_size: int, **kwargs):
         super().__init__(dtype="float32", **kwargs)
         self.components, self.latent_dim = components, encoder.latent_dim
-        self._encode = encoder.__call__  # a bound method: Keras and checkpoints do not track it
+        call = encoder.__call__  # a bound method: Keras and checkpoints do not track it
+        self._encode = lambda x, training: posteriors.as_posterior(call(x, training=training))
         self.pseudo_input_logits = self.add_weight(
             shape=(components, image_size, image_size, 3),
             initializer=keras.initializers.RandomNormal(0, 1), name="pseudo_input_logits",
@@ -116,37 +167,26 @@ class VampPrior(keras.layers.Layer):
         return tf.sigmoid(self.pseudo_input_logits)
 
     def components_of(self):
-        """q(z|u_c) with batch [C]: a diagonal Gaussian, or an IAF posterior (`posteriors`)."""
+        """q(z|u_c) with batch [C], a `posteriors.Posterior` (a Gaussian, or an IAF)."""
         return self._encode(self.pseudo_inputs(), training=False)
 
     def log_prob(self, z):
-        """log p(z), float32 [...] in nats, for z float32 [..., Z]."""
+        """log p(z), float32 [...] in nats, for z float32 [..., Z] (exact for an IAF
+        posterior too: it inverts the flow)."""
         q = self.components_of()
         z = tf.cast(z, tf.float32)[..., None, :]  # [..., 1, Z]
-        if isinstance(q, posteriors.InverseAutoregressivePosterior):  # exact: inverts the flow
-            shape = tf.concat([tf.shape(z)[:-2], [self.components, self.latent_dim]], 0)
-            per_component = q.log_prob(tf.broadcast_to(z, shape))  # [..., C]
-        else:
-            loc, scale = tf.cast(q.loc, tf.float32), tf.cast(q.scale.diag, tf.float32)
-            standardized = (z - loc) / scale  # [..., C, Z]
-            per_component = -0.5 * tf.reduce_sum(tf.square(standardized), -1)
-            per_component -= tf.reduce_sum(tf.math.log(scale), -1)
-            per_component -= 0.5 * self.latent_dim * _LOG_2PI
+        shape = tf.concat([tf.shape(z)[:-2], [self.components, self.latent_dim]], 0)
+        per_component = q.log_prob(tf.broadcast_to(z, shape))  # [..., C]
         return tf.reduce_logsumexp(per_component, -1) - np.log(self.components)
 
     def sample(self, n, seed=None, temperature=1.0):
-        """float32 [n, Z]: c uniform over the pseudo-inputs, then z = m_c + T s_c eps (for an
-        IAF posterior, its flow of that point given u_c's context)."""
-        q = self.components_of()
+        """float32 [n, Z]: c uniform over the pseudo-inputs, then q(z|u_c)'s draw from the noise
+        T eps (z = m_c + T s_c eps; for an IAF posterior its flow of that point)."""
         component, eps = mixture_draws(
             tf.zeros([self.components]), n, self.latent_dim, _seed_or_random(seed)
         )
-        iaf = isinstance(q, posteriors.InverseAutoregressivePosterior)
-        base = q.base if iaf else q
-        loc, scale = tf.cast(base.loc, tf.float32), tf.cast(base.scale.diag, tf.float32)
-        noise = tf.cast(temperature, tf.float32) * tf.gather(scale, component) * eps
-        z = tf.gather(loc, component) + noise
-        return q.flow.forward(z, tf.gather(q.context, component))[0] if iaf else z
+        q = self._encode(tf.gather(self.pseudo_inputs(), component), training=False)  # batch [n]
+        return q.draw(tf.cast(temperature, tf.float32) * eps[None])[0][0]
 
     def call(self, z):
         return self.log_prob(z)
@@ -201,84 +241,3 @@ def describe(config) -> str:
         "flow": f"masked autoregressive flow ({config.flow_layers} MADEs of {config.flow_width} "
         "units) on N(0, I) over [latent_dim]",
     }[config.prior]
-
-
-def decoded_draws(model, n=None, seed=None, z=None, temperature=1.0):
-    """`model.sample`: point estimates of p(x|z) for n draws of model.prior at temperature T
-    (a number, or one per latent group top down: `latent_temperatures`), or for given codes
-    z [N, Z] (then T must be 1); float32 [N, H, W, C] in [0, 1]."""
-    if not min(_values(temperature)) > 0:
-        raise ValueError(f"Argument `temperature` is {temperature}; it must be > 0.")
-    if z is None:
-        z = sample(model.prior, n, seed, latent_temperatures(model, temperature))
-    elif _values(temperature) != [1.0]:
-        raise ValueError("Argument `temperature` applies to prior draws; scale a given z.")
-    return likelihoods.point_estimate(model.decode(z))
-
-
-def _values(temperature) -> list:
-    return list(temperature) if isinstance(temperature, (tuple, list)) else [temperature]
-
-
-def latent_temperatures(model, temperature):
-    """The temperature of each latent of a code [noise_dim], top group first: a number (every
-    group at it, returned as it is) or, from one T per latent group top down (a tuple, as
-    `group_slices`), float32 [noise_dim]. Raises ValueError (one line) for a tuple of another
-    length."""
-    if not isinstance(temperature, (tuple, list)):
-        return temperature
-    slices = model.group_slices()
-    if len(temperature) != len(slices):
-        raise ValueError(
-            f"temperature {':'.join(str(float(t)) for t in temperature)} gives "
-            f"{len(temperature)} value(s); "
-            f"the model has {len(slices)} latent group(s): give one T, or one per group "
-            "(top down, separated by ':')."
-        )
-    pairs = zip(slices, temperature, strict=True)
-    return tf.concat([tf.fill([stop - start], float(t)) for (start, stop), t in pairs], 0)
-
-
-def temperature_name(temperature) -> str:
-    """'1.0' of a number, '1.0_0.8_0.6' of one T per group: the T in keys and file names
-    (`samples_t{name}`)."""
-    return "_".join(str(float(t)) for t in _values(temperature))
-
-
-def with_lower_groups(model, top, seed=None, temperature=1.0):
-    """A whole code float32 [N, noise_dim] from the code of its top groups `top` [N, W] (W the
-    top group's latents, or the top g groups' together, `group_slices`): the groups below drawn
-    at temperature T, eps ~ N(0, T^2 I) (T a number, or one per latent group top down, of
-    which those of the groups in `top` are not used here; T = 0: each at its prior mean given
-    the groups above) from a seed folded out of `seed` (int [2], or None: stateful). A code
-    that is already whole is returned as it is. Raises ValueError (one line) when W does not
-    end at a group."""
-    top = tf.convert_to_tensor(top, tf.float32)
-    width = int(top.shape[-1])
-    if width == model.noise_dim:
-        return top
-    stops = [stop for _, stop in model.group_slices()]
-    if width not in stops:
-        raise ValueError(
-            f"A code of {width} latents does not end at a latent group; the groups end at "
-            f"{', '.join(map(str, stops))}."
-        )
-    rest = [tf.shape(top)[0], model.noise_dim - width]
-    if isinstance(temperature, (tuple, list)):  # one T per group: those below the given ones
-        below = temperature[stops.index(width) + 1 :]
-        scale = latent_temperatures(model, temperature)[width:]
-    else:
-        below, scale = [temperature], temperature
-    if all(isinstance(t, (int, float)) and t == 0 for t in below):
-        return tf.concat([top, tf.zeros(rest)], -1)  # no random op at all
-    if seed is not None:
-        seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1)
-    lower = tf.cast(scale, tf.float32) * posteriors.standard_noise(rest, seed)
-    return tf.concat([top, lower], -1)
-
-
-def sample(prior, n, seed=None, temperature=1.0):
-    """n draws of a prior at temperature T, float32 [n, Z] (seed: int [2] stateless, or None)."""
-    if isinstance(prior, (MixtureOfGaussians, VampPrior, FlowPrior)):
-        return prior.sample(n, seed, temperature)
-    return tf.cast(temperature, tf.float32) * prior.sample(n, seed=seed)

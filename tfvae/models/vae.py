@@ -13,132 +13,72 @@ import os
 import re
 import sys
 
-import keras
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-from tfvae.models import hierarchy, likelihoods, networks, objectives, posteriors, priors
-
-tfd = tfp.distributions
+from tfvae.models import base, hierarchy, networks, posteriors, priors
 
 
-standard_normal = priors.standard_normal  # N(0, I) over [latent_dim], float32
+class VAE(base.LatentVariableModel):
+    """Encoder + decoder + prior (default N(0, I) over `encoder.latent_dim`): one latent group.
 
-
-class VAE(keras.Model):
-    """Encoder + decoder + prior (default N(0, I) over `encoder.latent_dim`)."""
+    `encoder(x, training)` returns a Gaussian q(z|x) (a TFP multivariate normal, or a
+    `posteriors.Posterior` such as the IAF's); `prior` is None, a prior layer of `priors`, or any
+    TFP distribution over [Z].
+    """
 
     def __init__(self, encoder, decoder, prior=None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.decoder = decoder
-        self.prior = prior if prior is not None else standard_normal(encoder.latent_dim)
+        self.prior = priors.as_prior(prior, encoder.latent_dim)
 
-    def call(self, x, training=False):
-        return self.log_weights(x, 1, training=training)
-
-    @property
-    def noise_dim(self) -> int:
-        """Z: the standard-normal noise per sample that `terms_from_noise` takes."""
-        return self.encoder.latent_dim
-
-    @property
-    def top_dim(self) -> int:
-        """The code's top group: here the whole code (one group), Z."""
-        return self.noise_dim
-
-    @property
-    def top_prior(self) -> tfd.Distribution:
-        """The prior of the top group's codes [top_dim]: here the model's prior."""
-        return self.prior
-
-    def group_slices(self) -> list[tuple[int, int]]:
-        """[start, stop) of each latent group in the code: one group, [(0, Z)]."""
-        return [(0, self.noise_dim)]
-
-    def terms_from_noise(self, x, q, noise, training=False):
-        """log p(x|z), log p(z), log q(z|x), float32 [K, B] nats, for z = `posteriors.draw(q,
-        noise)`: q = encode(x), noise float32 [K, B, Z] (x as in `joint_terms`)."""
-        z, log_qz_x = posteriors.draw(q, noise)  # [K, B, Z], [K, B]
-        return self.joint_terms(x, q, z, training=training, log_qz_x=log_qz_x)
+    def group_sizes(self) -> list[int]:
+        """One group: the whole code, [Z]."""
+        return [self.encoder.latent_dim]
 
     def encode(self, x, training=False):
-        """x float32 [B, H, W, C] in [0, 1] -> q(z|x), batch [B], event [Z]."""
-        return self.encoder(x, training=training)
+        """x float32 [B, H, W, C] in [0, 1] -> q(z|x), a `posteriors.Posterior`, batch [B]."""
+        return posteriors.as_posterior(self.encoder(x, training=training))
 
     def decode(self, z, training=False):
         """z float32 [N, Z] -> p(x|z), batch [N], event [H, W, C] over [0, 1]."""
         return self.decoder(z, training=training)
 
-    def log_weight_terms(self, x, num_samples, training=False, seed=None, noise=None):
-        """The three terms of the log-weights, each float32 [K, B] in nats.
+    def terms_from_noise(self, x, q, noise, training=False):
+        """log p(x|z), log p(z), log q(z|x), each float32 [K, B] nats, for z = q.draw(noise).
 
-        Args:
-          x: float32 [B, H, W, C] in [0, 1].
-          num_samples: K, importance samples per example.
-          seed: int [2] stateless seed (None: TFP's stateful sampling).
-          noise: optional float32 [K, B, Z] standard-normal noise; z is then
-            `posteriors.draw(q, noise)` (the train step draws it outside the replicas and XLA,
-            so the loss is the same on any number of replicas and with or without
-            --jit_compile).
-
-        Returns:
-          {"log_px_z": log p(x|z_k), "log_pz": log p(z_k), "log_qz_x": log q(z_k|x)}.
+        x: float32 [B, H, W, C] in [0, 1], or [K, B, H, W, C] to score each sample at its own x
+        (the dequantized pixels of a density likelihood); q = encode(x); noise float32
+        [K, B, Z] standard normal.
         """
-        x = tf.convert_to_tensor(x, tf.float32)
-        q = self.encode(x, training=training)
-        if noise is None and isinstance(q, posteriors.InverseAutoregressivePosterior):
-            shape = tf.concat([[num_samples], tf.shape(q.base.loc)], 0)  # its own log q: 1 pass
-            noise = posteriors.standard_noise(shape, seed)
-        if noise is not None:
-            return self.terms_from_noise(x, q, noise, training)
-        z = q.sample(num_samples, seed=seed)  # [K, B, Z]
-        return self.joint_terms(x, q, z, training=training)
-
-    def joint_terms(self, x, q, z, training=False, log_qz_x=None):
-        """log p(x|z), log p(z), log q(z|x) for given z float32 [K, B, Z]: each float32 [K, B].
-
-        x is float32 [B, H, W, C], or [K, B, H, W, C] to score each sample at its own x (the
-        dequantized pixels of a density likelihood; q stays the one given). log_qz_x: q's
-        log-density of z when the caller has it already (`posteriors.draw`), else computed.
-        """
+        z, log_qz_x = q.draw(noise)  # [K, B, Z], [K, B]
         shape = tf.shape(z)
         decoded = self.decode(tf.reshape(z, [-1, shape[2]]), training=training)  # batch [K*B]
-        image_shape = tf.shape(x)[-3:]
-        x_tiled = tf.reshape(
-            tf.broadcast_to(x, tf.concat([shape[:2], image_shape], 0)),
-            tf.concat([[-1], image_shape], 0),
-        )  # [K*B, H, W, C]
-        log_px_z = tf.reshape(decoded.log_prob(x_tiled), shape[:2])
+        log_px_z = decoded.log_prob(base.tile_samples(x, shape[0]))
         return {
-            "log_px_z": tf.cast(log_px_z, tf.float32),
+            "log_px_z": tf.reshape(tf.cast(log_px_z, tf.float32), shape[:2]),
             "log_pz": tf.cast(self.prior.log_prob(z), tf.float32),
-            "log_qz_x": tf.cast(q.log_prob(z) if log_qz_x is None else log_qz_x, tf.float32),
+            "log_qz_x": tf.cast(log_qz_x, tf.float32),
         }
 
-    def log_weights(self, x, num_samples, training=False, seed=None, noise=None):
-        """log p(x|z_k) + log p(z_k) - log q(z_k|x), float32 [K, B] nats; x float32 [0, 1]."""
-        terms = self.log_weight_terms(x, num_samples, training, seed, noise)
-        return objectives.log_weights_from_terms(terms)
+    def walk(self, q=None, n=None) -> base.LatentWalk:
+        """The one group: the prior and q (None without q), then p(x|z) of the pushed z."""
+        return _OneGroupWalk(self, q)
 
-    def reconstruct(self, x):
-        """Point estimate of p(x|z) at the zero-noise code z (`posteriors.code`: the mean of a
-        diagonal q), float32 [B, H, W, C] in [0, 1]."""
-        return likelihoods.point_estimate(self.decode(posteriors.code(self.encode(x))))
 
-    def sample(self, n=None, seed=None, z=None, temperature=1.0):
-        """Images decoded from prior draws (or from given z [N, Z]), float32 [N, H, W, C] in [0, 1].
+class _OneGroupWalk(base.LatentWalk):
+    def __init__(self, model, q):
+        self.model, self.q, self.z = model, q, None
 
-        Each image is the point estimate of p(x|z) (see likelihoods.point_estimate).
+    def next_group(self):
+        """(the model's prior over [Z], q(z|x) or None)."""
+        return self.model.prior, self.q
 
-        Args:
-          n: number of prior draws (when z is None).
-          seed: int [2] stateless seed of the draws (None: stateful).
-          z: float32 [N, Z] codes to decode instead of drawing.
-          temperature: T > 0 scales the prior's noise (`priors.sample`): z ~ N(0, T^2 I) for the
-            default prior (NVAE samples at T < 1). Only for draws: with z given it must be 1.
-        """
-        return priors.decoded_draws(self, n, seed, z, temperature)
+    def push(self, z):
+        self.z = tf.convert_to_tensor(z, tf.float32)
+
+    def likelihood(self):
+        return self.model.decode(self.z)
 
 
 def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False):

@@ -23,7 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data
-from tfvae.models import posteriors, priors
 from tfvae.runtime import files
 from tfvae.samplers import KINDS, densities
 from tfvae.samplers.gaussian import check_shrinkage, shrunk_aggregate_posterior
@@ -48,7 +47,7 @@ def code_width(vae, groups: int) -> int:
             f"Flag `--groups` is {groups}; accepted: 0 (every group) or 1 to {len(slices)} "
             "(this run's latent groups, counted from the top)."
         )
-    return slices[groups - 1][1] if groups else vae.noise_dim
+    return slices[groups - 1][1] if groups else vae.latent_dim
 
 
 def latent_codes(config, vae, split: str, num_images: int, seed: int, groups: int = 1) -> dict:
@@ -61,10 +60,9 @@ def latent_codes(config, vae, split: str, num_images: int, seed: int, groups: in
     for a diagonal q). An IAF posterior has no closed-form moments: its draw stands for the
     mean, with scale 0, so `aggregate_posterior` gives the moments of the draws. For a
     hierarchy Z covers its top groups in code units: the top group alone has exact moments
-    (`posteriors.top_group`); below it each group's posterior depends on the draws above, so
-    one draw's code (`HierarchicalPosterior.code_of`) stands for the mean, with scale 0. A
-    sampler draws those groups and the prior the groups below them
-    (`priors.with_lower_groups`).
+    (`Posterior.top_group`); below it each group's posterior depends on the draws above, so
+    one draw's code (`Posterior.draw`) stands for the mean, with scale 0. A sampler draws
+    those groups and the prior the groups below them (`LatentVariableModel.with_lower_groups`).
     """
     own = config.train_size if split == "train" else config.val_size
     images = data.load_config_split(config, split, num_images or own, at_most=True)
@@ -74,7 +72,7 @@ def latent_codes(config, vae, split: str, num_images: int, seed: int, groups: in
     width = code_width(vae, groups)
     exact = width == vae.top_dim  # one Gaussian's moments, or one draw through the groups
     eps = tf.random.stateless_normal(
-        [count, width if exact else vae.noise_dim], [seed, 7], alg="philox"
+        [count, width if exact else vae.latent_dim], [seed, 7], alg="philox"
     )
     means, scales, draws, start = [], [], [], 0
     for batch in images.batch(_BATCH):
@@ -82,9 +80,9 @@ def latent_codes(config, vae, split: str, num_images: int, seed: int, groups: in
         count = int(batch["image"].shape[0])
         noise = eps[start : start + count]
         if exact:
-            mean, scale, z = (t.numpy() for t in posteriors.top_group(q, noise))
+            mean, scale, z = (t.numpy() for t in q.top_group(noise))
         else:
-            z = q.code_of(noise)[:, :width].numpy()
+            z = q.draw(noise[None])[0][0][:, :width].numpy()
             mean, scale = z, np.zeros_like(z)
         means.append(mean), scales.append(scale), draws.append(z)
         start += count
@@ -184,28 +182,28 @@ def fit(
 
 
 def sampler_codes(vae, sampler, count: int, seed, temperature=1.0):
-    """float32 [count, noise_dim]: `sampler`'s draws of the latents it was fitted to (a
+    """float32 [count, latent_dim]: `sampler`'s draws of the latents it was fitted to (a
     hierarchy's top group, or its top groups together), then the groups below from the prior
-    (`priors.with_lower_groups`). temperature: a number, every latent at it, or one T per latent
-    group top down, each of the sampler's groups at its own (its noise scaled per latent: the
-    Gaussian's m + T L eps, the flow's inverse of T u). seed: int [2]."""
+    (`LatentVariableModel.with_lower_groups`). temperature: a number, every latent at it, or
+    one T per latent group top down, each of the sampler's groups at its own (its noise scaled
+    per latent: the Gaussian's m + T L eps, the flow's inverse of T u). seed: int [2]."""
     scale = temperature
     if isinstance(temperature, (tuple, list)):
-        scale = priors.latent_temperatures(vae, temperature)[: sampler.dims]
+        scale = vae.latent_temperatures(temperature)[: sampler.dims]
     top = sampler.sample(count, seed, scale)
-    return priors.with_lower_groups(vae, top, seed, temperature)
+    return vae.with_lower_groups(top, seed, temperature)
 
 
 def code_draws(model_dir: str, name: str, vae, checkpoint: str):
-    """Where a tool's codes come from: `draw(n, seed, temperature)` -> float32 [n, noise_dim].
+    """Where a tool's codes come from: `draw(n, seed, temperature)` -> float32 [n, latent_dim].
 
-    name: 'prior' (the model's own prior, `priors.sample`) or a sampler fitted on the run
+    name: 'prior' (the model's own prior's `sample`) or a sampler fitted on the run
     (`load`: refused with one line if missing or fitted on another checkpoint), drawn by
-    `sampler_codes` (a temperature may give one T per group, `priors.latent_temperatures`).
+    `sampler_codes` (a temperature may give one T per group, `latent_temperatures`).
     """
     if name == "prior":
-        return lambda n, seed, temperature=1.0: priors.sample(
-            vae.prior, n, seed, priors.latent_temperatures(vae, temperature)
+        return lambda n, seed, temperature=1.0: vae.prior.sample(
+            n, seed, vae.latent_temperatures(temperature)
         )
     sampler = load(model_dir, name, checkpoint)[0]
     return lambda n, seed, temperature=1.0: sampler_codes(vae, sampler, n, seed, temperature)

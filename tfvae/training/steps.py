@@ -44,8 +44,9 @@ def training_objective(config, terms: dict, q, noise, kl_weight) -> tf.Tensor:
     if config.free_bits > 0:
         # log q_d(z_d|x) - log p_d(z_d) of the diagonal q and the N(0, I) prior, per dimension:
         # -eps^2 / 2 - log s_d + z_d^2 / 2 with z = m + s eps.
-        scale = tf.cast(q.stddev(), tf.float32)  # [B, Z]
-        z = tf.cast(q.mean(), tf.float32) + scale * noise  # [K, B, Z]
+        moments = q.moments()
+        scale = tf.cast(moments["scale"], tf.float32)  # [B, Z]
+        z = tf.cast(moments["loc"], tf.float32) + scale * noise  # [K, B, Z]
         per_dimension = tf.reduce_mean(
             -0.5 * tf.square(noise) - tf.math.log(scale) + 0.5 * tf.square(z), axis=0
         )  # [B, Z]
@@ -211,7 +212,7 @@ class Steps:
     def _terms(self, images, noise, uniform, training, vae=None):
         """(log-weight terms [K, B], q(z|x)) of uint8 images [B, H, W, C] given the noise.
 
-        noise: float32 [K, B, model.noise_dim] latent noise; uniform: float32 [K, B, H, W, C] in
+        noise: float32 [K, B, model.latent_dim] latent noise; uniform: float32 [K, B, H, W, C] in
         [0, 1) for a density likelihood (scored at (v + u) / 256), else None; vae: the model
         (default the trained one).
         """
@@ -287,7 +288,7 @@ class Steps:
         # Philox differs from TF's kernels): a replica's loss depends on its examples only.
         config = self.config
         noise = tf.random.stateless_normal(
-            [config.k, config.batch_size, self.model.noise_dim], seed, alg="philox"
+            [config.k, config.batch_size, self.model.latent_dim], seed, alg="philox"
         )  # [K, B, Z], Z the model's noise per sample
         uniform = self._uniform([config.k, config.batch_size], seed)  # [K, B, H, W, C] or None
         stop = tf.zeros([]) if stop is None else tf.cast(stop, tf.float32)
@@ -329,7 +330,7 @@ class Steps:
     def _replica_eval_step(self, batch, seed):
         # Each example's noise derives from (seed, its index): the same on any replica layout.
         config = self.config
-        noise = evaluate.per_example_noise(seed, batch["index"], config.k, self.model.noise_dim)
+        noise = evaluate.per_example_noise(seed, batch["index"], config.k, self.model.latent_dim)
         uniform = None
         if likelihoods.is_density(config.likelihood):
             shape = tf.shape(batch["image"])[1:]

@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from tfvae import config as config_lib
 from tfvae import data
-from tfvae.models import priors
 from tfvae.models import vae as model
 from tfvae.runtime import cluster
 from tfvae.runtime.files import DirectoryLock
@@ -147,9 +146,7 @@ def _train(run: _Run, stop, max_steps) -> dict:
     shown = next(iter(run.val_data.batch(NUM_SHOWN).take(1)))["image"]
 
     def prior_draws():  # [2 NUM_SHOWN, Z] from fixed noise; a learned prior's as it is now
-        return priors.sample(
-            steps.eval_model.prior, NUM_SHOWN * 2, [config.seed, 1], config.temperature
-        )
+        return steps.eval_model.prior.sample(NUM_SHOWN * 2, [config.seed, 1], config.temperature)
 
     images = run.train_data.map(lambda ex: ex["image"])
     batches = loop.train_batches(
@@ -178,12 +175,12 @@ def _train(run: _Run, stop, max_steps) -> dict:
 def _describe(config, steps: Steps, compute: str, role: cluster.Role) -> str:
     m = steps.model
     prior_parameters = sum(
-        int(tf.size(v)) for v in getattr(m.prior, "trainable_variables", ())
+        int(tf.size(v)) for v in m.prior.trainable_variables
     )  # fmt: skip
     if config.architecture == "hierarchical":
         model = (
             f"hierarchical VAE, latent groups {config.latent_groups} of {config.latent_channels} "
-            f"channels ({m.noise_dim} latents), width {config.width}"
+            f"channels ({m.latent_dim} latents), width {config.width}"
         )
     else:
         model = (
