@@ -16,26 +16,27 @@ import pytest
 from tests.factory import main_of, run_command
 from tfvae import config as config_lib
 from tfvae.experiments import report, reproduce
+from tfvae.experiments.plan import Evaluation, Plan, Step
 
 
 def test_plan_trains_each_distinct_setting_once(tmp_path):
     base = config_lib.Config(dataset="builtin", k=1)
-    plan = reproduce.Plan(base, str(tmp_path))
+    plan = Plan(base, str(tmp_path))
     assert list(plan.runs) == ["vae_deconv", "vae_nearest", "vae_bilinear", "iwae5_deconv"]
     assert (plan.vae, plan.iwae) == ("vae_deconv", "iwae5_deconv")  # step 1's deconv is reused
-    plan = reproduce.Plan(dataclasses.replace(base, k=5), str(tmp_path), iwae_k=5)
+    plan = Plan(dataclasses.replace(base, k=5), str(tmp_path), iwae_k=5)
     assert sorted(plan.runs) == ["iwae5_bilinear", "iwae5_deconv", "iwae5_nearest", "vae_deconv"]
-    assert len(reproduce.Plan(dataclasses.replace(base, k=3), str(tmp_path)).runs) == 5
+    assert len(Plan(dataclasses.replace(base, k=3), str(tmp_path)).runs) == 5
     trains = [s.key for s in plan.steps if s.key.startswith("train")]
     assert len(trains) == 4
     with pytest.raises(ValueError, match="--iwae_k"):
-        reproduce.Plan(base, str(tmp_path), iwae_k=1)
+        Plan(base, str(tmp_path), iwae_k=1)
     with pytest.raises(ValueError, match="Flag `--eval_k` is 0; it must be >= 1"):
-        reproduce.Evaluation(k=0)
+        Evaluation(k=0)
     with pytest.raises(ValueError, match="--quality_num_images"):
-        reproduce.Evaluation(quality_num_images=1)
+        Evaluation(quality_num_images=1)
     with pytest.raises(ValueError, match="--quality_temperature"):
-        reproduce.Evaluation(temperatures=(1.0, 0.0))
+        Evaluation(temperatures=(1.0, 0.0))
 
 
 def test_fingerprint_follows_flagfile_content_and_dependencies(tmp_path):
@@ -55,7 +56,7 @@ class _StubPlan:
     def __init__(self, output_dir, commands):
         self.output_dir, self.best = output_dir, None
         self.steps = [
-            reproduce.Step(key, lambda p, c=code: ["python", "-c", c],
+            Step(key, lambda p, c=code: ["python", "-c", c],
                            lambda p, k=key: [os.path.join(output_dir, k)], deps)
             for key, code, deps in commands
         ]  # fmt: skip
@@ -277,7 +278,7 @@ def test_readme_section_is_replaced_with_the_report_and_its_figures(tmp_path):
 
 def test_a_run_trained_with_other_flags_is_refused_before_anything_is_written(tmp_path):
     base = config_lib.Config(dataset="builtin", k=1, latent_dim=8)
-    plan = reproduce.Plan(base, str(tmp_path))
+    plan = Plan(base, str(tmp_path))
     saved = os.path.join(plan.runs["vae_nearest"].model_dir, "config.json")
     config_lib.save(dataclasses.replace(plan.runs["vae_nearest"].config, latent_dim=4), saved)
     with pytest.raises(ValueError, match="vae_nearest was trained with other flags.*latent_dim"):
@@ -303,8 +304,8 @@ def _findings_with_a_reference(tmp_path, reference_metrics, reference_config=Non
     tmp_path.mkdir(parents=True, exist_ok=True)
     flagfile = tmp_path / "h.flags"
     flagfile.write_text("--architecture=hierarchical\n")
-    evaluation = reproduce.Evaluation(sampler="flow", temperatures=(1.0, 0.7))
-    plan = reproduce.Plan(base, str(tmp_path), evaluation, reference_flagfiles=[str(flagfile)])
+    evaluation = Evaluation(sampler="flow", temperatures=(1.0, 0.7))
+    plan = Plan(base, str(tmp_path), evaluation, reference_flagfiles=[str(flagfile)])
     plan.best = "iwae5_deconv"
     hierarchy = reference_config or dataclasses.replace(
         base, architecture="hierarchical", latent_groups="4:1,8:2", latent_channels=8

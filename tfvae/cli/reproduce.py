@@ -51,11 +51,12 @@ define.string("readme_figures", "docs/figures/reproduce", "Where --readme's figu
 
 def _main(FLAGS) -> int | None:
     from tfvae.experiments import report, reproduce
+    from tfvae.experiments.plan import Evaluation, Plan
     from tfvae.runtime import files
 
     temperatures = common.float_list(FLAGS, "quality_temperature", 0.0)
     try:
-        evaluation = reproduce.Evaluation(
+        evaluation = Evaluation(
             k=FLAGS.eval_k,
             num_images=FLAGS.eval_num_images,
             batch_size=FLAGS.eval_batch_size,
@@ -68,7 +69,7 @@ def _main(FLAGS) -> int | None:
             inception_weights=FLAGS.inception_weights,
             sampler=FLAGS.sampler,
         )
-        plan = reproduce.Plan(
+        plan = Plan(
             config_lib.from_flags(FLAGS),
             FLAGS.output_dir,
             evaluation,
