@@ -430,3 +430,9 @@ def test_a_sampler_of_several_groups_draws_each_at_its_own_temperature():
         store.sampler_codes(ThreeGroups, top_two, 2000, seed, 0.5).numpy()[:, :5],
         mean + 0.5 * (at_one[:, :5] - mean), atol=1e-5,
     )  # fmt: skip
+
+
+def test_the_table_of_kinds_fits_and_loads_every_sampler_the_commands_name():
+    from tfvae.samplers import KINDS, kinds
+
+    assert tuple(kinds.TABLE) == KINDS
