@@ -25,9 +25,9 @@ class Options:
     components: int = 20  # gmm
     principal_dims: int = 0  # gmm; 0 = the mixture in every direction
     shrinkage: float | str = 0.0  # gaussian: a share in [0, 1] or "auto" (checked before)
-    flow_layers: int = 4  # flow: MADE layers
-    flow_width: int = 128  # flow: hidden units per MADE layer
-    flow_epochs: int = 50  # flow: passes over the codes
+    sampler_flow_layers: int = 4  # flow: MADE layers
+    sampler_flow_width: int = 128  # flow: hidden units per MADE layer
+    sampler_flow_epochs: int = 50  # flow: passes over the codes
     log: Callable | None = None  # flow: log(epoch, held-out nats per code) after each epoch
 
 
@@ -124,14 +124,14 @@ def fit_flow(train_codes: dict, held_out: dict, options: Options):
     from tfvae.samplers import flow as flow_lib
 
     network, history = flow_lib.fit_flow(
-        train_codes["draws"], held_out["draws"], options.flow_layers, options.flow_width,
-        options.flow_epochs, options.seed, options.log,
+        train_codes["draws"], held_out["draws"], options.sampler_flow_layers,
+        options.sampler_flow_width, options.sampler_flow_epochs, options.seed, options.log,
     )  # fmt: skip
     settings = {
         "latent_dim": int(train_codes["draws"].shape[1]),
-        "flow_layers": options.flow_layers,
-        "flow_width": options.flow_width,
-        "flow_epochs": options.flow_epochs,
+        "flow_layers": options.sampler_flow_layers,  # sampler.json's keys, as before the rename
+        "flow_width": options.sampler_flow_width,
+        "flow_epochs": options.sampler_flow_epochs,
         "best_epoch": int(np.argmax(history)) + 1,
     }
     return densities.Flow(network), settings

@@ -98,9 +98,9 @@ def fit(
     held_out: dict,
     seed: int = 0,
     components: int = 20,
-    flow_layers: int = 4,
-    flow_width: int = 128,
-    flow_epochs: int = 50,
+    sampler_flow_layers: int = 4,
+    sampler_flow_width: int = 128,
+    sampler_flow_epochs: int = 50,
     log=None,
     shrinkage=0.0,
     principal_dims: int = 0,
@@ -116,7 +116,14 @@ def fit(
     if kind not in kinds.TABLE:
         raise ValueError(f"Flag `--sampler` is {kind!r}; it must be one of {', '.join(KINDS)}.")
     options = kinds.Options(
-        seed, components, principal_dims, shrinkage, flow_layers, flow_width, flow_epochs, log
+        seed,
+        components,
+        principal_dims,
+        shrinkage,
+        sampler_flow_layers,
+        sampler_flow_width,
+        sampler_flow_epochs,
+        log,
     )
     return kinds.TABLE[kind].fit(train_codes, held_out, options)
 
