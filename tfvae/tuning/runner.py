@@ -9,9 +9,9 @@ import os
 
 import keras_tuner as kt
 
+from tfvae.runtime import files
 from tfvae.tuning import results
 from tfvae.tuning.distributed import role
-from tfvae.tuning.results import read_json, write_json
 from tfvae.tuning.space import Settings, hyperparameters, parse_search
 from tfvae.tuning.tuner import OBJECTIVE, Tuner
 
@@ -23,7 +23,7 @@ def check_settings(tune_dir: str, settings: Settings, write: bool) -> None:
     """Refuses a tune_dir holding another search (one line listing the differing entries);
     writes search.json on a new search when `write`."""
     path = os.path.join(tune_dir, SETTINGS)
-    saved = read_json(path)
+    saved = files.read_json(path, default=None)
     if saved is not None:
         differing = settings.differences(saved)
         if differing:
@@ -32,7 +32,7 @@ def check_settings(tune_dir: str, settings: Settings, write: bool) -> None:
                 f"saved ones. Differing: {'; '.join(differing)}."
             )
     elif write:
-        write_json(path, dataclasses.asdict(settings))
+        files.write_json(path, dataclasses.asdict(settings))
 
 
 def make_oracle(tuner: str, entries, base, max_trials: int, factor: int = 3, max_failures=3):
