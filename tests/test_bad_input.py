@@ -8,9 +8,11 @@ import pathlib
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 
 from tests.factory import tiny_config_for
+from tfvae.cli import common
 from tfvae.data import celeba
 from tfvae.training import train
 
@@ -65,6 +67,66 @@ def test_a_bad_value_is_one_line_naming_flag_value_and_what_is_accepted(
         + captured.err.split("accepted: ")[1].strip()
     ]
     assert os.listdir(tmp_path) == []  # nothing written
+
+
+LIST_FLAGS = [
+    (command, name)
+    for command in _commands()
+    for definitions in [importlib.import_module(f"tfvae.cli.{command}").FLAG_DEFINITIONS]
+    for name in definitions
+    if isinstance(definitions[name].parser, flags.BaseListParser)
+]
+
+
+REQUIRED_LISTS = [
+    (command, name)
+    for command, name in LIST_FLAGS
+    if importlib.import_module(f"tfvae.cli.{command}").FLAG_DEFINITIONS[name].default is None
+]
+
+
+def test_the_list_flags_of_every_command_are_checked():
+    assert set(REQUIRED_LISTS) == {
+        ("compare_upsampling", "model_dirs"),
+        ("loss_curves", "model_dirs"),
+    }
+    assert {
+        ("benchmark", "ks"), ("compare_upsampling", "model_dirs"), ("interpolate", "indices"),
+        ("loss_curves", "model_dirs"), ("reproduce", "quality_temperature"),
+        ("sample_quality", "samplers"), ("traverse", "dims"),
+    } <= set(LIST_FLAGS)  # fmt: skip
+
+
+@pytest.mark.parametrize("command,name", LIST_FLAGS)
+def test_an_empty_list_flag_is_one_line_unless_empty_is_its_default(
+    command, name, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    module = importlib.import_module(f"tfvae.cli.{command}")
+    definitions = module.FLAG_DEFINITIONS
+    argv = [f"tfvae-{command}", f"--{name}="]
+    if "model_dir" in definitions:  # a required flag of its own, so the list is what is refused
+        argv.append(f"--model_dir={tmp_path / 'no_run'}")
+    if definitions[name].default == []:  # empty is the default: the same as leaving it out
+        assert common.parse(argv, definitions)[name].value == []
+        return
+    code = module.main(argv)
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: Flag `--{name}` is empty; accepted: one or more comma-separated values"
+    )
+    assert os.listdir(tmp_path) == []  # nothing written
+
+
+@pytest.mark.parametrize("command,name", REQUIRED_LISTS)
+def test_a_missing_required_list_flag_is_one_line(command, name, capsys):
+    code = importlib.import_module(f"tfvae.cli.{command}").main([f"tfvae-{command}"])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.err.strip().splitlines() == [
+        f"error: Flag `--{name}` is required."
+    ]
 
 
 def _folder(path: pathlib.Path, count: int) -> pathlib.Path:

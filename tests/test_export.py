@@ -43,7 +43,7 @@ TRAINED = "trained_bfloat16"
 
 SAMPLED = {  # exports/sampler_NAME: `sample` from a sampler fitted on the trained run
     "gmm": ["--components=2"],
-    "flow": ["--flow_epochs=1", "--flow_width=8", "--flow_layers=2"],
+    "flow": ["--sampler_flow_epochs=1", "--sampler_flow_width=8", "--sampler_flow_layers=2"],
 }
 
 # Runs in a fresh interpreter where tfvae and TFP cannot be imported: every signature of every

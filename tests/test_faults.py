@@ -91,6 +91,18 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_good_one_and_resumes(
     assert metrics and tf.train.latest_checkpoint(model_dir).endswith("ckpt-8")
 
 
+def test_read_json_gives_the_default_only_for_a_missing_file(tmp_path):
+    missing, broken = str(tmp_path / "missing.json"), tmp_path / "broken.json"
+    assert files.read_json(missing, default=None) is None
+    assert files.read_json(missing, default={}) == {}
+    with pytest.raises(FileNotFoundError):
+        files.read_json(missing)
+    broken.write_text("{")
+    with pytest.raises(ValueError, match="broken.json is not valid JSON"):
+        files.read_json(str(broken), default={})
+    assert files.read_json(files.write_json(missing, {"a": 1}), default=None) == {"a": 1}
+
+
 def test_a_broken_config_json_names_the_file_and_that_the_run_cannot_be_restored(tmp_path, capsys):
     path = tmp_path / "config.json"
     path.write_text('{\n  "k": 5,\n  "width":\n')  # a truncated file

@@ -166,12 +166,17 @@ def test_fit_sampler_writes_a_whole_directory_that_every_later_checkpoint_refuse
     train.train_and_evaluate(config, str(model_dir))
     for args in (
         ["--sampler=gmm", "--components=3"],
-        ["--sampler=flow", "--flow_epochs=2", "--flow_width=8"],
+        ["--sampler=flow", "--sampler_flow_epochs=2", "--sampler_flow_width=8"],
         ["--sampler=gaussian"],
         ["--sampler=gaussian", "--shrinkage=auto", "--name=shrunk"],
     ):
         result = run_command("fit_sampler", f"--model_dir={model_dir}", *args)
         assert result.returncode == 0, result.stderr[-2000:]
+    # --flow_width names the model's flow, a training setting of the run: never the sampler's
+    clash = run_command(
+        "fit_sampler", f"--model_dir={model_dir}", "--sampler=flow", "--flow_width=8"
+    )
+    assert clash.returncode == 1 and "--flow_width=8 (given) vs 128" in clash.stderr
     shrunk = json.loads((model_dir / "samplers" / "shrunk" / "sampler.json").read_text())
     assert shrunk["settings"]["shrinkage_from"] == "ledoit_wolf"
     assert 0 <= shrunk["settings"]["shrinkage"] <= 1 and shrunk["sampler"] == "gaussian"
@@ -426,3 +431,9 @@ def test_a_sampler_of_several_groups_draws_each_at_its_own_temperature():
         store.sampler_codes(ThreeGroups, top_two, 2000, seed, 0.5).numpy()[:, :5],
         mean + 0.5 * (at_one[:, :5] - mean), atol=1e-5,
     )  # fmt: skip
+
+
+def test_the_table_of_kinds_fits_and_loads_every_sampler_the_commands_name():
+    from tfvae.samplers import KINDS, kinds
+
+    assert tuple(kinds.TABLE) == KINDS

@@ -137,6 +137,21 @@ def _parse_into(fv: flags.FlagValues, args: list[str], program: str) -> None:
         raise UsageError(str(error).splitlines()[0]) from None
     except flags.Error as error:
         raise UsageError(str(error).splitlines()[0]) from None
+    _refuse_empty_lists(fv)
+
+
+def _refuse_empty_lists(fv: flags.FlagValues) -> None:
+    """A list flag given empty (`--model_dirs=`) is refused in one line, unless an empty list
+    is its default (then empty means the default, as for `--dims`)."""
+    for name in fv:
+        flag = fv[name]
+        if not isinstance(flag.parser, flags.BaseListParser) or flag.value != []:
+            continue
+        if flag.present and flag.default != []:
+            default = f" (without it: {','.join(flag.default)})" if flag.default else ""
+            raise UsageError(
+                f"Flag `--{name}` is empty; accepted: one or more comma-separated values{default}."
+            )
 
 
 def parse(

@@ -31,10 +31,18 @@ define.integer(
     "Gaussian along the rest (0 = the mixture in every direction; for many latents, as a "
     "hierarchy's every group with --groups=0).", lower_bound=0,
 )  # fmt: skip
-define.integer("flow_layers", 4, "flow: MADE layers.", lower_bound=1)
-define.integer("flow_width", 128, "flow: hidden units per MADE layer.", lower_bound=2)
-define.integer("flow_epochs", 50, "flow: passes over the codes (the best held-out one is kept).",
-               lower_bound=1)  # fmt: skip
+define.integer(
+    "sampler_flow_layers", 4, "flow: MADE layers of the sampler (the model's own flow is "
+    "--flow_layers, a training setting).", lower_bound=1,
+)  # fmt: skip
+define.integer(
+    "sampler_flow_width", 128, "flow: hidden units per MADE layer of the sampler (the model's "
+    "own is --flow_width).", lower_bound=2,
+)  # fmt: skip
+define.integer(
+    "sampler_flow_epochs", 50, "flow: passes over the codes (the best held-out one is kept).",
+    lower_bound=1,
+)  # fmt: skip
 define.integer(
     "num_images", 0, "Training images encoded (0 = those the run trained on).", lower_bound=0
 )
@@ -96,12 +104,13 @@ def _main(FLAGS) -> int | None:
           f"({width} latents per code)")  # fmt: skip
 
     def progress(epoch, score):
-        print(f"flow epoch {epoch}/{FLAGS.flow_epochs}: validation codes {score:.3f} nats/code",
-              flush=True)  # fmt: skip
+        epochs = FLAGS.sampler_flow_epochs
+        print(f"flow epoch {epoch}/{epochs}: validation codes {score:.3f} nats/code", flush=True)
 
     sampler, settings = store.fit(
-        FLAGS.sampler, train_codes, held_out, FLAGS.seed, FLAGS.components, FLAGS.flow_layers,
-        FLAGS.flow_width, FLAGS.flow_epochs, progress, shrinkage, FLAGS.principal_dims,
+        FLAGS.sampler, train_codes, held_out, FLAGS.seed, FLAGS.components,
+        FLAGS.sampler_flow_layers, FLAGS.sampler_flow_width, FLAGS.sampler_flow_epochs, progress,
+        shrinkage, FLAGS.principal_dims,
     )  # fmt: skip
     scores = {
         split: store.mean_log_density(sampler, codes["draws"])
@@ -122,7 +131,9 @@ def _main(FLAGS) -> int | None:
     print(f"written to {path}")
 
 
-main = common.command(FLAG_DEFINITIONS, _main, __doc__, reads_run=True)
+# --flow_layers and --flow_width are the model's (a flagfile's training settings): no aliases.
+ALIASES = {"flow_epochs": "sampler_flow_epochs"}
+main = common.command(FLAG_DEFINITIONS, _main, __doc__, reads_run=True, aliases=ALIASES)
 
 
 def run() -> None:

@@ -8,7 +8,6 @@ export's metadata. Nothing here runs a model.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -18,17 +17,10 @@ import numpy as np
 
 from tfvae import config as config_lib
 from tfvae.evaluation.codecs import NAMES, verdict
-from tfvae.runtime.files import PER_EXAMPLE_FILE, write_atomically
+from tfvae.runtime.files import PER_EXAMPLE_FILE, read_json, write_atomically
 
 CLEAR = 2.0  # a difference is called one only beyond this many standard errors
 FLAT_SHARE = 0.05  # flattened: the last quarter of epochs gained under this share of the fall
-
-
-def _read_json(path: str) -> dict:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
 
 
 def _minutes(seconds) -> str:
@@ -63,13 +55,13 @@ class Findings:
             for r in plan.runs.values()
             if r.role == "reference"
         ]:
-            numbers = _read_json(path)
+            numbers = read_json(path, default={})
             for label, value in numbers.get("checkerboard_mean_and_standard_error", {}).items():
                 self.checkerboard[label.rsplit("(", 1)[-1].rstrip(")")] = value
             self.data_checkerboard = self.data_checkerboard or numbers.get(
                 "data_checkerboard_mean_and_standard_error"
             )
-        self.curves = _read_json(os.path.join(plan.figures_dir, "loss_curves.json"))
+        self.curves = read_json(os.path.join(plan.figures_dir, "loss_curves.json"), default={})
 
     def train_seconds(self, name: str):
         return self.state["steps"].get(f"train {name}", {}).get("seconds")
@@ -443,8 +435,8 @@ def _comparisons(f: Findings) -> list[str]:
 def _best_run(f: Findings) -> list[str]:
     """The report's sections 3.2 and 3.3 and the prior samples, all of the best run."""
     best, plan = f.plan.best, f.plan
-    factors = _read_json(plan.figure(best, "traversal.json")).get("best_factor", {})
-    changes = _read_json(plan.figure(best, "interpolation.json"))
+    factors = read_json(plan.figure(best, "traversal.json"), default={}).get("best_factor", {})
+    changes = read_json(plan.figure(best, "interpolation.json"), default={})
     changes = changes.get("mean_abs_change_between_frames", {})
     sections = [
         "## Latent traversals (the report's section 3.2)",
@@ -593,8 +585,9 @@ def _closing(f: Findings, metadata: dict) -> list[str]:
 def write_report(plan, state: dict, command: str, path: str) -> str:
     """Writes REPORT.md for a finished plan (every step done) atomically; returns its text."""
     f = Findings(plan, state)
-    metadata = _read_json(
-        os.path.join(plan.output_dir, "export", "1", "assets.extra", "tfvae_export.json")
+    metadata = read_json(
+        os.path.join(plan.output_dir, "export", "1", "assets.extra", "tfvae_export.json"),
+        default={},
     )
     sections = _header(f, command, metadata.get("versions", {}))
     sections += _comparisons(f) + _best_run(f) + _reference_runs(f) + _closing(f, metadata)

@@ -93,10 +93,20 @@ def write_json(path: str, value) -> str:
     return write_atomically(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
-def read_json(path: str):
-    """The JSON value at `path`; a broken file raises ValueError naming it (one line)."""
-    with open(path) as f:
-        text = f.read()
+_REQUIRED = object()  # read_json's default: a missing file is an error
+
+
+def read_json(path: str, default=_REQUIRED):
+    """The JSON value at `path`, or `default` when there is no such file (without a default, a
+    missing file raises FileNotFoundError); a broken file raises ValueError naming it (one line).
+    """
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        if default is _REQUIRED:
+            raise
+        return default
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -110,7 +120,7 @@ def merge_metrics(path: str, metrics: dict) -> dict:
 
     Keys already there and not in `metrics` are kept. Returns the merged object.
     """
-    merged = read_json(path) if os.path.exists(path) else {}
+    merged = read_json(path, default={})
     merged.update(metrics)
     write_json(path, merged)
     return merged

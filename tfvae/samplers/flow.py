@@ -47,8 +47,8 @@ def fit_flow(codes, held_out, layers: int, width: int, epochs: int, seed: int, l
             log(epoch + 1, history[-1])
     if best[1] is None:
         raise ValueError(
-            "The flow's held-out log-density was never finite; try a smaller --flow_width or "
-            "--flow_layers, or another --seed."
+            "The flow's held-out log-density was never finite; try a smaller "
+            "--sampler_flow_width or --sampler_flow_layers, or another --seed."
         )
     for variable, value in zip(flow.weights, best[1], strict=True):
         variable.assign(value)

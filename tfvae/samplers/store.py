@@ -24,8 +24,8 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae.runtime import files
-from tfvae.samplers import KINDS, densities
-from tfvae.samplers.gaussian import check_shrinkage, shrunk_aggregate_posterior
+from tfvae.samplers import KINDS, kinds
+from tfvae.samplers.gaussian import check_shrinkage
 
 SAMPLERS_DIR = "samplers"
 INFO_FILE = "sampler.json"
@@ -96,9 +96,9 @@ def fit(
     held_out: dict,
     seed: int = 0,
     components: int = 20,
-    flow_layers: int = 4,
-    flow_width: int = 128,
-    flow_epochs: int = 50,
+    sampler_flow_layers: int = 4,
+    sampler_flow_width: int = 128,
+    sampler_flow_epochs: int = 50,
     log=None,
     shrinkage=0.0,
     principal_dims: int = 0,
@@ -111,74 +111,19 @@ def fit(
     Returns (sampler, settings): settings are the JSON-ready hyper-parameters it was fitted with.
     """  # fmt: skip
     shrinkage = check_shrinkage(shrinkage, kind)
-    if kind == "gaussian":
-        mean, covariance, used = shrunk_aggregate_posterior(
-            train_codes["means"], train_codes["scales"], shrinkage
-        )
-        settings = {}  # exact moments: no settings, as before shrinkage existed
-        if shrinkage == "auto":
-            settings = {"shrinkage": used, "shrinkage_from": "ledoit_wolf"}
-        elif used:
-            settings = {"shrinkage": used}
-        try:
-            return densities.gaussian(mean, covariance), settings
-        except np.linalg.LinAlgError:  # draws (scale 0) span fewer dimensions than they have
-            count, dims = train_codes["draws"].shape
-            shrink = "--shrinkage=auto" if shrinkage == 0 else f"a --shrinkage above {used:.3g}"
-            raise ValueError(
-                f"The {count} training codes of {dims} latents have a singular covariance; "
-                "--sampler=gaussian needs more codes than latents (--num_images) or fewer "
-                f"--groups, or {shrink}; gmm and flow regularise."
-            ) from None
-    if kind == "gmm":
-        from sklearn.mixture import GaussianMixture
-
-        draws = train_codes["draws"].astype(np.float64)
-        if components > len(draws):
-            raise ValueError(
-                f"Flag `--components` is {components}; it must be at most the "
-                f"{len(draws)} training codes."
-            )
-        dims = draws.shape[1]
-        if not 0 <= principal_dims <= dims:
-            raise ValueError(
-                f"Flag `--principal_dims` is {principal_dims}; accepted: 0 (the mixture in every "
-                f"direction) to {dims} (the latents of these codes)."
-            )
-        subspace, settings = {}, {"components": components}
-        if 0 < principal_dims < dims:  # the mixture along the top directions, a Gaussian beyond
-            center = draws.mean(0)
-            variances, basis = np.linalg.eigh(np.cov(draws, rowvar=False, bias=True))
-            order = np.argsort(variances)[::-1]
-            variances, basis = variances[order], basis[:, order]
-            draws = (draws - center) @ basis[:, :principal_dims]
-            explained = float(variances[:principal_dims].sum() / variances.sum())
-            settings.update(principal_dims=principal_dims, variance_explained=explained)
-            residual = np.maximum(variances[principal_dims:], 1e-6)  # as EM's reg_covar
-            subspace = {"basis": basis, "center": center, "residual_variances": residual}
-        mixture = GaussianMixture(
-            components, covariance_type="full", reg_covar=1e-6, max_iter=500, random_state=seed
-        ).fit(draws)
-        sampler = densities.GaussianMixture(
-            mixture.weights_, mixture.means_, mixture.covariances_, **subspace
-        )
-        return sampler, {**settings, "converged": bool(mixture.converged_)}
-    if kind == "flow":
-        from tfvae.samplers import flow as flow_lib
-
-        network, history = flow_lib.fit_flow(
-            train_codes["draws"], held_out["draws"], flow_layers, flow_width, flow_epochs, seed,
-            log,
-        )  # fmt: skip
-        settings = {
-            "latent_dim": int(train_codes["draws"].shape[1]),
-            "flow_layers": flow_layers,
-            "flow_width": flow_width,
-            "flow_epochs": flow_epochs,
-            "best_epoch": int(np.argmax(history)) + 1,
-        }
-        return densities.Flow(network), settings
-    raise ValueError(f"Flag `--sampler` is {kind!r}; it must be one of {', '.join(KINDS)}.")
+    if kind not in kinds.TABLE:
+        raise ValueError(f"Flag `--sampler` is {kind!r}; it must be one of {', '.join(KINDS)}.")
+    options = kinds.Options(
+        seed,
+        components,
+        principal_dims,
+        shrinkage,
+        sampler_flow_layers,
+        sampler_flow_width,
+        sampler_flow_epochs,
+        log,
+    )
+    return kinds.TABLE[kind].fit(train_codes, held_out, options)
 
 
 def sampler_codes(vae, sampler, count: int, seed, temperature=1.0):
@@ -286,16 +231,10 @@ def load(model_dir: str, name: str, checkpoint: str):
         )
     with np.load(os.path.join(directory, PARAMETERS_FILE)) as stored:
         arrays = dict(stored)
-    if info["sampler"] == "flow":
-        settings = info["settings"]
-        sampler = densities.flow_from_arrays(
-            arrays, settings["latent_dim"], settings["flow_layers"], settings["flow_width"]
+    if info["sampler"] not in kinds.TABLE:
+        raise ValueError(
+            f"Sampler {name!r} is of kind {info['sampler']!r}; this version loads "
+            f"{', '.join(KINDS)}."
         )
-    elif info["sampler"] == "gaussian":
-        sampler = densities.gaussian(arrays["means"][0], arrays["covariances"][0])
-    else:
-        subspace = {k: arrays[k] for k in ("basis", "center", "residual_variances") if k in arrays}
-        sampler = densities.GaussianMixture(
-            arrays["weights"], arrays["means"], arrays["covariances"], **subspace
-        )
+    sampler = kinds.TABLE[info["sampler"]].rebuild(arrays, info["settings"])
     return sampler, info

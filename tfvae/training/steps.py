@@ -17,6 +17,18 @@ from tfvae.models import vae as model
 
 SUMS = ("bound", "elbo", "kl", "reconstruction")  # per-example terms summed by the steps
 TRAIN_SUMS = (*SUMS, "objective")  # + what training maximises (the bound without controls)
+EVAL_NAMES = (*SUMS, "count")  # what the eval step sums: the SUMS and the real examples
+
+
+def pack(values: dict, names: tuple) -> tf.Tensor:
+    """float32 [len(names)]: the float32 scalars values[name] in the order of `names`, one
+    vector for a step's single all-reduce (`unpack` reads it back by the same names)."""
+    return tf.stack([values[name] for name in names])
+
+
+def unpack(vector: tf.Tensor, names: tuple) -> dict:
+    """name -> float32 scalar of a `pack`ed vector [len(names)] (summed over replicas or not)."""
+    return {name: vector[i] for i, name in enumerate(names)}
 
 
 def kl_weight_at(config, step) -> tf.Tensor:
@@ -253,14 +265,18 @@ class Steps:
         if uniform is not None:
             uniform = uniform[:, offset : offset + local_batch]
         sums, gradients = self._gradients(images, noise, uniform, kl_weight)
-        guards = []
+        values = {k: sums[k] for k in TRAIN_SUMS}
         if self.guarded:
-            gradients, norm, update = self._guard(gradients)
-            guards = [norm, update]
+            gradients, values["gradient_norm"], values["update"] = self._guard(gradients)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        groups = [sums["kl_groups"]] if "kl_groups" in sums else []  # [L]
-        return tf.concat([tf.stack([sums[k] for k in TRAIN_SUMS] + guards)] + groups + [[stop]], 0)
+        if "kl_groups" in sums:  # a hierarchy: each group's KL [L], top down
+            groups = tf.unstack(sums["kl_groups"])
+            values.update({f"kl_group_{i}": kl for i, kl in enumerate(groups)})
+        values["stop"] = stop
+        # The names are known when this traces, inside `_train_step`'s trace, which unpacks by them
+        self._train_names = tuple(values)
+        return pack(values, self._train_names)
 
     def _guard(self, gradients):
         """Clipping and skipping on the global gradient (the same on every replica): returns
@@ -296,21 +312,21 @@ class Steps:
         args = (images, noise, stop, kl_weight) + (() if uniform is None else (uniform,))
         restorable = self._skippable_variables()
         before = [tf.identity(v) for v in restorable]  # an update to undo if it is skipped
-        sums = self.strategy.run(self._replica_train_step, args=args)
+        packed = self.strategy.run(self._replica_train_step, args=args)
         # One all-reduce carries the sums and every worker's stop request (the stop protocol).
-        total = self.strategy.reduce("SUM", sums, axis=None)  # [TRAIN_SUMS, (2,) (L,) stop]
-        means = {k: total[i] / config.batch_size for i, k in enumerate(TRAIN_SUMS)}
+        total = unpack(self.strategy.reduce("SUM", packed, axis=None), self._train_names)
+        means = {k: total[k] / config.batch_size for k in TRAIN_SUMS}
         updated = tf.constant(True)
-        result = {"loss": -means["objective"], **means, "stop": total[-1]}
+        result = {"loss": -means["objective"], **means, "stop": total["stop"]}
         if self.guarded:
             replicas = float(self.strategy.num_replicas_in_sync)
-            result["gradient_norm"] = total[len(TRAIN_SUMS)] / replicas
-            updated = total[len(TRAIN_SUMS) + 1] > 0.5 * replicas  # the same on every replica
+            result["gradient_norm"] = total["gradient_norm"] / replicas
+            updated = total["update"] > 0.5 * replicas  # the same on every replica
             for variable, value in zip(restorable, before, strict=True):
                 variable.assign(tf.where(updated, variable, value))
-        first_group = len(TRAIN_SUMS) + (2 if self.guarded else 0)
-        for group in range(first_group, total.shape[0] - 1):  # a hierarchy's groups, top down
-            result[f"kl_group_{group - first_group}"] = total[group] / config.batch_size
+        for name in total:  # a hierarchy's groups, top down
+            if name.startswith("kl_group_"):
+                result[name] = total[name] / config.batch_size
         if self.skipped_updates is not None:
             self.skipped_updates.assign_add(1 - tf.cast(updated, tf.int64))
             result["skipped_updates"] = tf.cast(self.skipped_updates, tf.float32)
@@ -341,9 +357,9 @@ class Steps:
         # The model's own bounds: no training control; with an EMA, its weights.
         terms, _ = self._terms(images, noise, uniform, training=False, vae=self.eval_model)
         sums = _terms_sums(terms, weight)
-        return tf.stack([sums[k] for k in SUMS] + [tf.reduce_sum(weight)])
+        sums["count"] = tf.reduce_sum(weight)
+        return pack(sums, EVAL_NAMES)
 
     def _eval_step(self, batch, seed):
-        sums = self.strategy.run(self._replica_eval_step, args=(batch, seed))
-        total = self.strategy.reduce("SUM", sums, axis=None)  # [len(SUMS) + 1]
-        return {**{k: total[i] for i, k in enumerate(SUMS)}, "count": total[-1]}
+        packed = self.strategy.run(self._replica_eval_step, args=(batch, seed))
+        return unpack(self.strategy.reduce("SUM", packed, axis=None), EVAL_NAMES)

@@ -21,17 +21,6 @@ from tfvae.runtime import files
 RECORD = "tuning.json"  # a trial's own record, beside its checkpoints
 
 
-write_json = files.write_json
-
-
-def read_json(path: str):
-    """The JSON value in `path`, or None if there is no such file."""
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def collect(tune_dir: str) -> list[dict]:
     """The trials' records, ordered by trial id. Each is a dict with trial_id, tuner_id, values
     (searched hyper-parameters), epochs, parent (hyperband), status (running, stopped, failed,

@@ -15,7 +15,7 @@ from tfvae.runtime import files, stopping
 from tfvae.training import train
 from tfvae.tuning import distributed
 from tfvae.tuning.distributed import Stopped
-from tfvae.tuning.results import RECORD, read_json, write_json
+from tfvae.tuning.results import RECORD
 from tfvae.tuning.space import searched_values, trial_config
 
 OBJECTIVE = "validation_bits_per_dim"
@@ -128,7 +128,7 @@ class Tuner(kt.Tuner):
     def run_trial(self, trial, *args, **kwargs) -> dict:
         model_dir = self.trial_dir(trial.trial_id)
         values = dict(trial.hyperparameters.values)
-        record = read_json(os.path.join(model_dir, RECORD)) or {}
+        record = files.read_json(os.path.join(model_dir, RECORD), default=None) or {}
         if record.get("status") == "completed":  # done, but its end never reached the oracle
             return {OBJECTIVE: record["objective"]}
         record.update(
@@ -162,7 +162,7 @@ class Tuner(kt.Tuner):
         if record["parent"] and not os.path.exists(model_dir):
             copy_run(self.trial_dir(record["parent"]), model_dir)
         record["start_steps"] = [*record.get("start_steps", []), _checkpoint_step(model_dir)]
-        write_json(os.path.join(model_dir, RECORD), record)
+        files.write_json(os.path.join(model_dir, RECORD), record)
         metrics = train.train_and_evaluate(config, model_dir)
         if self._lost:  # the chief went away while the run finished its last epoch
             raise Stopped(self._lost)
@@ -175,6 +175,6 @@ class Tuner(kt.Tuner):
     def _end(self, record, model_dir, start, status, message=None):
         wall = record.get("wall_seconds", 0.0) + time.perf_counter() - start
         record.update(status=status, message=message, wall_seconds=round(wall, 1))
-        write_json(os.path.join(model_dir, RECORD), record)
+        files.write_json(os.path.join(model_dir, RECORD), record)
         outcome = f"{record['objective']:.4f} bits/dim" if status == "completed" else message
         print(f"trial {record['trial_id']} {status} in {wall:.0f} s: {outcome}", flush=True)
