@@ -6,7 +6,7 @@
   log q(z_T|x) = log N(z_0; loc, scale^2) - log |det dz_T/dz_0|.
 
 Both are driven by standard-normal noise eps [K, B, Z]: `draw(q, eps)` gives z and its own
-log q(z|x), so the train step and the estimators draw eps outside the replicas and XLA for
+log q(z|x), so the train step and the evaluation draw eps outside the replicas and XLA for
 either. `code(q)` is the zero-noise code (eps = 0), the code tools show and traverse: the mean of
 the diagonal Gaussian, the flow of the base mean for the IAF.
 """
@@ -80,7 +80,7 @@ def draw(q, noise):
 
 def takes_noise(q) -> bool:
     """True if q's model draws z from given noise (`draw`, or a model's own `terms_from_noise`
-    for a q that declares `takes_noise`): the estimators then fix the noise per example."""
+    for a q that declares `takes_noise`): the evaluation then fixes the noise per example."""
     kinds = (InverseAutoregressivePosterior, tfd.MultivariateNormalLinearOperator)
     return isinstance(q, kinds) or getattr(q, "takes_noise", False)
 
