@@ -228,3 +228,29 @@ def test_num_samples_is_a_deprecated_alias_of_k(function):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(TypeError, match="Give `k` only"):
         estimate(vae, x, k=3, num_samples=12)
+
+
+def test_a_chunk_is_clipped_to_k_and_refused_beyond_memory_in_one_line():
+    gib = 2**30
+    # 16x16x3 logistic (P = 2): 3 * 2 + 16 = 22 float32 per dimension and decoded sample.
+    assert bounds.chunk_bytes(1000, 5, 768) == 4 * 5 * 1000 * 768 * 22
+    assert bounds.chunk_bytes(10, 1, 768, 10 / 3, k=100, noise_dim=7) == 4 * (
+        10 * 768 * 26 + 100 * 7
+    )
+    assert bounds.check_chunk(10**6, 50, 5, 768, available=gib) == 50  # clipped to K, not refused
+    assert bounds.check_chunk(200, 10**6, 5, 768, available=gib) == 200
+    with pytest.raises(ValueError) as error:
+        bounds.check_chunk(10**6, 10**6, 5, 768, available=20 * gib)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("Flag `--chunk_size` is 1000000:")
+    assert "need about 314.7 GiB, 20.0 GiB is available; accepted: at most 63550" in message
+    assert bounds.check_chunk(63550, 10**6, 5, 768, available=20 * gib) == 63550
+    with pytest.raises(ValueError, match="--chunk_size"):
+        bounds.check_chunk(63551, 10**6, 5, 768, available=20 * gib)
+    assert bounds.available_bytes() > 0
+
+
+def test_bounds_refuse_a_chunk_beyond_memory_before_any_work():
+    vae, x, _ = linear_gaussian.make()
+    with pytest.raises(ValueError, match="Flag `--chunk_size` is 100000000000"):
+        bounds.bounds(vae, x, 10**11, chunk_size=10**11)

@@ -51,13 +51,14 @@ def _main(FLAGS) -> int | None:
     from tqdm import tqdm
 
     from tfvae import config as config_lib
-    from tfvae.evaluation import split
+    from tfvae.evaluation import bounds, split
     from tfvae.runtime import cluster, files
 
     start = time.perf_counter()
     strategy = cluster.make_strategy(config_lib.Config())  # auto: TF_CONFIG's workers
     role = cluster.role(strategy)
     config, vae, checkpoint = common.restore(FLAGS, strategy=strategy)
+    bounds.check_run_chunk(config, vae.noise_dim, FLAGS.k, FLAGS.eval_batch_size, FLAGS.chunk_size)
     agreed = dict(k=FLAGS.k, split=FLAGS.split, num_images=FLAGS.num_images, seed=FLAGS.seed)
     cluster.check_agreement(strategy, role, dict(agreed, checkpoint=checkpoint))
     total = FLAGS.num_images or None  # the split may hold fewer (said after)

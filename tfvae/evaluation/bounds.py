@@ -1,5 +1,6 @@
 """log p(x) by importance sampling and the ELBO and IWAE-k bounds of the same K samples, streamed
-in chunks of samples (`bounds`, `log_likelihood`; `estimate_bounds` inside a tf.function).
+in chunks of samples (`bounds`, `log_likelihood`; `estimate_bounds` inside a tf.function), and
+the rule that bounds a chunk's memory (`check_chunk`).
 
 Shapes: x float32 [B, H, W, C] in [0, 1]; K importance samples per example; every estimate is
 float32 [B] in nats per example. Units and conventions: `units`.
@@ -8,6 +9,7 @@ float32 [B] in nats per example. Units and conventions: `units`.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 import weakref
 
@@ -19,6 +21,74 @@ from tfvae.evaluation.noise import per_example_noise, per_sample_uniform
 from tfvae.models import likelihoods, objectives, posteriors
 
 DEFAULT_K = 2000  # importance samples per example of `bounds` and `log_likelihood`
+
+# Peak float32 values alive per image dimension and decoded sample, measured as the growth of
+# peak RSS of one chunk on CPU (TF 2, 16x16 and 64x64 DCGAN models): about 9 with the logistic
+# (P = 2 parameters per dimension, width 4), 22 at width 64 (the decoder's feature maps), 72 with
+# a 10-component mixture (P = 33.3). The rule 3 P + 16 covers each of them.
+FLOATS_PER_PARAMETER = 3  # the decoder's output, its float32 parameters, log_prob's temporaries
+FLOATS_PER_DIM = 16  # feature maps, dequantized pixels, log_prob's per-dimension temporaries
+DEFAULT_PARAMETERS_PER_DIM = 2  # the logistic's and a learned-scale Gaussian's (a mixture: 10M/3)
+
+
+def chunk_bytes(
+    chunk, batch, num_dims, parameters_per_dim=DEFAULT_PARAMETERS_PER_DIM, k=0, noise_dim=0
+) -> int:
+    """Estimated peak bytes of one chunk of `bounds`: chunk * B decoded samples of D dims with
+    P likelihood parameters each (FLOATS_PER_PARAMETER P + FLOATS_PER_DIM float32 values per
+    dimension), plus the latent noise of all K samples, float32 [K, B, Z] (drawn whole)."""
+    per_dim = FLOATS_PER_PARAMETER * parameters_per_dim + FLOATS_PER_DIM
+    return int(4 * batch * (chunk * num_dims * per_dim + k * noise_dim))
+
+
+def available_bytes() -> int:
+    """Memory this process may still take: /proc/meminfo's MemAvailable, else physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_chunk(
+    chunk_size,
+    k,
+    batch,
+    num_dims,
+    parameters_per_dim=DEFAULT_PARAMETERS_PER_DIM,
+    noise_dim=0,
+    available=None,
+) -> int:
+    """The chunk `bounds` decodes at once: chunk_size clipped to K; ValueError (one line naming
+    --chunk_size, the bytes it needs and those available) when `chunk_bytes` exceeds memory.
+
+    Without it a chunk far beyond memory dies in TensorFlow's allocator (a segmentation fault on
+    CPU, no message). `available`: bytes (default `available_bytes()`).
+    """
+    chunk = min(chunk_size, k)
+    need = chunk_bytes(chunk, batch, num_dims, parameters_per_dim, k, noise_dim)
+    available = available_bytes() if available is None else available
+    if need <= available:
+        return chunk
+    one = chunk_bytes(1, batch, num_dims, parameters_per_dim)
+    fits = max(0, (available - chunk_bytes(0, batch, num_dims, 0, k, noise_dim)) // one)
+    raise ValueError(
+        f"Flag `--chunk_size` is {chunk_size}: {chunk} samples of {batch} image(s) of {num_dims} "
+        f"dims at once need about {need / 2**30:.1f} GiB, {available / 2**30:.1f} GiB is "
+        f"available; accepted: at most {fits} (memory ~ batch x chunk_size)."
+    )
+
+
+def check_run_chunk(config, noise_dim: int, k: int, batch: int, chunk_size: int) -> int:
+    """`check_chunk` for `batch` images of a run's size (config.num_dims) and likelihood, with
+    latent noise of `noise_dim` per sample."""
+    parameters = likelihoods.parameter_channels(
+        config.likelihood, config.gaussian_scale, mixture_components=config.mixture_components
+    )  # per pixel: C = 3 channels
+    return check_chunk(chunk_size, k, batch, config.num_dims, parameters / 3, noise_dim)
 
 
 def _renamed_k(k, num_samples):
@@ -128,7 +198,8 @@ def bounds(
       x: float32 [B, H, W, C] in [0, 1].
       k: K importance samples per example (`num_samples=`: deprecated alias).
       chunk_size: samples decoded at once per example; peak memory grows with
-        chunk_size * B, not with K. Rounded down to a multiple of group_size.
+        chunk_size * B, not with K (`check_chunk` refuses a chunk that cannot fit in memory).
+        Clipped to K, rounded down to a multiple of group_size.
       seed: int [2] stateless seed (None: drawn at random).
       example_ids: int [B] identities of the examples (default 0..B-1); with a Gaussian q, an
         example's samples depend only on (seed, its id), not on batch or chunking.
@@ -147,6 +218,7 @@ def bounds(
             f"k={k}, chunk_size={chunk_size}, group_size={group_size}."
         )
     x = tf.convert_to_tensor(x, tf.float32)
+    chunk_size = check_chunk(chunk_size, k, x.shape[0] or 1, math.prod(x.shape[1:]))
     if seed is None:
         seed = np.random.default_rng().integers(0, 2**31, size=2)
     if example_ids is None:

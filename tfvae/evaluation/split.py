@@ -134,7 +134,8 @@ def evaluate_split(
     of every global batch, the last one padded, and every worker receives all results. A density
     likelihood is scored at dequantized pixels (see `bounds`), so its "log_likelihood" estimates
     log P(v) + D ln 256 from below. `progress(images)` is called after each batch with the
-    number of images it held.
+    number of images it held. A chunk that cannot fit in memory is refused before any work
+    (`bounds.check_chunk`; clipped to K otherwise).
 
     Returns:
       {"log_likelihood", "elbo", "iwae_bound": float64 [N] nats, "active_units": int,
@@ -144,6 +145,7 @@ def evaluate_split(
     from tfvae.runtime import cluster
 
     strategy = strategy or tf.distribute.get_strategy()
+    chunk_size = bounds.check_run_chunk(config, vae.noise_dim, k, batch_size, chunk_size)
     dataset = data.load_config_split(config, split, num_images, at_most=True)
     count = int(dataset.cardinality())
     global_batch = batch_size * strategy.num_replicas_in_sync

@@ -107,6 +107,7 @@ class ExportModule(tf.Module):
         seed = tf.TensorSpec([2], tf.int64, name="seed")
         convention = units.convention_or_none(config.likelihood)
         num_dims = config.num_dims
+        chunk_size = bounds.check_run_chunk(config, vae.noise_dim, max_k, 1, chunk_size)
 
         def unit_images(images):  # uint8 [N, S, S, 3] -> float32 [0, 1], shape checked
             return data.to_unit_interval(_checked(images, "images", [s, s, 3], "uint8"))
