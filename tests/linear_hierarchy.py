@@ -8,7 +8,7 @@ the parent (u // 4, v // 4) being the 2x2 position the nearest upsamplings copy 
 positions of z2 are independent, so the exact posterior q(z1|x) q(z2|x, z1) lies in the model's
 family (a diagonal Gaussian per group). Only the cells are replaced by linear ones: the noise
 slicing, the draws z = loc + scale eps, the groups' log-densities, the upsampling, the tiling
-over K, the pixel likelihood and the estimators are the package's.
+over K, the pixel likelihood and the estimates are the package's.
 """
 
 import numpy as np

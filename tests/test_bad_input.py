@@ -5,6 +5,8 @@ import configparser
 import importlib
 import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,3 +180,19 @@ def test_commands_run_on_a_40_image_folder_with_their_default_counts(
     if flag:
         notes = [line for line in captured.out.splitlines() if line.startswith("note: --")]
         assert len(notes) == 1 and f"--{flag}=1000, but" in notes[0]
+
+
+def test_bpp_refuses_a_chunk_beyond_memory_in_one_line_not_a_crash(folder_run):
+    # Once a segmentation fault (exit 139, no message): the chunk's memory is checked first.
+    command = "from tfvae.cli import bpp; bpp.run()"
+    args = [f"--model_dir={folder_run}", "--k=1000000", "--chunk_size=1000000"]
+    written = {p.name: p.stat().st_mtime_ns for p in folder_run.iterdir()}
+    run = subprocess.run(
+        [sys.executable, "-c", command, *args], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: Flag `--chunk_size` is 1000000:")
+    assert "GiB is available; accepted: at most" in errors[0]
+    assert "--chunk_size" not in run.stderr.replace(errors[0], "") and "img/s" not in run.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in folder_run.iterdir()} == written  # untouched

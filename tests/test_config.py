@@ -77,3 +77,15 @@ def test_differences_ignore_run_control_fields():
         "width: 64 (saved) vs 32 (requested)",
         "k: 5 (saved) vs 1 (requested)",
     ]
+
+
+def test_num_dims_is_h_w_c_and_neither_saved_nor_a_flag(tmp_path):
+    config = config_lib.Config(image_size=16)
+    assert config.num_dims == 16 * 16 * 3
+    assert "num_dims" not in config.to_dict()
+    config_lib.save(config, str(tmp_path / "config.json"))
+    assert "num_dims" not in json.loads((tmp_path / "config.json").read_text())
+    assert config_lib.load(str(tmp_path / "config.json")).num_dims == 768
+    values = flags.FlagValues()
+    config_lib.define_flags(values)
+    assert "num_dims" not in values

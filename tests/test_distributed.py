@@ -20,7 +20,7 @@ import tensorflow as tf
 from tests.factory import scalar_events, tiny_config_for
 from tfvae import config as config_lib
 from tfvae import data
-from tfvae.evaluation import estimators as evaluate
+from tfvae.evaluation import split
 from tfvae.models import vae as model
 from tfvae.runtime import files, stopping
 from tfvae.testing import LocalCluster
@@ -113,8 +113,8 @@ def test_resumed_two_workers_equal_one_process_and_only_the_chief_wrote(
         atol = 1e-5 * np.abs(expected).max()
         np.testing.assert_allclose(two.get_tensor(name), expected, 1e-3, atol, err_msg=name)
     # Only the chief wrote: one events file per split and run (two runs), its checkpoints.
-    for split in ("train", "validation"):
-        assert len(glob.glob(os.path.join(model_dir, split, "events.out.tfevents.*"))) == 2
+    for subdir in ("train", "validation"):
+        assert len(glob.glob(os.path.join(model_dir, subdir, "events.out.tfevents.*"))) == 2
     names = sorted(n for n in os.listdir(model_dir) if n != files.LOCK_FILE)  # the chief's lock
     assert {n.split(".")[0] for n in names} == {"checkpoint", "config", "train", "validation"} | {
         n.split(".")[0] for n in names if n.startswith("ckpt-")
@@ -133,7 +133,7 @@ def test_bpp_on_two_workers_equals_one_process(stopped_and_resumed):
         assert codes == [0, 0], cluster.output(0)[-3000:] + cluster.output(1)[-3000:]
     metrics = _read_json(os.path.join(model_dir, "metrics.json"))
     _, vae, _ = model.restore(model_dir)
-    one = evaluate.evaluate_split(config, vae, "validation", 6, 7, 2, 4, 3)
+    one = split.evaluate_split(config, vae, "validation", 6, 7, 2, 4, 3)
     assert metrics["num_images"] == 7  # 7 examples over 2 workers x 2: the last batch padded
     assert metrics["nll_nats"] == pytest.approx(-one["log_likelihood"].mean(), rel=1e-6)
     assert metrics["elbo_nats"] == pytest.approx(one["elbo"].mean(), rel=1e-6)
@@ -207,8 +207,8 @@ def test_evaluate_split_on_two_replicas_equals_one(tiny_config, two_cpus):
     with strategy.scope():
         vae = model.build(tiny_config)
     args = (tiny_config, vae, "validation", 5, 5, 2, 3, 7)  # K=5, 5 examples, 2 per replica
-    two = evaluate.evaluate_split(*args, strategy=strategy)
-    one = evaluate.evaluate_split(*args)
+    two = split.evaluate_split(*args, strategy=strategy)
+    one = split.evaluate_split(*args)
     for name in ("log_likelihood", "elbo", "iwae_bound"):
         assert two[name].shape == (5,)
         np.testing.assert_allclose(two[name], one[name], rtol=1e-6)

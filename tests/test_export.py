@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tests.factory import run_command, tiny_config_for
 from tfvae import config as config_lib
-from tfvae.evaluation import estimators as evaluate
+from tfvae.evaluation import bounds, units
 from tfvae.export import saved_model as export
 from tfvae.models import likelihoods
 from tfvae.models import vae as model
@@ -187,9 +187,9 @@ def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
         **{f"decode/{k}": v for k, v in export.likelihood_parameters(p).items()},
     }
     dequantize = likelihoods.is_density(config.likelihood)  # a density: at (v + u) / 256
-    bounds = evaluate.bounds(vae, x, NUM_SAMPLES, 8, SEED, np.arange(4), 1, dequantize)
-    expected["log_likelihood/log_likelihood"] = bounds["log_likelihood"]
-    expected["log_likelihood/elbo"] = bounds["elbo"]
+    estimates = bounds.bounds(vae, x, NUM_SAMPLES, 8, SEED, np.arange(4), 1, dequantize)
+    expected["log_likelihood/log_likelihood"] = estimates["log_likelihood"]
+    expected["log_likelihood/elbo"] = estimates["elbo"]
     for loader in ("tf2", "tf1"):
         for key, value in expected.items():
             np.testing.assert_allclose(out[f"{loader}/{key}"], value, rtol=1e-5, atol=1e-4)
@@ -216,8 +216,8 @@ def test_signatures_match_the_model_in_both_loaders(runs, exported, variant):
     if config.likelihood == "bernoulli":
         assert "tf2/log_likelihood/bits_per_dim" not in out
     else:
-        convention = evaluate.convention_for(config.likelihood)
-        bits = evaluate.bits_per_dim(-bounds["log_likelihood"].numpy(), 16 * 16 * 3, convention)
+        convention = units.convention_for(config.likelihood)
+        bits = units.bits_per_dim(-estimates["log_likelihood"].numpy(), 16 * 16 * 3, convention)
         np.testing.assert_allclose(out["tf2/log_likelihood/bits_per_dim"], bits, rtol=1e-5)
     assert list(out["unknown_ops"]) == []  # stock TensorFlow ops only
     requests = [k for k in out if k.startswith("request/")]
@@ -374,14 +374,14 @@ def test_a_hierarchy_exports_its_groups_and_runs_with_tensorflow_alone(runs, exp
     x = tf.cast(images, tf.float32) / 255.0
     means = vae.decoder(tf.zeros([4, vae.latent_dim]), vae.encode(x).features)
     p = vae.decode(z)
-    bounds = evaluate.bounds(vae, x, NUM_SAMPLES, 8, SEED, np.arange(4), 1)
+    estimates = bounds.bounds(vae, x, NUM_SAMPLES, 8, SEED, np.arange(4), 1)
     expected = {
         "encode/code": vae.encode(x).code(),
         "encode/loc": means["loc"],
         "encode/scale": tf.exp(means["log_scale"]),
         "decode/pixels": likelihoods.point_estimate(p),
-        "log_likelihood/log_likelihood": bounds["log_likelihood"],
-        "log_likelihood/elbo": bounds["elbo"],
+        "log_likelihood/log_likelihood": estimates["log_likelihood"],
+        "log_likelihood/elbo": estimates["elbo"],
         **{f"decode/{k}": v for k, v in export.likelihood_parameters(p).items()},
     }
     for loader in ("tf2", "tf1"):

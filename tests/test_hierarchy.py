@@ -16,7 +16,7 @@ from tests import linear_hierarchy
 from tests.factory import run_command, scalar_events, tiny_config_for
 from tfvae import config as config_lib
 from tfvae import data
-from tfvae.evaluation import estimators as evaluate
+from tfvae.evaluation import bounds
 from tfvae.models import likelihoods
 from tfvae.models import vae as model_lib
 from tfvae.samplers import store
@@ -40,7 +40,7 @@ def tiny_hierarchy(data_dir):
 @pytest.mark.parametrize("num_samples", [1, 40])
 def test_exact_log_px_of_a_linear_gaussian_hierarchy_with_its_exact_posterior(num_samples):
     model, x, exact_log_px = linear_hierarchy.make()
-    estimate = evaluate.log_likelihood(model, x, num_samples, chunk_size=16, seed=[1, 2])
+    estimate = bounds.log_likelihood(model, x, num_samples, chunk_size=16, seed=[1, 2])
     assert estimate.dtype == tf.float32
     np.testing.assert_allclose(estimate, exact_log_px(x), rtol=1e-5, atol=1e-4)
 
@@ -48,12 +48,9 @@ def test_exact_log_px_of_a_linear_gaussian_hierarchy_with_its_exact_posterior(nu
 def test_a_poor_hierarchical_posterior_converges_to_log_px_within_standard_errors():
     model, x, exact_log_px = linear_hierarchy.make(mean_shift=0.8, std_scale=1.5)
     exact = exact_log_px(x)
-    small = evaluate.bounds(model, x, 10, chunk_size=10, seed=[3, 3])
+    small = bounds.bounds(model, x, 10, chunk_size=10, seed=[3, 3])
     gaps = np.array(
-        [
-            exact - evaluate.log_likelihood(model, x, 2000, 500, seed=[r, 9]).numpy()
-            for r in range(5)
-        ]
+        [exact - bounds.log_likelihood(model, x, 2000, 500, seed=[r, 9]).numpy() for r in range(5)]
     )  # [5, B]
     standard_error = gaps.std(0, ddof=1) / math.sqrt(len(gaps)) + 1e-3
     assert np.all(np.abs(gaps.mean(0)) < 4 * standard_error + 0.01)
@@ -175,12 +172,12 @@ def test_the_estimate_does_not_depend_on_batching_or_chunking(tiny_hierarchy):
     x = tf.random.stateless_uniform([6, 8, 8, 3], [0, 2])
     x = tf.round(x * 255) / 255
     ids = np.arange(6) + 40
-    whole = evaluate.bounds(model, x, 24, chunk_size=24, seed=[4, 5], example_ids=ids)
-    chunked = evaluate.bounds(model, x, 24, chunk_size=7, seed=[4, 5], example_ids=ids)
+    whole = bounds.bounds(model, x, 24, chunk_size=24, seed=[4, 5], example_ids=ids)
+    chunked = bounds.bounds(model, x, 24, chunk_size=7, seed=[4, 5], example_ids=ids)
     for name in whole:
         np.testing.assert_allclose(chunked[name], whole[name], rtol=1e-5)
     halves = [
-        evaluate.log_likelihood(model, x[i : i + 3], 24, 24, [4, 5], ids[i : i + 3]) for i in (0, 3)
+        bounds.log_likelihood(model, x[i : i + 3], 24, 24, [4, 5], ids[i : i + 3]) for i in (0, 3)
     ]
     np.testing.assert_allclose(tf.concat(halves, 0), whole["log_likelihood"], rtol=1e-5)
     assert np.all(whole["elbo"] <= whole["log_likelihood"])

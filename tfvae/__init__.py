@@ -23,8 +23,8 @@ _CONTRACTS = {  # public name -> (module, attribute)
     "restore": ("tfvae.models.vae", "restore"),
     "elbo": ("tfvae.models.objectives", "elbo"),
     "iwae_bound": ("tfvae.models.objectives", "iwae_bound"),
-    "log_likelihood": ("tfvae.evaluation.estimators", "log_likelihood"),
-    "bits_per_dim": ("tfvae.evaluation.estimators", "bits_per_dim"),
+    "log_likelihood": ("tfvae.evaluation.bounds", "log_likelihood"),
+    "bits_per_dim": ("tfvae.evaluation.units", "bits_per_dim"),
 }
 __all__ = sorted(_CONTRACTS)
 

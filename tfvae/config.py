@@ -196,6 +196,12 @@ class Config:
             raise ValueError(error)
 
     @property
+    def num_dims(self) -> int:
+        """D = H * W * C = image_size**2 * 3: the dimensions bits/dim counts (a property, not a
+        field: neither a flag nor saved in config.json)."""
+        return self.image_size**2 * 3
+
+    @property
     def num_stages(self) -> int:
         """Stride-2 stages between the image and the 4x4 feature map."""
         return int(math.log2(self.image_size // 4))

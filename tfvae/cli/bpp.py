@@ -51,25 +51,26 @@ def _main(FLAGS) -> int | None:
     from tqdm import tqdm
 
     from tfvae import config as config_lib
-    from tfvae.evaluation import estimators as evaluate
+    from tfvae.evaluation import bounds, split
     from tfvae.runtime import cluster, files
 
     start = time.perf_counter()
     strategy = cluster.make_strategy(config_lib.Config())  # auto: TF_CONFIG's workers
     role = cluster.role(strategy)
     config, vae, checkpoint = common.restore(FLAGS, strategy=strategy)
+    bounds.check_run_chunk(config, vae.latent_dim, FLAGS.k, FLAGS.eval_batch_size, FLAGS.chunk_size)
     agreed = dict(k=FLAGS.k, split=FLAGS.split, num_images=FLAGS.num_images, seed=FLAGS.seed)
     cluster.check_agreement(strategy, role, dict(agreed, checkpoint=checkpoint))
     total = FLAGS.num_images or None  # the split may hold fewer (said after)
     bar = tqdm(total=total, unit="img", desc=f"log p(x), K={FLAGS.k}", disable=not role.is_chief)
     with bar:
-        results = evaluate.evaluate_split(
+        results = split.evaluate_split(
             config, vae, FLAGS.split, FLAGS.k, FLAGS.num_images, FLAGS.eval_batch_size,
             FLAGS.chunk_size, FLAGS.seed, progress=bar.update, strategy=strategy,
         )  # fmt: skip
     used = len(results["log_likelihood"])
     common.note_capped(FLAGS.num_images, used, "num_images", f"the {FLAGS.split} split")
-    metrics = evaluate.summarize(config, results, FLAGS.k)
+    metrics = split.summarize(config, results, FLAGS.k)
     if not role.is_chief:
         return
     verdict = None
@@ -87,7 +88,7 @@ def _main(FLAGS) -> int | None:
         checkpoint=os.path.basename(checkpoint),
         wall_seconds=round(time.perf_counter() - start, 1),
     )
-    evaluate.save_per_example(FLAGS.model_dir, results)
+    split.save_per_example(FLAGS.model_dir, results)
     path = os.path.join(FLAGS.model_dir, files.METRICS_FILE)
     files.merge_metrics(path, metrics)  # keeps other tools' keys (sample quality)
     print(json.dumps(metrics, indent=2))

@@ -131,15 +131,15 @@ def train_step_rows(base, likelihood_names, ks, dtypes, repeats: int, peak_gflop
                 )
 
 
-def log_likelihood_images_per_second(vae, config, num_samples, batch_size, chunk_size) -> float:
-    """Images/s of evaluate.log_likelihood on one fixed random batch (after a warm-up call)."""
-    from tfvae.evaluation import estimators as evaluate
+def log_likelihood_images_per_second(vae, config, k, batch_size, chunk_size) -> float:
+    """Images/s of bounds.log_likelihood on one fixed random batch (after a warm-up call)."""
+    from tfvae.evaluation import bounds
 
     x = tf.random.stateless_uniform([batch_size, config.image_size, config.image_size, 3], [0, 4])
     x = tf.round(x * 255.0) / 255.0
 
     def run():
-        return evaluate.log_likelihood(vae, x, num_samples, chunk_size, seed=[0, 0])
+        return bounds.log_likelihood(vae, x, k, chunk_size, seed=[0, 0])
 
     return batch_size / _time(run, repeats=1)
 

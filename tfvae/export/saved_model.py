@@ -24,8 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import data
-from tfvae.evaluation import DEFAULT_CHUNK_SIZE
-from tfvae.evaluation import estimators as evaluate
+from tfvae.evaluation import DEFAULT_CHUNK_SIZE, bounds, units
 from tfvae.models import likelihoods, priors
 from tfvae.models import vae as model_lib
 from tfvae.runtime import files
@@ -85,10 +84,9 @@ class ExportModule(tf.Module):
         s, z = config.image_size, vae.latent_dim  # the codes decode takes: Z, or all groups
         images = tf.TensorSpec([None, s, s, 3], tf.uint8, name="images")
         seed = tf.TensorSpec([2], tf.int64, name="seed")
-        convention = (
-            None if config.likelihood == "bernoulli" else evaluate.convention_for(config.likelihood)
-        )
-        num_dims = s * s * 3
+        convention = units.convention_or_none(config.likelihood)
+        num_dims = config.num_dims
+        chunk_size = bounds.check_run_chunk(config, vae.latent_dim, max_k, 1, chunk_size)
 
         def unit_images(images):  # uint8 [N, S, S, 3] -> float32 [0, 1], shape checked
             return data.to_unit_interval(_checked(images, "images", [s, s, 3], "uint8"))
@@ -142,10 +140,10 @@ class ExportModule(tf.Module):
                 x = unit_images(images)
             ids = tf.range(tf.shape(x)[0])
             dequantize = likelihoods.is_density(config.likelihood)  # at (v + u) / 256
-            results = evaluate.estimate_bounds(vae, x, ids, seed, k, chunk_size, 1, dequantize)
+            results = bounds.estimate_bounds(vae, x, ids, seed, k, chunk_size, 1, dequantize)
             out = {"log_likelihood": results["log_likelihood"], "elbo": results["elbo"]}
             if convention:
-                out["bits_per_dim"] = evaluate.bits_per_dim(
+                out["bits_per_dim"] = units.bits_per_dim(
                     -results["log_likelihood"], num_dims, convention
                 )
             return out
@@ -233,10 +231,7 @@ def _metadata(config, vae, checkpoint, model_dir, table, max_k, chunk_size, samp
 
     metrics_path = os.path.join(model_dir, "metrics.json")
     metrics = files.read_json(metrics_path) if os.path.exists(metrics_path) else None
-    try:
-        convention = evaluate.BITS_PER_DIM_CONVENTIONS[evaluate.convention_for(config.likelihood)]
-    except ValueError as refusal:
-        convention = str(refusal)
+    convention = units.describe_convention(config.likelihood)
     return {
         "format_version": FORMAT_VERSION,
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,

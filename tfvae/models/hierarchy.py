@@ -16,7 +16,7 @@ cells. A 1x1 convolution of the full-resolution h gives the pixel likelihood's p
 (`likelihoods.make`; PixelCNN++'s and VDVAE's output layer).
 
 The model's noise is eps, standard normal, flat float32 [K, B, latent_dim] with latent_dim the sum
-over groups of r_l^2 latent_channels (`group_shapes`), so the train step and the estimators draw
+over groups of r_l^2 latent_channels (`group_shapes`), so the train step and the evaluation draw
 it outside the replicas and XLA from (seed, step) and (seed, example) as for the DCGAN model. Its
 log-weights sum the groups: log p(x|z) + sum_l log p(z_l|z_<l) - sum_l log q(z_l|x, z_<l), each
 float32 nats. Prior draws are made in the same coordinates: eps ~ N(0, T^2 I) (`prior`, the

@@ -4,7 +4,7 @@ Every distribution is built from float32 parameters (the decoder casts its outpu
 log-probabilities are float32 nats even when the network runs in float16 or bfloat16.
 
 - 'bernoulli': logits per channel. Its log_prob on non-binary pixels is a cross-entropy, not a
-  log-likelihood of the data (evaluate.convention_for refuses it a bits/dim).
+  log-likelihood of the data (units.convention_or_none gives it no bits/dim).
 - 'gaussian': a density on [0, 1]^D, learned or fixed scale.
 - 'discretized_logistic': a probability over the 256 values {0, 1/255, ..., 1} of each 8-bit
   channel (a logistic quantized into unit bins centred on the pixel values, the tails folded into
@@ -13,7 +13,7 @@ log-probabilities are float32 nats even when the network runs in float16 or bflo
   colours of a pixel, the channels coupled linearly (DiscretizedLogisticMixture): also discrete.
 
 Density likelihoods ('gaussian', see DENSITIES) are scored at uniformly dequantized pixels
-x = (v + u) / 256 by the train step and the evaluation (see evaluate.bounds), so their bits/dim
+x = (v + u) / 256 by the train step and the evaluation (see evaluation.bounds), so their bits/dim
 bound the discrete NLL; the others are scored at the pixel values v / 255 themselves.
 """
 

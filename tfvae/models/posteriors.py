@@ -1,7 +1,7 @@
 """Posteriors q(z|x): one interface that every caller asks, whatever the model's posterior is.
 
 Every posterior a model's `encode` returns is a `Posterior`, driven by standard-normal noise eps
-so the train step and the estimators draw eps outside the replicas and XLA:
+so the train step and the evaluation draw eps outside the replicas and XLA:
 - `draw(noise)`: z and its own log q(z|x) from eps float32 [K, B, Z];
 - `code()`: the zero-noise code (eps = 0), float32 [B, Z]: the code tools show, traverse and
   decode, and samplers are fitted to;

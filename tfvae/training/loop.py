@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data
-from tfvae.evaluation import estimators as evaluate
+from tfvae.evaluation import split, units
 from tfvae.runtime import cluster
 from tfvae.runtime.stopping import Stopped
 from tfvae.training.steps import learning_rate_at
@@ -46,7 +46,7 @@ def train_batches(config, strategy, images: tf.data.Dataset, epoch: int, skip: i
 
 def validation_batches(config, strategy, images: tf.data.Dataset):
     """(infinite iterator of distributed padded batches, batches per pass over the split)."""
-    batches, num_batches = evaluate.padded_batches(images, config.batch_size)
+    batches, num_batches = split.padded_batches(images, config.batch_size)
     return iter(
         cluster.distribute(strategy, batches.repeat().prefetch(tf.data.AUTOTUNE))
     ), num_batches
@@ -164,12 +164,11 @@ def validate(config, steps, batches, num_batches: int, outputs) -> dict:
             sums[k] = sums.get(k, 0.0) + float(v)
     count = sums.pop("count")
     metrics = {k: v / count for k, v in sums.items()}
-    if config.likelihood != "bernoulli":
-        convention = evaluate.convention_for(config.likelihood)
-        dims = config.image_size**2 * 3
+    convention = units.convention_or_none(config.likelihood)
+    if convention:
         for name in ("bound", "elbo"):
             metrics[f"{name}_bits_per_dim"] = float(
-                evaluate.bits_per_dim(-metrics[name], dims, convention)
+                units.bits_per_dim(-metrics[name], config.num_dims, convention)
             )
     outputs.scalars("validation", int(steps.step), metrics)
     return metrics

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import data
-from tfvae.evaluation import estimators as evaluate
+from tfvae.evaluation.noise import per_example_noise, per_sample_uniform
 from tfvae.models import likelihoods, objectives
 from tfvae.models import vae as model
 
@@ -346,11 +346,11 @@ class Steps:
     def _replica_eval_step(self, batch, seed):
         # Each example's noise derives from (seed, its index): the same on any replica layout.
         config = self.config
-        noise = evaluate.per_example_noise(seed, batch["index"], config.k, self.model.latent_dim)
+        noise = per_example_noise(seed, batch["index"], config.k, self.model.latent_dim)
         uniform = None
         if likelihoods.is_density(config.likelihood):
             shape = tf.shape(batch["image"])[1:]
-            uniform = evaluate.per_sample_uniform(seed, batch["index"], 0, config.k, shape)
+            uniform = per_sample_uniform(seed, batch["index"], 0, config.k, shape)
         return self._replica_eval(batch["image"], noise, batch["weight"], uniform)
 
     def _replica_eval_sums(self, images, noise, weight, uniform):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from tfvae import config as config_lib
+from tfvae.evaluation import units
 
 UNSEARCHABLE = {
     **{name: "it defines the validation data every trial is scored on"
@@ -82,11 +83,12 @@ def parse_search(text: str, base, tuner: str = "random") -> list[Entry]:
             except ValueError as error:
                 raise ValueError(f"--search: {entry}: {error}") from None
     likelihoods = next((e.values for e in entries if e.name == "likelihood"), (base.likelihood,))
-    if "bernoulli" in likelihoods:
+    without = [v for v in likelihoods if units.convention_or_none(v) is None]
+    if without:
         raise ValueError(
-            "--search: likelihood bernoulli gives no bits/dim to compare (a cross-entropy on "
+            f"--search: likelihood {without[0]} gives no bits/dim to compare (a cross-entropy on "
             "8-bit pixels, not a likelihood); accepted: "
-            f"{', '.join(v for v in config_lib.LIKELIHOODS if v != 'bernoulli')}."
+            f"{', '.join(v for v in config_lib.LIKELIHOODS if units.convention_or_none(v))}."
         )
     return entries
 

@@ -25,7 +25,7 @@ def score(config, model_dir: str, score_k: int, seed: int = 0) -> dict:
     """The objective of a trained run: validation IWAE-`score_k` bound in bits/dim.
 
     The bound uses `score_k` samples per example (one group of k = score_k) with a fixed seed, so
-    it compares trials that trained with different k. Goes through `evaluate.evaluate_split` so
+    it compares trials that trained with different k. Goes through `split.evaluate_split` so
     that pixels become x exactly as in every other evaluation.
 
     Returns:
@@ -34,17 +34,17 @@ def score(config, model_dir: str, score_k: int, seed: int = 0) -> dict:
     """
     import numpy as np
 
-    from tfvae.evaluation import estimators as evaluate
+    from tfvae.evaluation import split, units
     from tfvae.models import vae as model
 
     _, vae, _ = model.restore(model_dir)
-    results = evaluate.evaluate_split(
+    results = split.evaluate_split(
         config.replace(k=score_k), vae, "validation", score_k, config.val_size,
         batch_size=50, chunk_size=score_k, seed=seed,
     )  # fmt: skip
     bound = float(np.mean(results["iwae_bound"]))
-    dims = config.image_size**2 * 3
-    bpd = float(evaluate.bits_per_dim(-bound, dims, evaluate.convention_for(config.likelihood)))
+    convention = units.convention_for(config.likelihood)  # the search refused Bernoulli
+    bpd = float(units.bits_per_dim(-bound, config.num_dims, convention))
     return {"objective": bpd, "bound_nats": bound, "active_units": results["active_units"]}
 
 
