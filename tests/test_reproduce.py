@@ -353,7 +353,7 @@ def test_a_reference_runs_sentences_come_from_its_numbers(tmp_path):
     assert "the closest, the flow sampler at T=0.7, is 1.50x its reconstructions'" in text
     codecs = report.codec_sentence(f)
     assert "The best of the report's runs (iwae5_deconv, 3.500) does not beat PNG." in codecs
-    assert "reference_h (2.200) beats PNG." in codecs  # not WebP's 1.8
+    assert "reference_h (2.200) beats PNG but not WebP (1.800)." in codecs
 
 
 def test_a_reference_not_comparable_with_the_best_run_gets_no_paired_sentence(tmp_path):

@@ -7,7 +7,8 @@ Rebuilds the model from model_dir/config.json, restores its newest readable chec
 log p(x) = logsumexp_k log w_k - log K for each example with K samples, and prints and writes
 model_dir/metrics.json: NLL (nats) with its standard error, bits/dim with its convention, the
 report's bits-per-pixel figure, the ELBO and IWAE-k bound of the same samples, active units,
-and the bits/dim of the same images stored losslessly as PNG and WebP files (--codecs);
+and the bits/dim of the same images stored losslessly as PNG, WebP and JPEG XL (efforts 9 and
+10) files, with one line naming the codecs the model beats and those it does not (--codecs);
 and model_dir/log_likelihood_per_example.npz: each example's log p(x), ELBO and IWAE-k bound
 (float64 nats, in split order), for paired comparisons of runs on the same images.
 With TF_CONFIG listing several workers (the same command on each), the examples are split
@@ -41,8 +42,8 @@ define.integer(
 )
 define.integer("seed", 0, "Seed of the importance samples.")
 define.bool(
-    "codecs", True, "Also store the same images as PNG and WebP lossless files (one per image) "
-    "and give their bits/dim beside the model's.",
+    "codecs", True, "Also store the same images as PNG, WebP and JPEG XL (efforts 9 and 10) "
+    "lossless files (one per image) and give their bits/dim beside the model's.",
 )  # fmt: skip
 ALIASES = {"num_examples": "num_images", "batch_size": "eval_batch_size"}
 

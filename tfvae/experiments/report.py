@@ -340,7 +340,7 @@ def codec_sentence(f: Findings) -> str:
         m = f.metrics[name]
         bits, own = m.get("bits_per_dim"), m.get("codec_bits_per_dim")
         text = verdict(bits, codecs) if bits is not None and own == codecs else ""  # same images
-        if "; " in text:  # '...; the model (x) beats ...' (none without PNG)
+        if "; " in text:  # '...; the model (x) beats ... but not ...'
             line += " " + text.split("; ", 1)[1].replace("the model (", who, 1) + "."
     return line
 
