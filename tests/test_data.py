@@ -56,10 +56,10 @@ def test_builtin_blocks_are_drawn_as_asked_for_and_make_the_published_split(tmp_
 
 
 def test_builtin_split_is_deterministic_cached_and_labelled(tmp_path):
-    first = data.load("builtin", "validation", str(tmp_path), image_size=64, size=5)
+    first = data.load("builtin", "validation", str(tmp_path), image_size=64, num_images=5)
     cached = tmp_path / "builtin_faces" / "v1" / "validation" / "00000.npz"
     assert cached.exists()
-    again = data.load("builtin", "validation", str(tmp_path), image_size=64, size=5)
+    again = data.load("builtin", "validation", str(tmp_path), image_size=64, num_images=5)
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a["image"], b["image"])
     example = next(iter(first))
@@ -105,4 +105,14 @@ def test_to_unit_interval_maps_0_255_to_0_1():
 )
 def test_bad_data_requests_are_one_clear_line(tmp_path, name, split, size, message):
     with pytest.raises(ValueError, match=message):
-        data.load(name, split, str(tmp_path.parent / "tfvae-data"), size=size)
+        data.load(name, split, str(tmp_path.parent / "tfvae-data"), num_images=size)
+
+
+def test_the_old_keyword_size_still_loads_the_same_images_with_a_warning(data_dir):
+    new = data.load("builtin", "validation", str(data_dir), 16, num_images=3)
+    with pytest.warns(DeprecationWarning, match="`size=` is deprecated.*`num_images=`"):
+        old = data.load("builtin", "validation", str(data_dir), 16, size=3)
+    for a, b in zip(new, old, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+    with pytest.raises(TypeError, match="Give `num_images` only"):
+        data.load("builtin", "validation", str(data_dir), 16, num_images=2, size=3)

@@ -96,15 +96,15 @@ def test_zip_read_in_place_equals_the_folder(celeba_tree, tmp_path):
 
 def test_subset_crops_and_the_prepared_cache(celeba_tree, tmp_path):
     source = f"folder:{celeba_tree / 'img_align_celeba'}"
-    first5 = _arrays(data.load(source, "train", str(tmp_path), 16, size=5))[0]
+    first5 = _arrays(data.load(source, "train", str(tmp_path), 16, num_images=5))[0]
     all_train = _arrays(data.load(source, "train", str(tmp_path), 16))[0]
     np.testing.assert_array_equal(first5, all_train[:5])
     cached = len(os.listdir(tmp_path / "prepared"))
-    again = _arrays(data.load(source, "train", str(tmp_path), 16, size=5))[0]
+    again = _arrays(data.load(source, "train", str(tmp_path), 16, num_images=5))[0]
     np.testing.assert_array_equal(again, first5)
     assert len(os.listdir(tmp_path / "prepared")) == cached  # served from the cache
     crops = [
-        _arrays(data.load(source, "train", str(tmp_path), 16, size=2, crop=c))[0]
+        _arrays(data.load(source, "train", str(tmp_path), 16, num_images=2, crop=c))[0]
         for c in ("realnvp", "center", "none")
     ]
     assert not np.array_equal(crops[0], crops[1]) and not np.array_equal(crops[1], crops[2])

@@ -347,3 +347,22 @@ def test_links_resolve(doc):
             line = text.count("\n", 0, match.start()) + 1
             missing.append(f"{_relative(doc)}:{line}: {target}")
     assert not missing, "links to files that do not exist:\n" + "\n".join(missing)
+
+
+def test_the_architecture_page_names_every_module_in_its_rooms_row():
+    """docs/architecture.md has a row per room; each module of the room is named in it (the
+    commands of cli/ by the row's "one module per command")."""
+    with open(os.path.join(ROOT, "docs", "architecture.md")) as f:
+        rows = dict(re.findall(r"^\| `(\w+)/` \| (.*)$", f.read(), re.M))
+    package = os.path.join(ROOT, "tfvae")
+    missing = [
+        f"{room}/{name}"
+        for room in sorted(os.listdir(package))
+        if os.path.exists(os.path.join(package, room, "__init__.py"))
+        for name in sorted(os.listdir(os.path.join(package, room)))
+        if name.endswith(".py")
+        and name != "__init__.py"
+        and (room != "cli" or name == "common.py")
+        and f"`{name[:-3]}`" not in rows.get(room, "")
+    ]
+    assert missing == []

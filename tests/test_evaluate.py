@@ -99,7 +99,7 @@ def test_active_units_count_dimensions_whose_posterior_mean_varies(tiny_config):
     kernel[:, 0] *= 100.0  # dim 0 varies a lot
     dense.kernel.assign(kernel)
     dense.bias.assign(bias)
-    images = data.load("builtin", "validation", tiny_config.data_dir, 16, size=50)
+    images = data.load("builtin", "validation", tiny_config.data_dir, 16, num_images=50)
     count, activity = split.active_units(vae, images)
     assert activity.shape == (4,) and np.all(activity[1:4] < 1e-10)
     assert count == 1 and activity[0] > 1e-2

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.data import builtin, celeba, folder
-from tfvae.runtime import files
+from tfvae.runtime import files, renames
 
 SPLITS = ("train", "validation", "test")
 PIXEL_LEVELS = 256  # 8-bit channels: uint8 values 0..255
@@ -54,10 +54,11 @@ def load(
     split: str,
     data_dir: str = "",
     image_size: int = 64,
-    size: int = 0,
+    num_images: int = 0,
     crop: str = "realnvp",
     seed: int = 0,
     at_most: bool = False,
+    size: int | None = None,
 ) -> tf.data.Dataset:
     """Loads one split of a dataset, preprocessed to `image_size`.
 
@@ -66,15 +67,17 @@ def load(
       split: 'train', 'validation' or 'test'.
       data_dir: where datasets are cached or found ('' = ~/.cache/tfvae).
       image_size: output side in pixels.
-      size: number of examples, a deterministic subset (the first `size`); 0 = all.
+      num_images: a deterministic subset, the first `num_images`; 0 = all (`size=`: its
+        deprecated name).
       crop: CelebA crop before resizing, a key of celeba.CROP_BOXES (not used by builtin).
       seed: seeds the train/validation/test split of a folder without a partition file.
-      at_most: a split smaller than `size` gives all its images instead of an error (what the
+      at_most: a split smaller than `num_images` gives all its images instead of an error (what the
         tools do on a small folder; training refuses, so its subset is what was asked for).
 
     Returns:
       A finite tf.data.Dataset of {"image": uint8 [S, S, 3], "labels": float32 [L]}.
     """
+    size = renames.renamed_argument("size", size, "num_images", num_images, 0)
     if split not in SPLITS:
         raise ValueError(f"Split {split!r} is unknown; accepted: {', '.join(SPLITS)}.")
     if crop not in celeba.CROP_BOXES:
@@ -100,11 +103,14 @@ def load(
     return tf.data.Dataset.from_tensor_slices(arrays)
 
 
-def load_config_split(config, split: str, size: int, at_most: bool = False) -> tf.data.Dataset:
-    """`load` with the data fields of a tfvae Config: its dataset, data_dir, size, crop, seed."""
+def load_config_split(
+    config, split: str, num_images: int, at_most: bool = False
+) -> tf.data.Dataset:
+    """`load` with the data fields of a tfvae Config: its dataset, data_dir, image size, crop
+    and seed; the first `num_images` (0 = all)."""
     return load(
-        config.dataset, split, config.data_dir, config.image_size, size, config.crop, config.seed,
-        at_most,
+        config.dataset, split, config.data_dir, config.image_size, num_images, config.crop,
+        config.seed, at_most,
     )  # fmt: skip
 
 

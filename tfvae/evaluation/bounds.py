@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 import weakref
 
 import numpy as np
@@ -19,6 +18,7 @@ import tensorflow as tf
 from tfvae.evaluation import DEFAULT_CHUNK_SIZE
 from tfvae.evaluation.noise import per_example_noise, per_sample_uniform
 from tfvae.models import likelihoods, objectives
+from tfvae.runtime import renames
 
 DEFAULT_K = 2000  # importance samples per example of `bounds` and `log_likelihood`
 
@@ -92,17 +92,8 @@ def check_run_chunk(config, latent_dim: int, k: int, batch: int, chunk_size: int
 
 
 def _renamed_k(k, num_samples):
-    """K from `k`, or from the deprecated keyword `num_samples` with a DeprecationWarning."""
-    if num_samples is None:
-        return k
-    warnings.warn(
-        "`num_samples=` is deprecated (removed in the next release); pass `k=`.",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    if k != DEFAULT_K and k != num_samples:
-        raise TypeError(f"Give `k` only; got k={k} and num_samples={num_samples}.")
-    return num_samples
+    """K from `k`, or from the deprecated keyword `num_samples`."""
+    return renames.renamed_argument("num_samples", num_samples, "k", k, DEFAULT_K)
 
 
 def _bounds_graph(model, x, example_ids, seed, k, chunk_size, group_size, dequantize):

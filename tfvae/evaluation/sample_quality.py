@@ -176,7 +176,7 @@ def _aggregate_of(vae, images, batch_size: int = 250) -> dict:
 SPLITS = ("validation", "train")  # the real sets compared: samples are scored against validation
 
 
-def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, samplers=None):
+def image_sets(config, vae, num_images: int, temperatures, seed: int = 0, samplers=None):
     """The images compared: real, reconstructed, sampled and the diagnostic decodings.
 
     `temperatures`: each a number or one T per latent group top down (a tuple,
@@ -198,8 +198,8 @@ def image_sets(config, vae, num_samples: int, temperatures, seed: int = 0, sampl
       `aggregate_posterior` of the train images. A hierarchical model has neither diagnostic
       (no batch norm; no one code per image), only the prior's and the samplers' sets.
     """
-    splits = {s: data.load_config_split(config, s, num_samples, at_most=True) for s in SPLITS}
-    count = min(int(images.cardinality()) for images in splits.values())  # N <= num_samples
+    splits = {s: data.load_config_split(config, s, num_images, at_most=True) for s in SPLITS}
+    count = min(int(images.cardinality()) for images in splits.values())  # N <= num_images
     if count < 2:
         raise ValueError(f"The splits have {count} image(s); sample quality needs >= 2.")
     sets, labels = {}, {}
@@ -271,14 +271,14 @@ def _factor_metrics(classifier, sets: dict, labels: dict, train_images, train_la
 
 
 def sample_quality(
-    config, vae, num_samples=1000, temperatures=(1.0, 0.7), seed=0, classifier=None, inception=None,
+    config, vae, num_images=1000, temperatures=(1.0, 0.7), seed=0, classifier=None, inception=None,
     samplers=None,
 ):  # fmt: skip
     """Frechet distances, factor accuracies and prior diagnostics of a trained VAE.
 
     Args:
       config, vae: a run's Config and its restored VAE.
-      num_samples: N, images of every set (the Frechet distance's bias depends on N: compare
+      num_images: N, images of every set (the Frechet distance's bias depends on N: compare
         runs at the same N).
       temperatures: temperatures T of the samples (the prior's `sample`: z = T eps, eps ~ N(0, I)
         for the prior N(0, I); each sampler's own meaning of T).
@@ -291,7 +291,7 @@ def sample_quality(
       (metrics, sets): metrics a JSON-ready dict (distances in squared feature units, accuracies
       in [0, 1], KLs in nats); sets the images of `image_sets`, float32 [N, H, W, 3] in [0, 1].
     """
-    sets, labels, diagnostics = image_sets(config, vae, num_samples, temperatures, seed, samplers)
+    sets, labels, diagnostics = image_sets(config, vae, num_images, temperatures, seed, samplers)
     metrics = {
         "sample_quality_num_images": len(sets["validation"]),
         "sample_quality_seed": seed,

@@ -43,7 +43,7 @@ def transposed_conv_overlap(kernel_size: int, stride: int = 2, input_size: int =
 
 
 def upsampling_comparison(
-    runs, real_images, num_samples: int = 256, seed: int = 0, temperature: float = 1.0,
+    runs, real_images, num_images: int = 256, seed: int = 0, temperature: float = 1.0,
     draws=None,
 ) -> dict:  # fmt: skip
     """Samples of each run from the same code draws (or each from its own sampler with one seed),
@@ -58,7 +58,7 @@ def upsampling_comparison(
         the first run's prior draws, decoded by every run.
 
     Returns:
-      {"samples": float32 [runs, num_samples, H, W, 3], "checkerboard": {name: (mean, sem)},
+      {"samples": float32 [runs, num_images, H, W, 3], "checkerboard": {name: (mean, sem)},
        "data_checkerboard": (mean, sem)}.
     """
     latent_dims = {config.latent_dim for _, config, _ in runs}
@@ -67,10 +67,10 @@ def upsampling_comparison(
     if not temperature > 0:
         raise ValueError(f"Flag `--temperature` is {temperature}; it must be > 0.")
     if draws is None:  # the first run's prior, through every decoder
-        z = runs[0][2].prior.sample(num_samples, [seed, 0], temperature)
+        z = runs[0][2].prior.sample(num_images, [seed, 0], temperature)
         codes = [z] * len(runs)
     else:  # a sampler fitted to one run's codes means nothing to another's decoder
-        codes = [draw(num_samples, [seed, 0], temperature) for draw in draws]
+        codes = [draw(num_images, [seed, 0], temperature) for draw in draws]
     samples = np.stack(
         [vae.sample(z=z).numpy() for (_, _, vae), z in zip(runs, codes, strict=True)]
     )

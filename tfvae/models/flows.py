@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvae.models import gaussian
+
 _LOG_SCALE_BOUND = 5.0  # |log scale| of each affine step stays below this (smooth clamp)
 
 
@@ -85,7 +87,7 @@ class Made(keras.layers.Layer):
             h += context @ self.context_kernel
         h = self.hidden[1](tf.nn.relu(h))
         shift, raw = tf.split(self.out(h), 2, axis=-1)
-        return shift, _LOG_SCALE_BOUND * tf.tanh(raw / _LOG_SCALE_BOUND)
+        return shift, gaussian.soft_clamp(raw, _LOG_SCALE_BOUND)
 
 
 def _named(owner, prefix: str, layers: list) -> list:
@@ -132,7 +134,7 @@ class MaskedAutoregressiveFlow(keras.Model):
         """log p(z), float32 [...] in nats, for codes z float32 [..., Z]."""
         z = tf.convert_to_tensor(z, tf.float32)
         u, log_det = self.to_noise(tf.reshape(z, [-1, self.dims]))
-        base = -0.5 * tf.reduce_sum(tf.square(u), -1) - 0.5 * self.dims * np.log(2 * np.pi)
+        base = -0.5 * tf.reduce_sum(tf.square(u), -1) - 0.5 * self.dims * gaussian.LOG_2PI
         return tf.reshape(base + log_det, tf.shape(z)[:-1])
 
     def from_noise(self, u):

@@ -14,9 +14,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfvae.models import gaussian as gaussian_density
 from tfvae.models import priors
-
-_LOG_2PI = float(np.log(2 * np.pi))
 
 
 def _gaussian_log_prob(z, means, cholesky):
@@ -26,7 +25,7 @@ def _gaussian_log_prob(z, means, cholesky):
     log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(cholesky)), -1)  # [C]
     dims = float(means.shape[-1])
     quadratic = tf.transpose(tf.reduce_sum(tf.square(solved), 1))  # [N, C]
-    return -0.5 * quadratic - log_det - 0.5 * dims * _LOG_2PI
+    return -0.5 * quadratic - log_det - 0.5 * dims * gaussian_density.LOG_2PI
 
 
 class GaussianMixture(tf.Module):
@@ -89,11 +88,8 @@ class GaussianMixture(tf.Module):
         if self.basis is not None:
             coordinates = tf.matmul(z - self.center, self.basis)  # [N, Z]: y = V^T (z - center)
             z, rest = coordinates[:, : self.principal_dims], coordinates[:, self.principal_dims :]
-            residual = tf.reduce_sum(
-                -0.5 * tf.square(rest / self.residual_scales)
-                - tf.math.log(self.residual_scales)
-                - 0.5 * _LOG_2PI,
-                -1,
+            residual = gaussian_density.diagonal_log_prob(
+                rest, 0.0, tf.math.log(self.residual_scales)
             )
         joint = self.log_weights[None] + _gaussian_log_prob(z, self.means, self.cholesky)
         return tf.reduce_logsumexp(joint, -1) + residual
