@@ -14,8 +14,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tfvae"
 
 # The rooms in the order data flows; a module may import only its own room and those before it.
 LAYERS = [
-    "runtime", "config", "data", "models", "samplers", "evaluation", "training", "export",
-    "tuning", "figures", "testing", "experiments", "cli",
+    "runtime", "config", "data", "models", "samplers", "evaluation", "compression", "training",
+    "export", "tuning", "figures", "testing", "experiments", "cli",
 ]  # fmt: skip
 FACADES = {"tfvae", "tfvae.train"}  # the top-level contracts and the `python -m tfvae.train` shim
 CONTRACTS = [

@@ -403,3 +403,26 @@ def test_a_sharp_prediction_reaches_the_bound_its_scale_floor_sets(likelihood, f
     np.testing.assert_allclose(dist.log_prob(x), [expected], rtol=1e-5)
     bits = -expected / (12 * np.log(2))
     assert bits == pytest.approx({1e-3: 0.409, 4.5e-4: 0.037}[floor], abs=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["discretized_logistic", "discretized_logistic_mixture"])
+def test_channel_tables_sum_to_one_and_multiply_to_the_log_prob(kind):
+    """What a coder codes pixels with: each channel's 256 probabilities given the channels
+    before it; their product over channels is the likelihood of the pixels."""
+    rng = np.random.default_rng(0)
+    channels = likelihoods.parameter_channels(kind, mixture_components=3)
+    params = tf.constant(rng.normal(0, 1, [2, 4, 4, channels]), tf.float32)
+    distribution = likelihoods.make(kind, params, mixture_components=3)
+    level = rng.integers(0, 256, [2, 4, 4, 3]).astype(np.float32)
+    total = 0.0
+    for channel in range(3):
+        known = level.copy()
+        known[..., channel:] = 0.0  # only the channels before are read
+        table = likelihoods.channel_log_probs(distribution, channel, known).numpy()
+        np.testing.assert_allclose(np.exp(table).sum(-1), 1.0, atol=2e-6)
+        total += np.take_along_axis(table, level[..., channel, None].astype(int), -1)[..., 0]
+    np.testing.assert_allclose(
+        total.sum((1, 2)), distribution.log_prob(level / 255.0), rtol=1e-5, atol=1e-3
+    )
+    with pytest.raises(ValueError, match="only the discrete likelihoods"):
+        likelihoods.channel_log_probs(likelihoods.make("bernoulli", params[..., :3]), 0)

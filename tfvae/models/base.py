@@ -48,6 +48,13 @@ class LatentWalk:
     def likelihood(self):
         raise NotImplementedError
 
+    def next_normals(self):
+        """The next group's prior and posterior as diagonal Gaussians, what a bits-back coder
+        discretises: (prior loc, prior scale, posterior loc, posterior scale), float32
+        [N, size_l] (the posterior's None without images). Raises ValueError (one line) where
+        either is not a diagonal Gaussian."""
+        raise NotImplementedError
+
 
 class LatentVariableModel(keras.Model):
     """The shared half of every model (see the module doc)."""

@@ -227,6 +227,15 @@ class TopDownWalk(base.LatentWalk):
     def likelihood(self):
         return self.top_down.likelihood_of(self.h)
 
+    def next_normals(self):
+        """(prior loc, prior scale, posterior loc, posterior scale) of the next group, float32
+        [N, r r c] (the posterior's None without features), as `next_group`'s."""
+        n = tf.shape(self.h)[0]
+        flat = lambda t: None if t is None else tf.reshape(t, [n, -1])  # noqa: E731
+        prior_loc, prior_log_scale, loc, log_scale = self.group_parameters()
+        posterior_scale = None if log_scale is None else tf.exp(log_scale)
+        return flat(prior_loc), flat(tf.exp(prior_log_scale)), flat(loc), flat(posterior_scale)
+
 
 class HierarchicalPosterior(posteriors.Posterior):
     """What `HierarchicalVAE.encode` returns: the bottom-up features of B images. Its groups'

@@ -403,3 +403,41 @@ def point_estimate(distribution: tfd.Distribution) -> tf.Tensor:
     else:
         image = distribution.mean()
     return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def channel_log_probs(distribution: tfd.Distribution, channel: int, level=None) -> tf.Tensor:
+    """log P(channel `channel` = v / 255 | the channels before it), v = 0..255, float32
+    [N, H, W, 256] nats: what a coder codes the pixels with, channel by channel.
+
+    Args:
+      distribution: p(x|z) of `make` ('discretized_logistic' or its mixture), batch [N], event
+        [H, W, C].
+      channel: c in 0..C-1.
+      level: float32 [N, H, W, C] pixel values 0..255 of which only the channels before c are
+        read (the mixture's RGB coupling and component weights); None for c = 0.
+
+    Raises ValueError (one line) for a likelihood that is not over the 256 levels.
+    """
+    pixels = getattr(distribution, "distribution", distribution)
+    values = tf.range(_TOP + 1.0)  # [256] the levels
+    if isinstance(pixels, DiscretizedLogistic):
+        loc, scale = pixels.loc[..., channel, None], pixels.scale[..., channel, None]
+        return _discretized_logistic_log_prob(values, loc * _TOP, 1.0 / (scale * _TOP))
+    if not isinstance(pixels, DiscretizedLogisticMixture):
+        raise ValueError(
+            f"p(x|z) is a {type(pixels).__name__}; only the discrete likelihoods over 256 levels "
+            "(discretized_logistic and its mixture) can be coded."
+        )
+    if level is None:
+        level = tf.zeros(tf.concat([tf.shape(pixels.locs)[:-2], [3]], 0))
+    level = tf.convert_to_tensor(level, tf.float32)[..., None, :]  # [N, H, W, 1, 3]
+    means, _, _ = coupled_means(level, pixels.locs, pixels.coefficients, -1)  # [.., M, 3] levels
+    inverse_scales = 1.0 / (pixels.scales * _TOP)
+    log_channels = _discretized_logistic_log_prob(level, means, inverse_scales)  # [.., M, 3]
+    log_weights = tf.nn.log_softmax(pixels.logits, axis=-1)  # [N, H, W, M]
+    log_weights += tf.reduce_sum(log_channels[..., :channel], -1)  # given the channels before
+    log_weights -= tf.reduce_logsumexp(log_weights, -1, keepdims=True)
+    log_values = _discretized_logistic_log_prob(
+        values, means[..., channel, None], inverse_scales[..., channel, None]
+    )  # [N, H, W, M, 256]
+    return tf.reduce_logsumexp(log_weights[..., None] + log_values, axis=-2)

@@ -63,12 +63,12 @@ class VAE(base.LatentVariableModel):
 
     def walk(self, q=None, n=None) -> base.LatentWalk:
         """The one group: the prior and q (None without q), then p(x|z) of the pushed z."""
-        return _OneGroupWalk(self, q)
+        return _OneGroupWalk(self, q, n)
 
 
 class _OneGroupWalk(base.LatentWalk):
-    def __init__(self, model, q):
-        self.model, self.q, self.z = model, q, None
+    def __init__(self, model, q, n=None):
+        self.model, self.q, self.n, self.z = model, q, n, None
 
     def next_group(self):
         """(the model's prior over [Z], q(z|x) or None)."""
@@ -79,6 +79,27 @@ class _OneGroupWalk(base.LatentWalk):
 
     def likelihood(self):
         return self.model.decode(self.z)
+
+    def next_normals(self):
+        """N(0, I) and the encoder's diagonal Gaussian, float32 [N, Z] (`base.LatentWalk`)."""
+        if not isinstance(self.model.prior, priors.StandardNormal):
+            raise ValueError(
+                f"The model's prior is a {type(self.model.prior).__name__}; bits-back coding "
+                "here needs the standard normal prior (--prior=normal)."
+            )
+        posterior_loc = posterior_scale = None
+        if self.q is not None:
+            diagonal = getattr(self.q, "distribution", None)
+            if not isinstance(diagonal, posteriors.tfd.MultivariateNormalDiag):
+                raise ValueError(
+                    f"The model's posterior is a {type(self.q).__name__}; bits-back coding here "
+                    "needs a diagonal Gaussian posterior (--posterior=diagonal)."
+                )
+            moments = self.q.moments()
+            posterior_loc, posterior_scale = moments["loc"], moments["scale"]
+        n = self.n if self.q is None else tf.shape(posterior_loc)[0]
+        shape = [n, self.model.latent_dim]
+        return tf.zeros(shape), tf.ones(shape), posterior_loc, posterior_scale
 
 
 def build(config, dtype: str = "float32", synchronized_batch_norm: bool = False):
