@@ -15,7 +15,7 @@ import pytest
 
 from tests.factory import main_of, run_command
 from tfvae import config as config_lib
-from tfvae.experiments import report, reproduce
+from tfvae.experiments import report, reproduce, sentences
 from tfvae.experiments.plan import Evaluation, Plan, Step
 
 
@@ -146,10 +146,10 @@ def test_the_command_exits_75_and_says_how_to_resume(tmp_path, monkeypatch, data
 
 def test_flattening_is_called_only_when_the_last_quarter_gains_little():
     flat = np.concatenate([np.linspace(1000, 500, 10), np.full(30, 500.0)])
-    assert "it has flattened" in report.flattening_sentence("run", flat)
+    assert "it has flattened" in sentences.flattening_sentence("run", flat)
     falling = np.linspace(1000, 500, 40)
-    assert "it is still falling" in report.flattening_sentence("run", falling)
-    assert "too few" in report.flattening_sentence("run", [3.0, 2.0])
+    assert "it is still falling" in sentences.flattening_sentence("run", falling)
+    assert "too few" in sentences.flattening_sentence("run", [3.0, 2.0])
 
 
 TINY = """--dataset=builtin
@@ -328,7 +328,7 @@ def _findings_with_a_reference(tmp_path, reference_metrics, reference_config=Non
                      log_likelihood=log_px)  # fmt: skip
     state = {"steps": {"train reference_h": {"command": "tfvae-train --flagfile=h.flags",
                                              "seconds": 2400.0}}}  # fmt: skip
-    return report.Findings(plan, state)
+    return sentences.Findings(plan, state)
 
 
 def test_a_reference_runs_sentences_come_from_its_numbers(tmp_path):
@@ -340,7 +340,7 @@ def test_a_reference_runs_sentences_come_from_its_numbers(tmp_path):
         "factor_fd_samples_flow_t0.7": 150.0, "fid_skipped": "no Inception weights",
     }  # fmt: skip
     f = _findings_with_a_reference(tmp_path, hierarchy)
-    text = report.reference_sentences(f, "reference_h")
+    text = sentences.reference_sentences(f, "reference_h")
     assert text.startswith("reference_h: `tfvae-train --flagfile=h.flags`, the hierarchical")
     assert "in 0:40:00." in text
     paired = (
@@ -351,17 +351,17 @@ def test_a_reference_runs_sentences_come_from_its_numbers(tmp_path):
     assert ("4x4x8: KL 3.5 nats, 10 of 128 latents active; 8x8x8: KL 20.2 nats, 300 of 512 "
             "latents active; 8x8x8: KL 7.0 nats, 2 of 512") in text  # fmt: skip
     assert "the closest, the flow sampler at T=0.7, is 1.50x its reconstructions'" in text
-    codecs = report.codec_sentence(f)
+    codecs = sentences.codec_sentence(f)
     assert "The best of the report's runs (iwae5_deconv, 3.500) does not beat PNG." in codecs
     assert "reference_h (2.200) beats PNG but not WebP (1.800)." in codecs
 
 
 def test_a_reference_not_comparable_with_the_best_run_gets_no_paired_sentence(tmp_path):
     unmeasured = _findings_with_a_reference(tmp_path / "a", {"bits_per_dim": None})
-    text = report.reference_sentences(unmeasured, "reference_h")
+    text = sentences.reference_sentences(unmeasured, "reference_h")
     assert "Its NLL" not in text and "Per latent group" not in text
-    assert "reference_h (" not in report.codec_sentence(unmeasured)
+    assert "reference_h (" not in sentences.codec_sentence(unmeasured)
     other = config_lib.Config(dataset="builtin", image_size=16, k=1)
     smaller = _findings_with_a_reference(tmp_path / "b", {"bits_per_dim": 2.0}, other)
-    text = report.reference_sentences(smaller, "reference_h")
+    text = sentences.reference_sentences(smaller, "reference_h")
     assert "Its NLL" not in text and "the dcgan architecture (width" in text
