@@ -6,6 +6,12 @@ Posterior means of --num_images validation images against their labels: mutual i
 (nats) and |correlation| per latent and factor, a heat map, the best factor of each active
 dimension, and on the built-in dataset the Mutual Information Gap. Writes
 model_dir/figures/latents.{png,json}.
+
+  python tools/latents.py --model_dir=runs/quickstart --scores=all
+
+adds the disentanglement scores of disentanglement_lib (mig, dci, sap, modularity, explicitness
+on the same images; beta_vae and factor_vae on faces painted with one factor held fixed, built-in
+dataset only): a table, and metrics.json's "disentanglement".
 """
 
 import os
@@ -14,10 +20,20 @@ import numpy as np
 
 from tfvae.cli import common
 
+SCORES = ("mig", "dci", "sap", "modularity", "explicitness", "beta_vae", "factor_vae")
+PAINTED = ("beta_vae", "factor_vae")  # scores that paint faces from chosen factors
+
 FLAG_DEFINITIONS, define = common.flag_definitions()  # parsed afresh by each main
 define.string("model_dir", None, "A training run's directory.", required=True)
 define.integer("num_images", 1000, "Validation images used (capped at the split).", lower_bound=2)
-define.integer("bins", 20, "Bins for the mutual information estimate.")
+define.integer("bins", 20, "Bins for the mutual information estimate and the scores.")
+define.list("scores", [], "Disentanglement scores: all, or some of " + ", ".join(SCORES) + ".")
+define.integer("seed", 0, "The scores' train/test splits, classifiers and painted faces.")
+define.integer(
+    "score_points", 200, "beta_vae, factor_vae: batches of 64 faces to fit on, half as many "
+    "to test; factor_vae's spread of each latent from 64 per point (at most 10,000 faces).",
+    lower_bound=1,
+)  # fmt: skip
 
 
 def _main(FLAGS) -> int | None:
@@ -33,6 +49,7 @@ def _main(FLAGS) -> int | None:
     from tfvae.figures import visualize
 
     config, vae, _ = common.restore(FLAGS)
+    wanted = _wanted_scores(FLAGS, config)
     images = data.load_config_split(config, "validation", FLAGS.num_images, at_most=True)
     common.note_capped(FLAGS.num_images, int(images.cardinality()), "num_images", "validation")
     means, labels = analysis.posterior_means(vae, images)
@@ -70,6 +87,69 @@ def _main(FLAGS) -> int | None:
         print(f"z[{d}] (activity {activity[d]:.3f}): {name}")
     path = visualize.save_outputs(figures, "latents", numbers)
     print(f"written to {os.path.dirname(path)}")
+    if wanted:
+        _scores(FLAGS, config, vae, wanted, means, labels)
+
+
+def _wanted_scores(FLAGS, config) -> list[str]:
+    """The scores --scores names, in SCORES order; one line for an unknown one, or for a
+    painted score asked for by name on a dataset that is not painted from its factors."""
+    asked = FLAGS.scores
+    unknown = sorted(set(asked) - {"all", *SCORES})
+    if unknown:
+        raise common.UsageError(
+            f"Flag `--scores` has {','.join(unknown)}; accepted: all or some of "
+            f"{', '.join(SCORES)}."
+        )
+    wanted = [name for name in SCORES if "all" in asked or name in asked]
+    if config.dataset != "builtin":
+        named = [name for name in PAINTED if name in asked]
+        if named:
+            raise common.UsageError(
+                f"Flag `--scores` has {','.join(named)}: these paint images with one factor "
+                f"held fixed, which only the built-in dataset can; {config.dataset} cannot."
+            )
+        if any(name in PAINTED for name in wanted):
+            print(
+                "note: beta_vae and factor_vae need faces painted from chosen factors, which "
+                f"only the built-in dataset has; {config.dataset} is scored without them."
+            )
+        wanted = [name for name in wanted if name not in PAINTED]
+    return wanted
+
+
+def _scores(FLAGS, config, vae, wanted, means, labels) -> None:
+    """Computes, prints and merges into metrics.json the scores `wanted`."""
+    from tfvae.data import builtin
+    from tfvae.evaluation import disentanglement, interventions, latents
+    from tfvae.runtime import files
+
+    seed, bins = FLAGS.seed, FLAGS.bins
+    on_codes = [name for name in wanted if name not in PAINTED]
+    values = disentanglement.scores(means, labels, on_codes, bins, seed) if on_codes else {}
+    points = {"num_train": FLAGS.score_points, "num_eval": max(1, FLAGS.score_points // 2)}
+    if any(name in PAINTED for name in wanted):
+        represent = latents.builtin_representation(vae, config.image_size)
+    if "beta_vae" in wanted:
+        values.update(
+            interventions.beta_vae_score(builtin.sample_factors, represent, seed, **points)
+        )
+    if "factor_vae" in wanted:
+        variance_draws = min(10_000, 64 * FLAGS.score_points)  # the latents' spread over the data
+        values.update(
+            interventions.factor_vae_score(
+                builtin.sample_factors, represent, seed, num_variance_estimate=variance_draws,
+                **points,
+            )
+        )  # fmt: skip
+    print(f"disentanglement scores ({len(means)} validation images, {bins} bins, seed {seed}):")
+    for name, value in values.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"  {name:<28} {shown:>8}")
+    settings = {"num_images": len(means), "bins": bins, "seed": seed, **points}
+    path = os.path.join(FLAGS.model_dir, "metrics.json")
+    files.merge_metrics(path, {"disentanglement": {**values, "settings": settings}})
+    print(f"written to {path}")
 
 
 main = common.command(

@@ -150,10 +150,21 @@ def _split_draws(split: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"Split {split!r} of 'builtin' is unknown; accepted: {list(SPLIT_SIZES)}.")
     rng = np.random.default_rng([_DATASET_SEED, list(SPLIT_SIZES).index(split)])
     n = SPLIT_SIZES[split]
+    return sample_factors(n, rng), sample_jitter(n, rng)
+
+
+def sample_factors(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Factors float32 [n, 8] drawn as the dataset draws them: each uniform on [0, 1], glasses
+    1 with probability 0.3."""
     factors = rng.uniform(size=(n, len(LABEL_NAMES))).astype(np.float32)
-    factors[:, LABEL_NAMES.index("glasses")] = factors[:, 6] < 0.3
-    jitter = rng.uniform(-0.06, 0.06, size=(n, 2)).astype(np.float32)
-    return factors, jitter
+    glasses = LABEL_NAMES.index("glasses")
+    factors[:, glasses] = factors[:, glasses] < 0.3
+    return factors
+
+
+def sample_jitter(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Face-centre offsets float32 [n, 2] drawn as the dataset draws them (a nuisance)."""
+    return rng.uniform(-0.06, 0.06, size=(n, 2)).astype(np.float32)
 
 
 def load_arrays(split: str, cache_dir: str, size: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,13 @@
-"""Inside the latent space: posterior means of a split, and which labelled factor each latent
-dimension carries (correlation, mutual information, MIG)."""
+"""Inside the latent space: posterior means of a split, codes of faces painted from chosen
+factors, and which labelled factor each latent dimension carries (correlation, mutual
+information, MIG; the scores of disentanglement_lib are in `disentanglement`, `interventions`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tfvae import data
+from tfvae.evaluation import disentanglement
 
 
 def real_images(config, count: int = 256) -> np.ndarray:
@@ -34,45 +36,44 @@ def posterior_means(vae, dataset, batch_size: int = 100):
     return np.concatenate(means).astype(np.float64), np.concatenate(labels).astype(np.float64)
 
 
-def _discretize(values: np.ndarray, bins: int) -> np.ndarray:
-    """Each column [N, D] -> integer bins by quantiles (a column with few values keeps them)."""
-    out = np.zeros(values.shape, np.int64)
-    for d in range(values.shape[1]):
-        column = values[:, d]
-        distinct = np.unique(column)
-        if len(distinct) <= bins:
-            out[:, d] = np.searchsorted(distinct, column)
-        else:
-            edges = np.quantile(column, np.linspace(0, 1, bins + 1)[1:-1])
-            out[:, d] = np.searchsorted(edges, column, side="right")
-    return out
+def builtin_representation(vae, image_size: int, batch_size: int = 500):
+    """`represent(factors, rng) -> codes` of `interventions` for a model of the built-in faces:
+    faces painted from factors float [n, 8] (`builtin.draw_faces`, jitter drawn from `rng` as
+    the dataset draws it), resized to `image_size` as the dataset is, and encoded: the
+    zero-noise codes float64 [n, Z], `batch_size` images at a time."""
+    from tfvae.data import builtin
 
+    def represent(factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        factors = np.asarray(factors, np.float32)
+        jitter = builtin.sample_jitter(len(factors), rng)
+        codes = []
+        for start in range(0, len(factors), batch_size):
+            chunk = slice(start, start + batch_size)
+            images = data.preprocess(builtin.draw_faces(factors[chunk], jitter[chunk]), image_size)
+            codes.append(vae.encode(data.to_unit_interval(images)).code().numpy())
+        return np.concatenate(codes).astype(np.float64)
 
-def _entropy(counts: np.ndarray) -> float:
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    return represent
 
 
 def mutual_information(latents: np.ndarray, labels: np.ndarray, bins: int = 20) -> np.ndarray:
-    """Plug-in mutual information in nats between each latent and each label, float64 [Z, L]."""
-    z, v = _discretize(latents, bins), _discretize(labels, bins)
-    info = np.zeros((z.shape[1], v.shape[1]))
-    for i in range(z.shape[1]):
-        for j in range(v.shape[1]):
-            joint = np.zeros((z[:, i].max() + 1, v[:, j].max() + 1))
-            np.add.at(joint, (z[:, i], v[:, j]), 1)
-            info[i, j] = _entropy(joint.sum(1)) + _entropy(joint.sum(0)) - _entropy(joint)
-    return info
+    """Plug-in mutual information in nats between each latent and each label, float64 [Z, L],
+    each column cut into `bins` equal-mass bins (a label with few values keeps them)."""
+    return disentanglement.discrete_mutual_information(
+        disentanglement.discretize(latents, bins, "quantile"),
+        disentanglement.discretize(labels, bins, "quantile"),
+    )
 
 
 def mutual_information_gap(info: np.ndarray, labels: np.ndarray, bins: int = 20) -> float:
-    """MIG (Chen et al. 2018): mean over labels of the gap between the two most informative
-    latents, normalised by the label's entropy; 0 (entangled) to 1 (each factor in one latent)."""
-    v = _discretize(labels, bins)
-    entropies = np.array([_entropy(np.bincount(v[:, j])) for j in range(v.shape[1])])
-    top_two = -np.sort(-info, axis=0)[:2]  # [2, L]
-    keep = entropies > 0
-    return float(np.mean((top_two[0] - top_two[1])[keep] / entropies[keep]))
+    """MIG (Chen et al. 2018) of `mutual_information`'s [Z, L]: mean over labels of the gap
+    between the two most informative latents, normalised by the label's entropy; 0 (entangled)
+    to 1 (each factor in one latent). `disentanglement.mutual_information_gap` is the score of
+    disentanglement_lib (equal-width bins)."""
+    entropies = disentanglement.discrete_entropy(
+        disentanglement.discretize(labels, bins, "quantile")
+    )
+    return disentanglement.gap(info, entropies)
 
 
 def best_factors(info: np.ndarray, names, dims) -> dict[int, str]:
