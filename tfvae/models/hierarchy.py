@@ -246,7 +246,8 @@ class HierarchicalPosterior(posteriors.Posterior):
     def __init__(self, features, top_down, latent_dim):
         self.features, self.top_down, self.latent_dim = features, top_down, latent_dim
 
-    def _batch(self):
+    def batch_size(self):
+        """B, the images whose features these are (an int32 scalar tensor)."""
         return tf.shape(next(iter(self.features.values())))[0]
 
     def draw(self, noise):
@@ -265,7 +266,7 @@ class HierarchicalPosterior(posteriors.Posterior):
     def moments(self) -> dict:
         """Each group's loc and scale given the groups above at their means, and their code,
         float32 [B, Z] flattened top down."""
-        means = self.top_down(tf.zeros([self._batch(), self.latent_dim]), self.features)
+        means = self.top_down(tf.zeros([self.batch_size(), self.latent_dim]), self.features)
         return {"code": means["prior_noise"], "loc": means["loc"],
                 "scale": tf.exp(means["log_scale"])}  # fmt: skip
 
@@ -340,7 +341,7 @@ class HierarchicalVAE(base.LatentVariableModel):
         """The groups top down for q's images (`encode`), or for n prior codes without q."""
         if q is None:
             return TopDownWalk(self.decoder, n)
-        return TopDownWalk(self.decoder, q._batch(), q.features)
+        return TopDownWalk(self.decoder, q.batch_size(), q.features)
 
 
 def build(config, dtype: str = "float32") -> HierarchicalVAE:
