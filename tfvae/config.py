@@ -25,6 +25,7 @@ PRIORS = ("normal", "mog", "vamp", "flow")  # tfvae.models.priors builds each
 POSTERIORS = ("diagonal", "iaf")  # tfvae.models.posteriors
 ARCHITECTURES = ("dcgan", "hierarchical")  # tfvae.models.networks, tfvae.models.hierarchy
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")  # tfvae.training.steps.learning_rate_schedule
+OBJECTIVES = ("vae", "beta_tcvae", "factor_vae", "dip_vae_i", "dip_vae_ii")  # training.disentangle
 
 DEPRECATED_FLAGS = {"sample_temperature": "temperature"}  # old flag or config.json key -> new
 
@@ -46,7 +47,14 @@ RUN_CONTROL_FIELDS = (
 # Training controls a resumed run may change: they change the objective from that step on, not
 # the model (validation and evaluation always estimate the model's own log p(x) and bounds).
 # Unlike the fields above they do change what a run computes (a search may tune them).
-TRAINING_CONTROL_FIELDS = ("kl_weight", "kl_warmup_steps", "free_bits", "clip_gradient_norm")
+TRAINING_CONTROL_FIELDS = (
+    "kl_weight",
+    "kl_warmup_steps",
+    "free_bits",
+    "clip_gradient_norm",
+    "tc_weight",
+    "dip_weight",
+)
 RESUMABLE_FIELDS = RUN_CONTROL_FIELDS + TRAINING_CONTROL_FIELDS  # may differ on resume
 
 
@@ -158,6 +166,31 @@ class Config:
         0.0, "Training only: skip an update whose global gradient norm exceeds this or is not "
         "finite, counted as skipped_updates (0 = off; VDVAE's guard)."
     )  # fmt: skip
+    objective: str = _field(
+        "vae", "Training only: vae = the ELBO/IWAE bound (with --kl_weight: beta-VAE); "
+        "beta_tcvae = the bound minus (--tc_weight - 1) x the total correlation of q(z) (Chen et "
+        "al. 2018, minibatch-weighted estimator); factor_vae = the bound minus --tc_weight x a "
+        "discriminator's estimate of the total correlation (Kim and Mnih 2018); dip_vae_i / "
+        "dip_vae_ii = the bound minus --dip_weight x the covariance of the encoder's means / of "
+        "q(z)'s away from I (Kumar et al. 2018). dcgan with --posterior=diagonal only "
+        "(docs/disentanglement.md).", OBJECTIVES,
+    )  # fmt: skip
+    tc_weight: float = _field(
+        6.0, "Training only: beta of --objective=beta_tcvae (1 = the bound), gamma of "
+        "--objective=factor_vae."
+    )  # fmt: skip
+    dip_weight: float = _field(
+        10.0, "Training only: lambda_od of --objective=dip_vae_i/ii, the weight of the squared "
+        "off-diagonal covariances; the diagonal's is 10 lambda_od (i) or lambda_od (ii), as "
+        "disentanglement_lib's."
+    )  # fmt: skip
+    discriminator_units: int = _field(
+        1000, "--objective=factor_vae: hidden units of each of the discriminator's 6 layers."
+    )
+    discriminator_learning_rate: float = _field(
+        1e-4, "--objective=factor_vae: the discriminator's Adam learning rate (beta_1 0.5, "
+        "beta_2 0.9, as disentanglement_lib's)."
+    )  # fmt: skip
     ema_decay: float = _field(
         0.0, "Decay of an exponential moving average of the weights, used for validation, "
         "evaluation, figures and export (0 = off; e.g. 0.999)."
@@ -221,7 +254,7 @@ def _errors(c: Config):
             yield (f"Flag `--{f.name}` is {value!r}; accepted: {', '.join(f.metadata['choices'])}.")
     positive = ("width", "latent_dim", "kernel_size", "k", "batch_size", "epochs")
     positive += ("mixture_components", "prior_components", "flow_layers", "flow_width")
-    positive += ("latent_channels", "residual_cells")
+    positive += ("latent_channels", "residual_cells", "discriminator_units")
     counts = ("log_every_steps", "images_every_epochs", "checkpoints_to_keep")
     for name in positive + counts + ("collective_timeout_s",):
         if getattr(c, name) < 1:
@@ -250,6 +283,16 @@ def _errors(c: Config):
     for name in ("clip_gradient_norm", "skip_gradient_norm"):
         if getattr(c, name) < 0:
             yield f"Flag `--{name}` is {getattr(c, name)}; it must be >= 0 (0 = off)."
+    for name in ("tc_weight", "dip_weight"):
+        if getattr(c, name) < 0:
+            yield f"Flag `--{name}` is {getattr(c, name)}; it must be >= 0."
+    if not c.discriminator_learning_rate > 0:
+        yield (f"Flag `--discriminator_learning_rate` is {c.discriminator_learning_rate}; it "
+               "must be > 0.")  # fmt: skip
+    if c.objective != "vae" and c.posterior != "diagonal":
+        yield (f"Flag `--objective={c.objective}` is refused with --posterior={c.posterior}; "
+               "accepted: --posterior=diagonal (its estimators need q(z|x)'s per-dimension "
+               "densities or moments).")  # fmt: skip
     if not 0 <= c.ema_decay < 1:
         yield f"Flag `--ema_decay` is {c.ema_decay}; it must be in [0, 1) (0 = off)."
     if not c.temperature > 0:
@@ -311,6 +354,10 @@ def _hierarchy_errors(c: Config):
     if c.free_bits:
         yield (f"Flag `--free_bits` is {c.free_bits} with --architecture=hierarchical; accepted: "
                "0 (use --kl_warmup_steps).")  # fmt: skip
+    if c.objective != "vae":
+        yield (f"Flag `--objective={c.objective}` is refused with --architecture=hierarchical; "
+               "accepted: vae (the hierarchy's groups are dependent under its own prior, so "
+               "there is no factorised code whose total correlation to penalise).")  # fmt: skip
 
 
 def define_flags(flag_values=None) -> None:
