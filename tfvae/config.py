@@ -169,7 +169,7 @@ class Config:
     objective: str = _field(
         "vae", "Training only: vae = the ELBO/IWAE bound (with --kl_weight: beta-VAE); "
         "beta_tcvae = the bound minus (--tc_weight - 1) x the total correlation of q(z) (Chen et "
-        "al. 2018, minibatch-weighted estimator); factor_vae = the bound minus --tc_weight x a "
+        "al. 2018, minibatch-stratified estimator); factor_vae = the bound minus --tc_weight x a "
         "discriminator's estimate of the total correlation (Kim and Mnih 2018); dip_vae_i / "
         "dip_vae_ii = the bound minus --dip_weight x the covariance of the encoder's means / of "
         "q(z)'s away from I (Kumar et al. 2018). dcgan with --posterior=diagonal only "
@@ -289,6 +289,9 @@ def _errors(c: Config):
     if not c.discriminator_learning_rate > 0:
         yield (f"Flag `--discriminator_learning_rate` is {c.discriminator_learning_rate}; it "
                "must be > 0.")  # fmt: skip
+    if c.objective in ("beta_tcvae", "factor_vae") and c.batch_size < 2:
+        yield (f"Flag `--batch_size` is {c.batch_size} with --objective={c.objective}; it must "
+               "be >= 2 (the total correlation is estimated across the batch).")  # fmt: skip
     if c.objective != "vae" and c.posterior != "diagonal":
         yield (f"Flag `--objective={c.objective}` is refused with --posterior={c.posterior}; "
                "accepted: --posterior=diagonal (its estimators need q(z|x)'s per-dimension "

@@ -34,6 +34,15 @@ def describe_training(config) -> str:
     """The objective a run was trained with, in words (for metrics.json and the logs)."""
     name = "ELBO" if config.k == 1 else f"IWAE-{config.k} bound"
     controls = []
+    penalty = {
+        "beta_tcvae": f"minus {config.tc_weight:g} - 1 times the total correlation (beta-TCVAE)",
+        "factor_vae": f"minus {config.tc_weight:g} times the discriminator's total correlation "
+        "(FactorVAE)",
+        "dip_vae_i": f"minus DIP-VAE-I's covariance penalty (lambda_od {config.dip_weight:g})",
+        "dip_vae_ii": f"minus DIP-VAE-II's covariance penalty (lambda_od {config.dip_weight:g})",
+    }.get(config.objective)
+    if penalty:
+        controls.append(penalty)
     if config.kl_weight != 1 or config.kl_warmup_steps:
         warmup = config.kl_warmup_steps and f", warmed up over {config.kl_warmup_steps} steps"
         controls.append(f"KL weight {config.kl_weight:g}{warmup or ''}")

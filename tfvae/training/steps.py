@@ -14,10 +14,13 @@ from tfvae import data
 from tfvae.evaluation.noise import per_example_noise, per_sample_uniform
 from tfvae.models import likelihoods, objectives
 from tfvae.models import vae as model
+from tfvae.training import disentangle
 
 SUMS = ("bound", "elbo", "kl", "reconstruction")  # per-example terms summed by the steps
 TRAIN_SUMS = (*SUMS, "objective")  # + what training maximises (the bound without controls)
 EVAL_NAMES = (*SUMS, "count")  # what the eval step sums: the SUMS and the real examples
+# What --objective adds to a train step's sums (disentangle.penalty_terms), reported per example
+PENALTY_SUMS = ("total_correlation", "covariance_penalty", "discriminator_loss")
 
 
 def pack(values: dict, names: tuple) -> tf.Tensor:
@@ -151,6 +154,8 @@ class Steps:
       eval_step(batch, seed): batch {"image": uint8 [B, H, W, C], "index": int64 [B] (the
         example's position in the split), "weight": float32 [B] (0 for padding)} (distributed)
         -> the sums over real examples of bound, elbo, kl, reconstruction (nats) and "count".
+      discriminator, discriminator_optimizer: --objective=factor_vae's (else None), in the
+        checkpoint with the model.
     """
 
     def __init__(
@@ -159,6 +164,7 @@ class Steps:
         strategy: tf.distribute.Strategy,
         compute_dtype: str = "float32",
         total_steps: int = 0,
+        dataset_size: int = 0,
     ):
         replicas = strategy.num_replicas_in_sync
         if config.jit_compile and replicas > 1:
@@ -169,6 +175,8 @@ class Steps:
             )
         self.config = config
         self.strategy = strategy
+        self.dataset_size = dataset_size or config.batch_size  # beta-TCVAE's N
+        self.discriminator = self.discriminator_optimizer = None
         with strategy.scope():
             self.model = model.build(
                 config, compute_dtype, synchronized_batch_norm=strategy.num_replicas_in_sync > 1
@@ -187,6 +195,10 @@ class Steps:
                 if config.ema_decay
                 else None
             )
+            if config.objective == "factor_vae":
+                self.discriminator, self.discriminator_optimizer = disentangle.build_discriminator(
+                    config, self.model.latent_dim
+                )
         self.eval_model = self.ema.model if self.ema is not None else self.model
         self.guarded = config.clip_gradient_norm > 0 or config.skip_gradient_norm > 0
         self.skipped_updates = (
@@ -204,6 +216,14 @@ class Steps:
             epoch=self.epoch,
             step_in_epoch=self.step_in_epoch,
             **({"ema_model": self.ema.model} if self.ema is not None else {}),
+            **(
+                {
+                    "discriminator": self.discriminator,
+                    "discriminator_optimizer": self.discriminator_optimizer,
+                }
+                if self.discriminator is not None
+                else {}
+            ),
             **(
                 {"skipped_updates": self.skipped_updates}
                 if self.skipped_updates is not None
@@ -242,34 +262,59 @@ class Steps:
         seed = tf.random.experimental.stateless_fold_in(seed, -1)  # a stream apart from z's
         return tf.random.stateless_uniform([*shape, size, size, 3], seed, alg="philox")
 
-    def _replica_gradients(self, images, noise, uniform, kl_weight):
-        """This replica's sums (nats) and the gradients of its share of the global-mean loss."""
+    def _replica_gradients(self, images, noise, uniform, kl_weight, permutation=None):
+        """This replica's sums (nats), the gradients of its share of the global-mean loss and
+        those of the discriminator's (--objective=factor_vae; else an empty list)."""
         variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
+        discriminated = self.discriminator is not None
+        with tf.GradientTape(persistent=discriminated) as tape:
             terms, q = self._terms(images, noise, uniform, training=True)
             sums = _terms_sums(terms)
             objective = training_objective(self.config, terms, q, noise, kl_weight)
+            penalties = disentangle.penalty_terms(
+                self.config, q.moments(), noise, self.dataset_size, self.discriminator, permutation
+            )
+            if penalties:
+                objective -= penalties.pop("penalty")
+                sums.update({name: tf.reduce_sum(v) for name, v in penalties.items()})
             sums["objective"] = tf.reduce_sum(objective)
+            if discriminated:  # its own loss: this replica's share of the global mean
+                discriminator_loss = sums["discriminator_loss"] / self.config.batch_size
             if "kl_groups" in terms:  # a hierarchy: each group's KL, summed over examples
                 sums["kl_groups"] = tf.reduce_sum(tf.reduce_mean(terms["kl_groups"], 0), 0)
             loss = -sums["objective"] / self.config.batch_size  # this replica's share of the mean
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
-        return sums, tape.gradient(loss, variables)
+        gradients = tape.gradient(loss, variables)
+        discriminator_gradients = []
+        if discriminated:  # its own loss, its own variables (the VAE's gradients come from tc)
+            discriminator_gradients = tape.gradient(
+                discriminator_loss, self.discriminator.trainable_variables
+            )
+        return sums, gradients, discriminator_gradients
 
-    def _replica_train_step(self, images, noise, stop, kl_weight, uniform=None):
+    def _replica_train_step(self, images, noise, stop, kl_weight, uniform=None, permutation=None):
         local_batch = tf.shape(images)[0]
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         offset = tf.cast(replica, tf.int32) * local_batch
         noise = noise[:, offset : offset + local_batch]  # this replica's rows of the global batch
         if uniform is not None:
             uniform = uniform[:, offset : offset + local_batch]
-        sums, gradients = self._gradients(images, noise, uniform, kl_weight)
-        values = {k: sums[k] for k in TRAIN_SUMS}
+        if permutation is not None:
+            permutation = permutation[:, offset : offset + local_batch]
+        sums, gradients, discriminator_gradients = self._gradients(
+            images, noise, uniform, kl_weight, permutation
+        )
+        values = {k: sums[k] for k in TRAIN_SUMS + PENALTY_SUMS if k in sums}
         if self.guarded:
             gradients, values["gradient_norm"], values["update"] = self._guard(gradients)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        if self.discriminator is not None:
+            pairs = zip(
+                discriminator_gradients, self.discriminator.trainable_variables, strict=True
+            )
+            self.discriminator_optimizer.apply_gradients(pairs)
         if "kl_groups" in sums:  # a hierarchy: each group's KL [L], top down
             groups = tf.unstack(sums["kl_groups"])
             values.update({f"kl_group_{i}": kl for i, kl in enumerate(groups)})
@@ -309,10 +354,17 @@ class Steps:
         uniform = self._uniform([config.k, config.batch_size], seed)  # [K, B, H, W, C] or None
         stop = tf.zeros([]) if stop is None else tf.cast(stop, tf.float32)
         kl_weight = kl_weight_at(config, seed[1])  # the loop seeds step s with (seed, s)
-        args = (images, noise, stop, kl_weight) + (() if uniform is None else (uniform,))
+        permutation = None
+        if self.discriminator is not None:  # FactorVAE's shuffle, a stream apart from z's
+            permutation = disentangle.permutation_indices(
+                tf.random.experimental.stateless_fold_in(seed, -2), noise.shape
+            )  # [K, B, Z]
+        args = (images, noise, stop, kl_weight)
+        optional = {"uniform": uniform, "permutation": permutation}
+        optional = {name: value for name, value in optional.items() if value is not None}
         restorable = self._skippable_variables()
         before = [tf.identity(v) for v in restorable]  # an update to undo if it is skipped
-        packed = self.strategy.run(self._replica_train_step, args=args)
+        packed = self.strategy.run(self._replica_train_step, args=args, kwargs=optional)
         # One all-reduce carries the sums and every worker's stop request (the stop protocol).
         total = unpack(self.strategy.reduce("SUM", packed, axis=None), self._train_names)
         means = {k: total[k] / config.batch_size for k in TRAIN_SUMS}
@@ -324,8 +376,8 @@ class Steps:
             updated = total["update"] > 0.5 * replicas  # the same on every replica
             for variable, value in zip(restorable, before, strict=True):
                 variable.assign(tf.where(updated, variable, value))
-        for name in total:  # a hierarchy's groups, top down
-            if name.startswith("kl_group_"):
+        for name in total:  # a hierarchy's groups, top down; --objective's penalties
+            if name.startswith("kl_group_") or name in PENALTY_SUMS:
                 result[name] = total[name] / config.batch_size
         if self.skipped_updates is not None:
             self.skipped_updates.assign_add(1 - tf.cast(updated, tf.int64))
@@ -341,7 +393,10 @@ class Steps:
         forward pass would poison them) and optimizer state."""
         if self.skipped_updates is None:
             return []
-        return [*self.model.variables, *self.optimizer.variables]
+        discriminator = []
+        if self.discriminator is not None:
+            discriminator = [*self.discriminator.variables, *self.discriminator_optimizer.variables]
+        return [*self.model.variables, *self.optimizer.variables, *discriminator]
 
     def _replica_eval_step(self, batch, seed):
         # Each example's noise derives from (seed, its index): the same on any replica layout.

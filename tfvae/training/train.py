@@ -124,7 +124,9 @@ def _setup(config, model_dir, max_steps, stop) -> _Run:
         )
     compute = compute_dtype(config)
     keras.utils.set_random_seed(config.seed)
-    steps = Steps(config, strategy, compute, total_steps=steps_per_epoch * config.epochs)
+    total_steps = steps_per_epoch * config.epochs
+    dataset_size = int(train_data.cardinality())
+    steps = Steps(config, strategy, compute, total_steps=total_steps, dataset_size=dataset_size)
     checkpoint = model.newest_readable_checkpoint(model_dir)
     if checkpoint:
         steps.checkpoint.restore(checkpoint).assert_existing_objects_matched()
