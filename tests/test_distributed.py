@@ -124,6 +124,26 @@ def test_resumed_two_workers_equal_one_process_and_only_the_chief_wrote(
 
 
 @pytest.mark.multiprocess
+def test_factor_vae_on_two_workers_equals_one_process(tmp_path):
+    # The penalties gather the other worker's codes; the discriminator's Adam all-reduces.
+    config = _config(tmp_path, objective="factor_vae", discriminator_units=8, epochs=1)
+    model_dir, single_dir = str(tmp_path / "run"), str(tmp_path / "single")
+    command = _train_command(config, model_dir)
+    with LocalCluster([command, command]) as cluster:
+        codes = cluster.wait(TIMEOUT_S)
+        assert codes == [0, 0], cluster.output(0)[-3000:]
+    train.train_and_evaluate(config, single_dir)
+    two, one = tf.train.load_checkpoint(model_dir), tf.train.load_checkpoint(single_dir)
+    names = [n for n in one.get_variable_to_shape_map() if "discriminator" in n]
+    assert len(names) > 20  # its weights, its optimizer's moments
+    names += [n for n in one.get_variable_to_shape_map() if "model/" in n]
+    for name in names:
+        expected = one.get_tensor(name)
+        atol = 1e-5 * np.abs(expected).max()
+        np.testing.assert_allclose(two.get_tensor(name), expected, 1e-3, atol, err_msg=name)
+
+
+@pytest.mark.multiprocess
 def test_bpp_on_two_workers_equals_one_process(stopped_and_resumed):
     config, model_dir, _, _ = stopped_and_resumed
     args = ["--k=6", "--num_images=7", "--eval_batch_size=2", "--chunk_size=4", "--seed=3"]

@@ -193,8 +193,14 @@ def _describe(config, steps: Steps, compute: str, role: cluster.Role) -> str:
         f"tfvae: {model}, {config.likelihood} likelihood, k={config.k}, "
         f"{config.image_size}x{config.image_size}; parameters: "
         f"encoder {m.encoder.count_params():,}, decoder {m.decoder.count_params():,}, prior "
-        f"{prior_parameters:,}; "
-        f"{steps.strategy.num_replicas_in_sync} replica(s), "
+        f"{prior_parameters:,}"
+        + (
+            f", discriminator {steps.discriminator.count_params():,}"
+            if steps.discriminator is not None
+            else ""
+        )
+        + (f"; objective {config.objective}" if config.objective != "vae" else "")
+        + f"; {steps.strategy.num_replicas_in_sync} replica(s), "
         f"{compute}"
     )
     if role.num_workers > 1:
