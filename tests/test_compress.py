@@ -2,7 +2,9 @@
 architectures through the commands, the rate against the coded symbols' information and the
 model's -ELBO, and every bad input refused in one line with nothing written."""
 
+import json
 import os
+import shutil
 import zipfile
 
 import numpy as np
@@ -16,6 +18,7 @@ from tests.test_hierarchy import TINY_HIERARCHY
 from tfvae import data
 from tfvae.compression import ans, bitsback, compress, container, latents
 from tfvae.evaluation import bounds
+from tfvae.models import likelihoods
 from tfvae.models import vae as model_lib
 from tfvae.training import train
 
@@ -113,36 +116,95 @@ def test_images_come_back_identical_under_their_names(runs, tmp_path, architectu
         np.testing.assert_array_equal(decoded, image)
 
 
+def _grid_information_bits(grid, bins, prior_loc, prior_scale, loc, scale) -> float:
+    """-log2 of the bins' prior masses plus log2 of their posterior masses (scipy, from the
+    grid's definition: N(0, 1) over [-R, R] in prior units, at least the coder's 2^-24; q
+    renormalised over its window)."""
+    bins = np.asarray(bins, np.float64).ravel()
+    as64 = lambda t: np.asarray(t, np.float64).ravel()  # noqa: E731
+    prior_loc, prior_scale, loc, scale = map(as64, (prior_loc, prior_scale, loc, scale))
+    edge = lambda i: (i - grid.middle - 0.5) * grid.width  # noqa: E731  lower edge of bin i
+    total = stats.norm.cdf(grid.radius) - stats.norm.cdf(-grid.radius)
+    prior = (stats.norm.cdf(edge(bins + 1)) - stats.norm.cdf(edge(bins))) / total
+    prior = np.maximum(prior, 2.0**-ans.PRECISION_BITS)  # the coder's least probability
+    codec = grid.posterior(prior_loc, prior_scale, loc, scale)
+    widths = np.empty_like(bins)
+    for rows, part in codec.parts:
+        widths[rows] = part.model_range
+    mean, std = (loc - prior_loc) / prior_scale, scale / prior_scale
+    cdf = lambda i: stats.norm.cdf(edge(i), mean, std)  # noqa: E731
+    low = codec.low.astype(np.float64)
+    posterior = (cdf(bins + 1) - cdf(bins)) / (cdf(low + widths) - cdf(low))
+    return float(-np.log2(prior).sum() + np.log2(posterior).sum())
+
+
 @pytest.mark.parametrize("architecture", ["dcgan", "hierarchical"])
 def test_a_batch_costs_its_symbols_information_less_the_bits_got_back(runs, architecture):
-    """Pixels at -log2 P(x | the bucket centres) of the model's own log_prob, B bits a latent
-    under the prior, less -log2 Q(bucket) popped: the stack grows by that, within the coder's
-    fixed overhead (its 64-bit state) and the 24-bit quantisation of the tables. The images are
-    the model's own draws: on pixels it finds improbable the coder's smallest probability,
-    2^-24, lifts symbols below it, and the file is shorter than their information."""
+    """Pixels at -log2 P(x | the bin centres) of the model's own likelihood (channel by channel,
+    checked against its log_prob), each latent's bin at -log2 of its N(0, 1) mass under the
+    prior, less -log2 Q(bin) popped (q's mass renormalised over its window): the stack grows by
+    that, within the coder's fixed overhead (its 64-bit state) and the 24-bit quantisation of
+    the tables, a symbol's probability at least 2^-24 (the images are the model's own draws
+    from other codes, so a few pixels are that improbable)."""
     _, model, _ = model_lib.restore(str(runs[architecture]))
     p_x = model.decode(tf.random.stateless_normal([3, model.latent_dim], [4, 5]))
     images = np.round(p_x.sample(seed=[1, 2]).numpy() * 255).astype(np.uint8)
     coder = ans.seeded(bytes(range(256)) * 8)
     before = coder.num_valid_bits()
-    bits = 10
-    indices = bitsback.encode(coder, model, images, bits)
+    grid = latents.Grid(10)
+    bins = bitsback.encode(coder, model, images, grid)
     walk, posterior_walk, expected = (
         model.walk(n=3),
         model.walk(model.encode(tf.constant(images, tf.float32) / 255.0)),
         0.0,
     )
-    for chosen in indices:
+    for chosen in bins:
         prior_loc, prior_scale, _, _ = walk.next_normals()
         _, _, loc, scale = posterior_walk.next_normals()
-        log_q = latents.posterior_log_probs(prior_loc, prior_scale, loc, scale, bits)
-        log_q_chosen = np.take_along_axis(log_q, chosen.reshape(-1, 1), 1).sum()
-        expected += chosen.size * bits + log_q_chosen / np.log(2)  # B bits in, -log2 Q back
-        centre = latents.centres(chosen, prior_loc.numpy(), prior_scale.numpy(), bits)
+        expected += _grid_information_bits(grid, chosen, prior_loc, prior_scale, loc, scale)
+        centre = grid.centres(chosen, prior_loc.numpy(), prior_scale.numpy())
         walk.push(centre), posterior_walk.push(centre)
-    x = tf.constant(images, tf.float32) / 255.0
-    expected -= np.sum(walk.likelihood().log_prob(x).numpy()) / np.log(2)
+    x, likelihood = tf.constant(images, tf.float32) / 255.0, walk.likelihood()
+    level = images.astype(np.float32)
+    coded = [  # log P(channel c | channels before it) of each pixel, float64 [3, N, H, W]
+        np.take_along_axis(
+            likelihoods.channel_log_probs(likelihood, c, level).numpy().astype(np.float64),
+            images[..., c, None].astype(np.int64), -1,
+        )[..., 0]
+        for c in range(3)
+    ]  # fmt: skip
+    np.testing.assert_allclose(  # the channels' code is the model's own likelihood
+        np.sum(coded, (0, 2, 3)), likelihood.log_prob(x).numpy(), rtol=1e-4
+    )
+    floored = np.maximum(np.array(coded), np.log(2.0**-ans.PRECISION_BITS))
+    expected -= floored.sum() / np.log(2)
     assert abs((coder.num_valid_bits() - before) - expected) < 64 + 1e-3 * abs(expected)
+
+
+@pytest.mark.parametrize("word", [0, 2**32 - 1])
+def test_grid_pops_land_within_their_window_whatever_the_bits(word):
+    """The stack's top bits all zero or all one (the extremes a previous image's prior codes
+    make common): each bin q pops lies in its window, +-WINDOW_SIGMAS of its standard deviations
+    around its mean (at most 1/8 and 2 bins wider), never across the grid, and pushing the bins
+    back restores the stack."""
+    grid = latents.Grid(10)
+    rng = np.random.default_rng(0)
+    scale = np.float32(10.0 ** rng.uniform(-4, -0.5, 400))  # windows inside the grid
+    loc = np.float32(rng.normal(0, 1.5, 400))
+    prior_loc, prior_scale = (
+        np.float32(rng.normal(0, 0.5, 400)),
+        np.float32(rng.uniform(0.5, 2, 400)),
+    )
+    words = np.full(200, word, np.uint32)
+    words[-1] |= 1  # the top word of a stack is never zero; its low bits stay extreme
+    coder = ans.message(words)
+    codec = grid.posterior(prior_loc, prior_scale, loc, scale)
+    bins = codec.pop(coder)
+    offset = np.abs(bins - grid.middle - (loc - prior_loc) / prior_scale / grid.width)  # bins
+    std = scale / prior_scale / grid.width  # q's standard deviation in bins
+    assert np.all(offset <= 1.125 * latents.WINDOW_SIGMAS * std + 2.0)  # a window's widest
+    codec.push(coder, bins)
+    np.testing.assert_array_equal(ans.words_of(coder), words)
 
 
 def test_the_file_costs_about_the_negative_elbo(runs):
@@ -244,3 +306,129 @@ def test_bad_images_or_output_are_refused_in_one_line_and_nothing_is_written(
     assert sorted(os.listdir(tmp_path / "out")) == before
     if case == "exists":
         assert output.read_bytes() == b"keep"
+
+
+def _split_images(run, count: int) -> np.ndarray:
+    config, _, _ = model_lib.restore(str(run))
+    batch = next(iter(data.load_config_split(config, "validation", count).batch(count)))
+    return batch["image"].numpy()
+
+
+def test_bpp_compress_reports_the_file_it_wrote_and_decoded(runs, tmp_path):
+    """`tfvae-bpp --compress`: the file's bits/dim is 8 x its bytes / (N D) of the file on disk,
+    the seed's share is its JPEG XL bytes', the pixels it decoded are the images evaluated, and
+    the file decodes with tfvae-decompress to those images."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["dcgan"], run)
+    result = run_command("bpp", f"--model_dir={run}", "--k=2", "--num_images=8",
+                         "--eval_batch_size=4", "--compress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    compressed = metrics["compressed"]
+    size = os.path.getsize(compressed["file"])
+    dims = 8 * 16 * 16 * 3
+    assert compressed["file"] == str(run / "compressed" / "validation_8.tfvz")
+    assert compressed["bytes"] == size and compressed["bits_per_dim"] == 8 * size / dims
+    assert compressed["seed_bits_per_dim"] == 8 * compressed["seed_bytes"] / dims
+    images = _split_images(run, 8)
+    assert compressed["round_trip"] == "identical"
+    assert compressed["decoded_pixels_sha256"] == container.pixels_sha256(images)
+    elbo_bits = -metrics["elbo_nats"] / (dims / 8 * np.log(2))
+    assert compressed["negative_elbo_bits_per_dim"] == pytest.approx(elbo_bits, rel=1e-9)
+    assert compressed["encode_to_forward"] > 0 and compressed["decode_images_per_second"] > 0
+    assert "bits-back file" in result.stdout and "the file (" in result.stdout
+    out = tmp_path / "out"
+    back = run_command("decompress", f"--model_dir={run}", f"--input={compressed['file']}",
+                       f"--output={out}")  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    for i, image in enumerate(images):
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(out / f"validation_{i:06d}.png")), image
+        )
+
+
+def test_bpp_compress_refuses_a_file_that_does_not_decode_to_its_images(
+    runs, tmp_path, monkeypatch
+):
+    """A decoder giving other pixels (one changed): one line, exit 1, the file removed."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["dcgan"], run)
+    decompress = compress.decompress
+
+    def one_pixel_off(*args, **kwargs):
+        names, images = decompress(*args, **kwargs)
+        images = images.copy()
+        images[-1, 0, 0, 0] ^= 1
+        return names, images
+
+    monkeypatch.setattr(compress, "decompress", one_pixel_off)
+    result = run_command("bpp", f"--model_dir={run}", "--k=2", "--num_images=4", "--compress",
+                         "--nocodecs")  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after the progress bars
+    assert "did not decode to the images it was made of" in last
+    assert result.stderr.count("error") == 1, result.stderr
+    assert os.listdir(run / "compressed") == []
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"prior": "mog"}, "needs the standard normal prior"),
+        ({"prior": "vamp"}, "needs the standard normal prior"),
+        ({"prior": "flow"}, "needs the standard normal prior"),
+        ({"posterior": "iaf"}, "needs a diagonal Gaussian posterior"),
+        ({"likelihood": "bernoulli"}, "only the discrete likelihoods over 256 levels"),
+        ({"likelihood": "gaussian"}, "only the discrete likelihoods over 256 levels"),
+        ({**TINY_HIERARCHY, "likelihood": "gaussian"}, "only the discrete likelihoods"),
+    ],
+)
+def test_a_model_the_coder_cannot_code_is_refused_in_one_line(data_dir, changes, message):
+    config = tiny_config_for(data_dir, **changes)
+    model = model_lib.build(config)
+    size = config.image_size
+    with pytest.raises(ValueError, match=message) as refused:
+        compress.check_codable(model, [size, size, 3])
+    assert "\n" not in str(refused.value)
+
+
+def test_a_learned_prior_is_refused_before_anything_is_written(data_dir, tmp_path):
+    """tfvae-compress and tfvae-bpp --compress on a run with a mixture prior: one line each,
+    exit 1, no file, no metrics (bpp refuses before its evaluation)."""
+    run = tmp_path / "mog"
+    train.train_and_evaluate(tiny_config_for(data_dir, prior="mog", train_size=16), str(run))
+    _write_images(tmp_path / "in", 16, 3)
+    (tmp_path / "out").mkdir()
+    output = tmp_path / "out" / "faces.tfvz"
+    for command, args in (
+        ("compress", [f"--images={tmp_path / 'in'}", f"--output={output}"]),
+        ("bpp", ["--k=2", "--num_images=4", "--compress"]),
+    ):
+        result = run_command(command, f"--model_dir={run}", *args)
+        assert result.returncode == 1 and "standard normal prior" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert os.listdir(tmp_path / "out") == []
+    assert not (run / "compressed").exists() and not (run / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "case,message", [("unwritable", "is not writable"), ("exists", "which exists; give")]
+)
+def test_decompress_refuses_an_output_it_cannot_write_and_keeps_what_is_there(
+    runs, compressed, tmp_path, case, message
+):
+    output = tmp_path / "out"
+    if case == "unwritable":
+        (tmp_path / "a_file").write_text("")
+        output = tmp_path / "a_file" / "out"
+    else:
+        output.mkdir()
+        (output / "keep.png").write_bytes(b"keep")
+    before = sorted(os.listdir(tmp_path))
+    run = run_command("decompress", f"--model_dir={runs['dcgan']}", f"--input={compressed}",
+                      f"--output={output}")  # fmt: skip
+    assert run.returncode == 1 and message in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+    if case == "exists":
+        assert (output / "keep.png").read_bytes() == b"keep"

@@ -20,8 +20,13 @@ define.string("images", None, "A folder or zip of images of the run's size.", re
 define.string("output", None, "The compressed file to write (e.g. faces.tfvz).", required=True)
 define.integer("eval_batch_size", 16, "Images through the model at once.", lower_bound=1)
 define.integer(
-    "latent_bits", 10, "B: each latent coded as one of 2^B equal-mass buckets of its prior.",
+    "latent_bits", 10, "B: each latent coded as one of 2^B bins of its prior (see the docs).",
     lower_bound=4, upper_bound=16,
+)  # fmt: skip
+define.enum(
+    "latent_grid", "equal_mass", ["equal_mass", "equal_width"],
+    "The latents' bins: equal mass under each prior, or equal width over +-16 prior standard "
+    "deviations with the posterior coded over a window (docs/compression.md).",
 )  # fmt: skip
 define.bool("overwrite", False, "Replace an existing --output.")
 
@@ -48,21 +53,23 @@ def check_writable(path: str, flag: str, overwrite: bool, directory: bool = Fals
 def _main(FLAGS) -> int | None:
     from tqdm import tqdm
 
-    from tfvae.compression import compress, container
+    from tfvae.compression import compress, container, latents
     from tfvae.runtime import files
 
-    start = time.perf_counter()
     check_writable(FLAGS.output, "output", FLAGS.overwrite)
     names, images, input_bytes = compress.read_images(FLAGS.images)
     config, vae, _ = common.restore(FLAGS)
     images = compress.check_images(names, images, config.image_size)
+    grid = latents.default(FLAGS.latent_bits, FLAGS.latent_grid)
+    compress.check_codable(vae, images.shape[1:], grid)
     fingerprint = container.fingerprint(os.path.join(FLAGS.model_dir, "config.json"), vae)
+    start = time.perf_counter()
     with tqdm(total=len(images), unit="img", desc="compressing") as bar:
         data, numbers = compress.compress(
-            vae, names, images, fingerprint, FLAGS.eval_batch_size, FLAGS.latent_bits, bar.update
+            vae, names, images, fingerprint, FLAGS.eval_batch_size, grid, bar.update
         )
-    files.write_atomically(FLAGS.output, data)
     seconds = time.perf_counter() - start
+    files.write_atomically(FLAGS.output, data)
     dims = images[0].size
     chain = numbers["chain_bits_per_dim"]
     print(
@@ -71,7 +78,8 @@ def _main(FLAGS) -> int | None:
         f"{8 * input_bytes / (len(images) * dims):.4f}); the seed: {numbers['seed_images']} "
         f"JPEG XL file(s), {numbers['seed_bytes']:,} bytes; the chain: "
         + (f"{chain:.4f} bits/dim on the other images" if chain is not None else "empty")
-        + f"; {seconds:.1f} s ({len(images) / seconds:.1f} images/s)"
+        + f"; coded in {seconds:.1f} s ({len(images) / seconds:.1f} images/s; tfvae-bpp "
+        "--compress gives it beside the model's forward pass)"
     )
 
 

@@ -46,7 +46,6 @@ def _main(FLAGS) -> int | None:
 
     from tfvae.compression import compress, container
 
-    start = time.perf_counter()
     check_writable(FLAGS.output, "output", FLAGS.overwrite, directory=True)
     try:
         with open(FLAGS.input, "rb") as f:
@@ -57,14 +56,15 @@ def _main(FLAGS) -> int | None:
     _, vae, _ = common.restore(FLAGS)
     fingerprint = container.fingerprint(os.path.join(FLAGS.model_dir, "config.json"), vae)
     compress.check_header(header, fingerprint, FLAGS.input)
+    start = time.perf_counter()
     with tqdm(total=header.get("count"), unit="img", desc="decompressing") as bar:
         names, images = compress.decompress(vae, data, fingerprint, FLAGS.input, bar.update)
-    _write_pngs(names, images, FLAGS.output)
     seconds = time.perf_counter() - start
+    _write_pngs(names, images, FLAGS.output)
     bits = 8 * len(data) / images.size
     print(
         f"wrote {len(images)} PNG images to {FLAGS.output} from {FLAGS.input} "
-        f"({len(data):,} bytes, {bits:.4f} bits/dim); {seconds:.1f} s "
+        f"({len(data):,} bytes, {bits:.4f} bits/dim); decoded in {seconds:.1f} s "
         f"({len(images) / seconds:.1f} images/s)"
     )
 

@@ -10,6 +10,8 @@ the same float32 model outputs code with the same integer tables.
 
 from __future__ import annotations
 
+import functools
+
 import constriction
 import numpy as np
 
@@ -95,3 +97,28 @@ class Serial:
 
     def pop(self, coder) -> list:
         return [self.make(i).pop(coder) for i in range(self.parts)]
+
+
+class QuantizedGaussian:
+    """n integer symbols in [low, high], symbol i a Gaussian's mass over [i - 1/2, i + 1/2]
+    (constriction's `QuantizedGaussian`, renormalised to the range, every symbol at least
+    2^-24), with float64 means and standard deviations [n] (scalars: the same for all n)."""
+
+    def __init__(self, low: int, high: int, means, stds, n: int | None = None):
+        self.model = _quantized_gaussian(int(low), int(high))
+        self.model_range = int(high) - int(low) + 1  # symbols
+        n = np.size(means) if n is None else n
+        as_rows = lambda t: np.ascontiguousarray(np.broadcast_to(t, [n]), np.float64)  # noqa: E731
+        self.means, self.stds = as_rows(means), as_rows(stds)
+
+    def push(self, coder, symbols):
+        symbols = np.asarray(symbols, np.int32).ravel()
+        coder.encode_reverse(symbols, self.model, self.means, self.stds)
+
+    def pop(self, coder) -> np.ndarray:
+        return coder.decode(self.model, self.means, self.stds)
+
+
+@functools.lru_cache(maxsize=32)
+def _quantized_gaussian(low: int, high: int):
+    return constriction.stream.model.QuantizedGaussian(low, high)

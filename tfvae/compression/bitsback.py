@@ -1,15 +1,18 @@
 """Bits-back coding of one batch of images with a model's latent groups (HiLLoC's order).
 
-Encode: top down, pop each group's bucket indices from its posterior q(z_l | x, z_<l) given the
-groups above at their bucket centres (`latents`), pushing the centres into the model's walk;
-push the pixels under p(x | z), channel by channel; push each group under its prior (uniform
-over the buckets: B bits a latent), bottom up. Decode undoes it in reverse: pop the groups top
-down under their priors (the centres into a prior-only walk), pop the pixels channel by channel,
-then, the images known, rebuild the posteriors and push the indices back, bottom up.
+Encode: top down, pop each group's bins from its posterior q(z_l | x, z_<l) given the groups
+above at their bin centres (`latents`), pushing the centres into the model's walk; push the
+pixels under p(x | z), channel by channel; push each group's bins under its prior, bottom up.
+Decode undoes it in reverse: pop the groups top down under their priors (the centres into a
+prior-only walk), pop the pixels channel by channel, then, the images known, rebuild the
+posteriors and push the bins back, bottom up.
+
+`grid` is a discretisation of `latents` (`Grid` or `EqualMass`): `prior(n)` and
+`posterior(prior loc, prior scale, loc, scale)` codecs of flat bins, and their `centres`.
 
 Determinism: every table a decoder needs is computed on both sides by the same calls with the
 same inputs and batch shape: priors and pixel probabilities from the prior-only walk
-`model.walk(n=N)` fed the bucket centres, posteriors from `model.walk(model.encode(x))` with x the
+`model.walk(n=N)` fed the bin centres, posteriors from `model.walk(model.encode(x))` with x the
 uint8 pixels / 255 in float32; then float64 numpy (`ans.quantised`, `latents`).
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfvae.compression import ans, latents
+from tfvae.compression import ans
 from tfvae.models import likelihoods
 
 _TOP = 255.0
@@ -49,39 +52,39 @@ def _before(level, channel: int) -> np.ndarray:
     return known
 
 
-def encode(coder, model, images, bits: int) -> list[np.ndarray]:
+def encode(coder, model, images, grid) -> list[np.ndarray]:
     """Pushes uint8 images [N, H, W, C] onto the ANS stack `coder` (see the module doc);
-    returns the bucket indices int32 [N, S_l] of each group it coded them with, top down."""
+    returns the bins int [N, S_l] of each group it coded them with, top down."""
     images = np.asarray(images, np.uint8)
     n = len(images)
     posterior_walk, prior_walk = _posterior_walk(model, images), model.walk(n=n)
-    indices = []
+    bins = []
     for _ in model.group_sizes():
         prior_loc, prior_scale = _prior(prior_walk)
         _, _, loc, scale = posterior_walk.next_normals()
-        codec = latents.posterior_codec(prior_loc, prior_scale, loc.numpy(), scale.numpy(), bits)
-        chosen = np.concatenate(codec.pop(coder)).reshape(prior_loc.shape)
-        indices.append(chosen)
-        centre = latents.centres(chosen, prior_loc, prior_scale, bits)
+        codec = grid.posterior(prior_loc, prior_scale, loc.numpy(), scale.numpy())
+        chosen = codec.pop(coder).reshape(prior_loc.shape)
+        bins.append(chosen)
+        centre = grid.centres(chosen, prior_loc, prior_scale)
         posterior_walk.push(centre), prior_walk.push(centre)
     likelihood = prior_walk.likelihood()
     for channel in reversed(range(images.shape[-1])):  # the decoder pops R first
         codec = _pixels_codec(likelihood, channel, _before(images, channel))
         codec.push(coder, images[..., channel])
-    for chosen in reversed(indices):
-        ans.Uniform(bits, chosen.size).push(coder, chosen)
-    return indices
+    for chosen in reversed(bins):
+        grid.prior(chosen.size).push(coder, chosen)
+    return bins
 
 
-def decode(coder, model, n: int, image_shape, bits: int) -> np.ndarray:
+def decode(coder, model, n: int, image_shape, grid) -> np.ndarray:
     """Pops N images uint8 [N, H, W, C] off the ANS stack `coder`, undoing `encode`."""
-    prior_walk, indices, priors, centres = model.walk(n=n), [], [], []
+    prior_walk, bins, priors, centres = model.walk(n=n), [], [], []
     for size in model.group_sizes():
         prior_loc, prior_scale = _prior(prior_walk)
-        chosen = ans.Uniform(bits, n * size).pop(coder).reshape(n, size)
-        centre = latents.centres(chosen, prior_loc, prior_scale, bits)
+        chosen = grid.prior(n * size).pop(coder).reshape(n, size)
+        centre = grid.centres(chosen, prior_loc, prior_scale)
         prior_walk.push(centre)
-        indices.append(chosen), priors.append((prior_loc, prior_scale)), centres.append(centre)
+        bins.append(chosen), priors.append((prior_loc, prior_scale)), centres.append(centre)
     likelihood = prior_walk.likelihood()
     level = np.zeros([n, *image_shape], np.float32)
     for channel in range(image_shape[-1]):
@@ -93,8 +96,7 @@ def decode(coder, model, n: int, image_shape, bits: int) -> np.ndarray:
         _, _, loc, scale = posterior_walk.next_normals()
         posteriors.append((loc.numpy(), scale.numpy()))
         posterior_walk.push(centre)
-    for group in reversed(range(len(indices))):
+    for group in reversed(range(len(bins))):
         (prior_loc, prior_scale), (loc, scale) = priors[group], posteriors[group]
-        codec = latents.posterior_codec(prior_loc, prior_scale, loc, scale, bits)
-        codec.push(coder, latents.split(indices[group], bits))
+        grid.posterior(prior_loc, prior_scale, loc, scale).push(coder, bins[group])
     return images

@@ -5,15 +5,18 @@ JPEG XL lossless files of the first images, as many as hold the bits the first i
 may pop (latent_dim x B); they are stored as those files, inside the stack, and come back as its
 last words. The other images follow in batches that grow from one image to `batch_size` as the
 stack fills, each no larger than the stack's bits can feed: the batch sizes are in the header, so
-the decoder runs the model on the same shapes, last batch first.
+the decoder runs the model on the same shapes, last batch first. `round_trip` writes a file,
+reads it back and checks the pixels, and measures the coder beside the model's forward pass.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import zipfile
 
 import numpy as np
+import tensorflow as tf
 
 from tfvae.compression import ans, bitsback, container, latents
 
@@ -62,6 +65,15 @@ def check_images(names, images, image_size: int) -> np.ndarray:
     return np.stack(images).astype(np.uint8)
 
 
+def check_codable(model, image_shape, grid=None) -> None:
+    """One line (ValueError) unless this coder can code the model's images [H, W, C]: the model's
+    walk gives every latent group as a diagonal Gaussian under a diagonal Gaussian prior, and
+    p(x|z) is over the 256 levels. Checked by coding one black image, as `compress` would."""
+    grid = grid or latents.default()
+    coder = ans.seeded(bytes(4 * model.latent_dim * grid.bits))
+    bitsback.encode(coder, model, np.zeros([1, *image_shape], np.uint8), grid)
+
+
 def _seed(images, latent_dim: int, bits: int) -> list[bytes]:
     """JPEG XL lossless files of the first images, enough to hold latent_dim x bits bits."""
     from tfvae.evaluation import codecs
@@ -74,13 +86,16 @@ def _seed(images, latent_dim: int, bits: int) -> list[bytes]:
 
 
 def compress(model, names, images, model_fingerprint: dict, batch_size: int = 16,
-             bits: int = latents.DEFAULT_BITS, progress=None) -> tuple[bytes, dict]:  # fmt: skip
-    """(the file's bytes, its numbers) of uint8 images [N, H, W, C] named `names`.
+             grid=None, progress=None) -> tuple[bytes, dict]:  # fmt: skip
+    """(the file's bytes, its numbers) of uint8 images [N, H, W, C] named `names`, the latents
+    on `grid` (a discretisation of `latents`; None: `latents.default()`).
 
     The numbers: bytes, bits_per_dim (8 bytes / (N D)), seed_images and seed_bytes (the JPEG XL
     files the chain starts from), chain_bits_per_dim (the rest's share over the other images).
     """
     images = np.asarray(images, np.uint8)
+    grid = grid or latents.default()
+    bits = grid.bits
     seed = _seed(images, model.latent_dim, bits)
     coder = ans.seeded(b"".join(seed))
     start_bits, batches, done = coder.num_bits(), [], len(seed)
@@ -89,7 +104,7 @@ def compress(model, names, images, model_fingerprint: dict, batch_size: int = 16
     while done < len(images):
         fed = coder.num_bits() // (model.latent_dim * bits)
         size = int(min(batch_size, len(images) - done, max(1, fed)))
-        bitsback.encode(coder, model, images[done : done + size], bits)
+        bitsback.encode(coder, model, images[done : done + size], grid)
         batches.append(size)
         done += size
         if progress:
@@ -99,7 +114,7 @@ def compress(model, names, images, model_fingerprint: dict, batch_size: int = 16
         "image_shape": list(images.shape[1:]),
         "count": len(images),
         "names": list(names),
-        "discretisation": {"kind": "equal-mass buckets under each latent's prior", "bits": bits},
+        "discretisation": grid.describe(),
         "batches": batches,
         "seed": {"codec": "jpegxl lossless", "bytes": [len(f) for f in seed]},
         "pixels_sha256": container.pixels_sha256(images),
@@ -113,6 +128,7 @@ def compress(model, names, images, model_fingerprint: dict, batch_size: int = 16
         "bits_per_dim": 8 * len(data) / (len(images) * dims),
         "seed_images": len(seed),
         "seed_bytes": sum(map(len, seed)),
+        "header_bytes": len(data) - 4 * len(ans.words_of(coder)),
         "chain_bits_per_dim": (coder.num_bits() - start_bits) / (chain * dims) if chain else None,
     }
     return data, numbers
@@ -136,14 +152,15 @@ def decompress(model, data: bytes, model_fingerprint: dict, name: str = "the fil
     header, words = container.unpack(data, name)
     check_header(header, model_fingerprint, name)
     try:
-        shape, bits = tuple(header["image_shape"]), int(header["discretisation"]["bits"])
+        shape = tuple(header["image_shape"])
+        grid = latents.from_description(header["discretisation"])
         batches, seed_lengths = header["batches"], header["seed"]["bytes"]
         names = header["names"]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise ValueError(f"{name} is corrupted (its header lacks a field).") from None
     coder, decoded = ans.message(words), []
     for size in reversed(batches):
-        decoded.append(bitsback.decode(coder, model, size, shape, bits))
+        decoded.append(bitsback.decode(coder, model, size, shape, grid))
         if progress:
             progress(size)
     seed_bytes = ans.unseal(coder, sum(seed_lengths))
@@ -170,3 +187,66 @@ def _decode_seed(data: bytes, lengths, name: str) -> list[np.ndarray]:
             raise ValueError(f"{name} is corrupted (its seed images do not decode).") from None
         offset += length
     return images
+
+
+# ------------------------------------------- a round trip, measured (tfvae-bpp --compress)
+
+
+def forward_seconds(model, images, batches) -> float:
+    """Seconds of the model's log-weight pass (K = 1: encoder, one draw, decoder) over uint8
+    images [N, H, W, C] cut in `batches` (sizes), eagerly as the coder runs the model."""
+    start, done = time.perf_counter(), 0
+    for size in batches:
+        x = tf.convert_to_tensor(images[done : done + size].astype(np.float32) / 255.0)
+        model.log_weights(x, 1, seed=[0, done]).numpy()
+        done += size
+    return time.perf_counter() - start
+
+
+def round_trip(model, names, images, fingerprint: dict, path: str, batch_size: int = 16,
+               grid=None, progress=None) -> dict:  # fmt: skip
+    """Compresses uint8 images [N, H, W, C] to `path` (written atomically), reads the file back,
+    decodes it and checks the pixels: ValueError (one line; the file removed) unless identical.
+
+    Returns `compress.compress`'s numbers and: file, seed_bits_per_dim (the seed files' share
+    of bits_per_dim), encode/decode seconds and images/s (every image, the seed's included),
+    forward_seconds (`forward_seconds` on the chain's batches) and encode/decode_to_forward
+    (the coder's time over it), decoded_pixels_sha256 (of the decoded pixels)."""
+    from tfvae.runtime import files
+
+    images = np.asarray(images, np.uint8)
+    start = time.perf_counter()
+    data, numbers = compress(model, names, images, fingerprint, batch_size, grid, progress)
+    encode_seconds = time.perf_counter() - start
+    files.write_atomically(path, data)
+    with open(path, "rb") as f:
+        written = f.read()
+    start = time.perf_counter()
+    try:
+        decoded_names, decoded = decompress(model, written, fingerprint, path)
+    except ValueError:
+        os.remove(path)
+        raise
+    decode_seconds = time.perf_counter() - start
+    if list(decoded_names) != list(names) or not np.array_equal(decoded, images):
+        os.remove(path)
+        raise ValueError(f"{path} did not decode to the images it was made of; removed.")
+    header, _ = container.unpack(written, path)
+    seed = numbers["seed_images"]
+    forward = forward_seconds(model, images[seed:], header["batches"])
+    return {
+        **numbers,
+        "file": path,
+        "bytes": len(written),
+        "bits_per_dim": 8 * len(written) / images.size,
+        "seed_bits_per_dim": 8 * numbers["seed_bytes"] / images.size,
+        "round_trip": "identical",
+        "decoded_pixels_sha256": container.pixels_sha256(decoded),
+        "encode_seconds": encode_seconds,
+        "decode_seconds": decode_seconds,
+        "encode_images_per_second": len(images) / encode_seconds,
+        "decode_images_per_second": len(images) / decode_seconds,
+        "forward_seconds": forward,
+        "encode_to_forward": encode_seconds / forward if forward else None,
+        "decode_to_forward": decode_seconds / forward if forward else None,
+    }

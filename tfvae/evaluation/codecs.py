@@ -97,9 +97,10 @@ def baselines(images) -> dict:
     return {codec: bits_per_dim(images, codec) for codec in CODECS}
 
 
-def verdict(model_bits_per_dim: float, codec_results: dict) -> str:
+def verdict(model_bits_per_dim: float, codec_results: dict, subject: str = "the model") -> str:
     """One line comparing a model's bits/dim with each codec's on the same images: the codecs it
-    beats (fewer bits/dim), the strongest last, and those it does not, with their bits/dim.
+    beats (fewer bits/dim), the strongest last, and those it does not, with their bits/dim
+    (`subject` names what has model_bits_per_dim: the model, or the file it wrote).
 
     For example '...; the model (1.711) beats PNG, WebP and JPEG XL e9 but not JPEG XL e10
     (1.660)'; when it beats none, '... does not beat PNG' (the weakest codec, usually PNG).
@@ -111,7 +112,7 @@ def verdict(model_bits_per_dim: float, codec_results: dict) -> str:
     weakest_first = sorted(codec_results, key=lambda c: -codec_results[c]["bits_per_dim"])
     beaten = [c for c in weakest_first if model_bits_per_dim < codec_results[c]["bits_per_dim"]]
     unbeaten = [c for c in weakest_first if c not in beaten]
-    model = f"the model ({model_bits_per_dim:.3f})"
+    model = f"{subject} ({model_bits_per_dim:.3f})"
     if not beaten:
         return f"{head}; {model} does not beat {NAMES.get(unbeaten[0], unbeaten[0])}"
     tail = f"{model} beats {_listed([NAMES.get(c, c) for c in beaten], 'and')}"
