@@ -68,6 +68,24 @@ def test_codecs_pop_what_they_pushed_and_give_the_seed_back():
     assert ans.unseal(coder, len(seed)) == seed
 
 
+def test_reversed_buckets_cost_b_bits_and_put_their_low_bits_where_the_next_pop_reads():
+    indices = np.arange(2**10)
+    reversed_ = latents.reverse_bits(indices, 10)
+    assert sorted(reversed_) == list(indices) and latents.reverse_bits(1, 10) == 512
+    np.testing.assert_array_equal(latents.reverse_bits(reversed_, 10), indices)
+    tail = 2**10 - 2  # 0b1111111110: a latent far out in its prior's upper tail
+    for scramble, top_bit in (("none", 1), ("bit_reversed", 0)):
+        coder = ans.seeded(bytes(range(64)))
+        start = coder.num_valid_bits()
+        prior = latents.EqualMass(10, scramble).prior(3)
+        prior.push(coder, [tail, 5, 700])  # the first is pushed last: on top
+        assert coder.num_valid_bits() - start == 30  # B bits each, scrambled or not
+        # the next pop (here a fair bit) reads the top bucket's first bit as pushed
+        assert int(ans.Uniform(1, 1).pop(coder)[0]) == top_bit
+        ans.Uniform(1, 1).push(coder, [top_bit])
+        np.testing.assert_array_equal(prior.pop(coder), [tail, 5, 700])
+
+
 def test_bucket_masses_are_the_posteriors_mass_over_equal_mass_buckets_of_the_prior():
     bits = 6
     prior_loc, prior_scale = np.float32([0.3, -1.0, 0.0]), np.float32([2.0, 0.5, 1.0])

@@ -58,7 +58,8 @@ define.string(
     "The file --compress writes (default MODEL_DIR/compressed/SPLIT_N.tfvz).",
 )  # fmt: skip
 define.integer(
-    "latent_bits", 10, "B: each latent coded as one of 2^B bins of its prior (--compress).",
+    "latent_bits", 12,  # tfvae.compression.latents.DEFAULT_BITS
+    "B: each latent coded as one of 2^B bins of its prior (--compress).",
     lower_bound=4, upper_bound=16,
 )  # fmt: skip
 define.enum(

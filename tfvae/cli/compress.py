@@ -20,7 +20,8 @@ define.string("images", None, "A folder or zip of images of the run's size.", re
 define.string("output", None, "The compressed file to write (e.g. faces.tfvz).", required=True)
 define.integer("eval_batch_size", 16, "Images through the model at once.", lower_bound=1)
 define.integer(
-    "latent_bits", 10, "B: each latent coded as one of 2^B bins of its prior (see the docs).",
+    "latent_bits", 12,  # tfvae.compression.latents.DEFAULT_BITS
+    "B: each latent coded as one of 2^B bins of its prior (see the docs).",
     lower_bound=4, upper_bound=16,
 )  # fmt: skip
 define.enum(
