@@ -178,3 +178,17 @@ def test_the_command_builds_from_the_installed_packages(tmp_path):
     file.write_text("")
     refused = run_command("photos", f"--output={file}")
     assert refused.returncode == 1 and "it is a file" in refused.stderr
+
+
+def test_the_photos_flagfile_reads_the_patches_uncropped(built, tmp_path):
+    from tfvae import config as config_lib
+    from tfvae.cli import common, train
+
+    flagfile = os.path.join(os.path.dirname(__file__), "..", "configs", "hierarchical_photos.flags")
+    argv = ["tfvae-train", f"--flagfile={flagfile}", f"--dataset=folder:{built.path}"]
+    config = config_lib.from_flags(common.parse(argv, train.FLAG_DEFINITIONS).values)
+    assert (config.architecture, config.image_size, config.crop) == ("hierarchical", 32, "none")
+    config = config_lib.Config(**{**config.to_dict(), "data_dir": str(tmp_path)})
+    validation = data.load_config_split(config, "validation", 0)
+    images = np.stack([ex["image"].numpy() for ex in validation])
+    np.testing.assert_array_equal(images, built.validation)  # every pixel, no crop, no resize
