@@ -126,6 +126,10 @@ def test_a_failed_build_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         photos.build(str(tmp_path / "out"), _photographs(), overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["out"] and os.listdir(tmp_path / "out") == ["old.png"]
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match=r"a_file/out cannot be written: .*a_file: File exists"):
+        photos.build(str(tmp_path / "a_file" / "out"), _photographs())
+    (tmp_path / "a_file").unlink()
     monkeypatch.undo()
     (tmp_path / "out" / "old.png").unlink()
     (tmp_path / "out").rmdir()

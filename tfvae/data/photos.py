@@ -199,8 +199,11 @@ def build(
     if os.path.exists(output) and not overwrite:
         raise ValueError(f"{output} exists; give overwrite=True (--overwrite) to replace it.")
     parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", dir=parent)
+    except OSError as error:
+        raise ValueError(f"{output} cannot be written: {parent}: {error.strerror}.") from None
     try:
         rows, partition, validation = _write_patches(photographs, stride, margin, staging)
         manifest = {
