@@ -1,7 +1,7 @@
 """Images from a directory or a zip (CelebA's img_align_celeba/ or img_align_celeba.zip).
 
-A zip is read in place, never extracted. When CelebA's list_eval_partition.txt sits beside
-(or inside) the folder, its official split is used, and list_attr_celeba.txt gives the 40
+A zip is read in place, never extracted. When CelebA's list_eval_partition.txt sits inside (or
+else beside) the folder, its official split is used, and list_attr_celeba.txt gives the 40
 attributes as labels; otherwise each file goes to train/validation/test (80/10/10%) by a seeded
 hash of its name, the same on every machine.
 """
@@ -39,8 +39,9 @@ def _list_images(path: str) -> tuple[list[str], zipfile.ZipFile | None]:
 
 
 def _beside(path: str, file_name: str) -> str | None:
-    """file_name next to the folder or zip, or inside the folder."""
-    for directory in (os.path.dirname(os.path.abspath(path)), path):
+    """file_name inside the folder, or else next to the folder or zip (the folder's own file
+    wins: a folder of patches built beside a CelebA folder keeps its own split)."""
+    for directory in (path, os.path.dirname(os.path.abspath(path))):
         candidate = os.path.join(directory, file_name)
         if os.path.isfile(candidate):
             return candidate
@@ -63,7 +64,10 @@ def split_files(path: str, split: str, seed: int = 0):
         names = [n for n in names if partition.get(os.path.basename(n)) == wanted]
     else:
         names = [n for n in names if _hash_split(os.path.basename(n), seed) == split]
-    attributes_path = _beside(path, celeba.ATTRIBUTES_FILE) if partition_path else None
+    attributes_path = None  # beside the partition file that was read, not another one
+    if partition_path:
+        candidate = os.path.join(os.path.dirname(partition_path), celeba.ATTRIBUTES_FILE)
+        attributes_path = candidate if os.path.isfile(candidate) else None
     labels = None
     if attributes_path:
         table = celeba.read_attributes(attributes_path)

@@ -164,7 +164,8 @@ def _source_stamp(name: str) -> list:
         return []
     source = name[len("folder:") :]
     paths = [source] + [
-        os.path.join(os.path.dirname(os.path.abspath(source)), f)
+        os.path.join(directory, f)
+        for directory in (os.path.dirname(os.path.abspath(source)), source)  # beside, inside
         for f in (celeba.PARTITION_FILE, celeba.ATTRIBUTES_FILE)
     ]
     stamp = [os.path.abspath(source)]
