@@ -24,6 +24,10 @@ def test_builtin_faces_follow_their_factors():
     assert np.abs(images[2] - images[0]).sum() > 0  # glasses drawn...
     assert np.abs(images[2][corner] - images[0][corner]).sum() == 0  # ...on the face only
     assert images[3][centre].mean() < images[0][centre].mean() - 50  # darker skin
+    for chunk in (1, 3):  # a face's pixels do not depend on the faces drawn beside it
+        np.testing.assert_array_equal(
+            builtin.draw_faces(factors, np.zeros((4, 2), np.float32), chunk=chunk), images
+        )
 
 
 # sha256 of the validation split's uint8 images and float32 labels as first published (v1):
