@@ -64,9 +64,16 @@ def _band(signed_distance, half_width, pixel):
 
 def _paint(image, coverage, color):
     """Alpha-composites `color` [3, N, 1, 1] over `image` [3, N, H, W] (channels first, each
-    plane contiguous) with coverage [N, H, W], in place: image * (1 - alpha) + color * alpha."""
-    image *= 1.0 - coverage
-    image += color * coverage
+    plane contiguous) with coverage [N, H, W], in place: image * (1 - alpha) + color * alpha,
+    on the rows some coverage reaches (elsewhere that leaves the image exactly as it is)."""
+    coverage = np.broadcast_to(coverage, image.shape[1:])
+    rows = np.flatnonzero(coverage.any((0, 2)))
+    if len(rows) == 0:
+        return image
+    band = slice(rows[0], rows[-1] + 1)
+    part, alpha = image[:, :, band], coverage[:, band]
+    part *= 1.0 - alpha
+    part += color * alpha
     return image
 
 
