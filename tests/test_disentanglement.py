@@ -3,6 +3,7 @@ the factors themselves (permuted, rescaled) at the top of each scale, a rotation
 chance, and a partial entanglement whose value is derived by hand or computed independently."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -158,6 +159,29 @@ def test_beta_vae_and_factor_vae_scores_on_known_representations():
     assert beta < 0.9 and factor < 0.9
     beta, factor = _intervention_scores("noise")  # chance: 1 / F
     assert abs(beta - 0.25) < 0.12 and abs(factor - 0.25) < 0.12
+
+
+def test_beta_vae_classifier_is_fitted_to_its_optimum_and_a_capped_fit_is_counted():
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    def represent(factors, rng):  # unscaled features: lbfgs needs ~440 iterations, not 100
+        return factors * [300.0, 1.0, 0.01, 1.0] + 0.05 * rng.normal(size=factors.shape)
+
+    kwargs = dict(seed=0, num_train=100, num_eval=10, batch_size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        score = interventions.beta_vae_score(_sample_factors, represent, **kwargs)
+        labels, features = interventions.beta_vae_features(  # the same draws, independently
+            _sample_factors, represent, np.random.default_rng(0), 100, 32, NUM_FACTORS
+        )
+        optimum = LogisticRegression(random_state=0, max_iter=100_000).fit(features, labels)
+    assert score["beta_vae_train"] == np.mean(optimum.predict(features) == labels)
+    with pytest.warns(UserWarning, match="passes"), dis.unconverged_fits() as unconverged:
+        interventions.beta_vae_score(_sample_factors, represent, max_iter=100, **kwargs)
+        warnings.warn("another warning passes", UserWarning, stacklevel=1)
+    assert len(unconverged) == 1 and "failed to converge" in unconverged[0]
+    assert "\n" not in unconverged[0]
 
 
 def test_factor_vae_fixes_the_factor_and_leaves_collapsed_latents_out():

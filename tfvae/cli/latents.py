@@ -15,6 +15,7 @@ dataset only): a table, and metrics.json's "disentanglement".
 """
 
 import os
+import time
 
 import numpy as np
 
@@ -120,36 +121,65 @@ def _wanted_scores(FLAGS, config) -> list[str]:
 
 def _scores(FLAGS, config, vae, wanted, means, labels) -> None:
     """Computes, prints and merges into metrics.json the scores `wanted`."""
-    from tfvae.data import builtin
-    from tfvae.evaluation import disentanglement, interventions, latents
+    from tfvae.evaluation import disentanglement
     from tfvae.runtime import files
 
     seed, bins = FLAGS.seed, FLAGS.bins
-    on_codes = [name for name in wanted if name not in PAINTED]
-    values = disentanglement.scores(means, labels, on_codes, bins, seed) if on_codes else {}
     points = {"num_train": FLAGS.score_points, "num_eval": max(1, FLAGS.score_points // 2)}
-    if any(name in PAINTED for name in wanted):
-        represent = latents.builtin_representation(vae, config.image_size)
-    if "beta_vae" in wanted:
-        values.update(
-            interventions.beta_vae_score(builtin.sample_factors, represent, seed, **points)
-        )
-    if "factor_vae" in wanted:
-        variance_draws = min(10_000, 64 * FLAGS.score_points)  # the latents' spread over the data
-        values.update(
-            interventions.factor_vae_score(
-                builtin.sample_factors, represent, seed, num_variance_estimate=variance_draws,
-                **points,
-            )
-        )  # fmt: skip
+    with disentanglement.unconverged_fits() as unconverged:
+        values = _compute(FLAGS, config, vae, wanted, means, labels, points)
     print(f"disentanglement scores ({len(means)} validation images, {bins} bins, seed {seed}):")
     for name, value in values.items():
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"  {name:<28} {shown:>8}")
+    if unconverged:
+        print(
+            f"note: {len(unconverged)} scikit-learn fit(s) stopped at their iteration cap before "
+            f"converging ({unconverged[0]}); their scores are those of the unconverged fit."
+        )
     settings = {"num_images": len(means), "bins": bins, "seed": seed, **points}
+    settings["unconverged_fits"] = len(unconverged)
     path = os.path.join(FLAGS.model_dir, "metrics.json")
     files.merge_metrics(path, {"disentanglement": {**values, "settings": settings}})
     print(f"written to {path}")
+
+
+def _compute(FLAGS, config, vae, wanted, means, labels, points) -> dict:
+    """The scores `wanted`, one at a time, each announced with its work and timed."""
+    from tfvae.data import builtin
+    from tfvae.evaluation import disentanglement, interventions, latents
+
+    seed, bins = FLAGS.seed, FLAGS.bins
+    variance_draws = min(10_000, 64 * FLAGS.score_points)  # factor_vae: latents' spread
+    faces = {"beta_vae": 2 * 64, "factor_vae": 64}
+    if any(name in PAINTED for name in wanted):
+        represent = latents.builtin_representation(vae, config.image_size)
+    values = {}
+    for name in wanted:
+        if name in PAINTED:
+            count = faces[name] * (points["num_train"] + points["num_eval"])
+            count += variance_draws if name == "factor_vae" else 0
+            work = f"painting and encoding {count:,} faces"
+        else:
+            work = f"on {len(means)} codes" + (", a boosted-trees classifier per factor"
+                                               if name == "dci" else "")  # fmt: skip
+        print(f"scoring {name} ({work})...", end=" ", flush=True)
+        start = time.monotonic()
+        if name == "beta_vae":
+            values.update(
+                interventions.beta_vae_score(builtin.sample_factors, represent, seed, **points)
+            )
+        elif name == "factor_vae":
+            values.update(
+                interventions.factor_vae_score(
+                    builtin.sample_factors, represent, seed,
+                    num_variance_estimate=variance_draws, **points,
+                )
+            )  # fmt: skip
+        else:
+            values.update(disentanglement.scores(means, labels, [name], bins, seed))
+        print(f"{time.monotonic() - start:.0f} s", flush=True)
+    return values
 
 
 main = common.command(

@@ -11,6 +11,9 @@ FactorVAE scores, which need images drawn with a factor held fixed, are in `inte
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 
 SCORES = ("mig", "dci", "sap", "modularity", "explicitness")
@@ -78,6 +81,24 @@ def gap(info: np.ndarray, entropies: np.ndarray) -> float:
     top_two = -np.sort(-info, axis=0)[:2]  # [2, F]
     keep = entropies > 0
     return float(np.mean((top_two[0] - top_two[1])[keep] / entropies[keep]))
+
+
+@contextlib.contextmanager
+def unconverged_fits():
+    """Catches scikit-learn's ConvergenceWarning inside the block instead of printing it; yields
+    a list that holds afterwards the first line of each (a fit stopped at its iteration cap).
+    Other warnings are shown as usual."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    messages = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        yield messages
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            messages.append(str(w.message).splitlines()[0])
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _check(codes, factors) -> tuple[np.ndarray, np.ndarray]:
