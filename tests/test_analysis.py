@@ -21,6 +21,32 @@ def test_mutual_information_and_mig_on_known_structure():
     np.testing.assert_allclose(np.diag(correlation[:3]), 1.0, rtol=1e-9)
 
 
+def test_traversal_rows_are_grouped_by_factor_with_inactive_latents_last():
+    rng = np.random.default_rng(0)
+    factors = rng.uniform(size=(4000, 4))
+    factors[:, 3] = factors[:, 3] < 0.3  # binary, like glasses
+    noise = rng.normal(size=(4000, 7))
+    means = np.stack(
+        [
+            factors[:, 2],  # z0: factor 2 itself
+            1e-3 * noise[:, 1],  # z1: inactive (variance 1e-6)
+            -3.0 * factors[:, 0],  # z2: factor 0, rescaled
+            factors[:, 2] + 0.1 * noise[:, 3],  # z3: factor 2, blurred (less information)
+            factors[:, 1] + 0.2 * factors[:, 0],  # z4: mostly factor 1
+            0.05 * noise[:, 5],  # z5: inactive (variance 0.0025), more active than z1
+            2.0 * factors[:, 3] + 0.01 * noise[:, 6],  # z6: the binary factor
+        ],
+        axis=1,
+    )
+    rows = analysis.factor_rows(means, factors, dims=range(7), bins=10)
+    assert [d for d, _, _ in rows] == [2, 4, 0, 3, 6, 5, 1]
+    assert [f for _, f, _ in rows] == [0, 1, 2, 2, 3, -1, -1]
+    value = {d: v for d, _, v in rows}
+    np.testing.assert_allclose([value[0], value[2]], 1.0, rtol=1e-9)  # I(z; v) = H(v)
+    assert 0.2 < value[3] < 0.9 and value[6] > 0.9 and value[1] == value[5] == 0.0
+    assert [d for d, _, _ in analysis.factor_rows(means, factors, [3, 1, 0], bins=10)] == [0, 3, 1]
+
+
 def test_loss_curves_read_back_what_training_wrote(tmp_path):
     for split, tag, values in (
         ("train", "loss", [9.0, 7.0, 5.0]),

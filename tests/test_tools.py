@@ -90,6 +90,14 @@ def test_figure_tools_write_png_and_json(trained_run, tool, args, outputs):
     for name in outputs:
         assert (trained_run / "figures" / f"{name}.png").stat().st_size > 1000
         assert json.loads((trained_run / "figures" / f"{name}.json").read_text())
+    if tool == "traverse":  # rows grouped by factor in the labels' order, inactive last
+        from tfvae.data.builtin import LABEL_NAMES
+
+        numbers = json.loads((trained_run / "figures" / "traversal.json").read_text())
+        rank = [*LABEL_NAMES, "inactive"]
+        shown = [rank.index(numbers["best_factor"][str(d)]) for d in numbers["dims"]]
+        assert shown == sorted(shown) or "--dims=0,2" in args, numbers
+        assert numbers["dims"] == [0, 2] or "--dims=0,2" not in args
 
 
 def test_the_figure_tools_draw_their_codes_from_a_fitted_sampler(trained_run, tmp_path):

@@ -3,7 +3,9 @@
   python tools/traverse.py --model_dir=runs/quickstart [--dims=3,7] [--image_index=0]
 
 Rows are the most active latent dimensions by default (posterior-mean variance over the data;
-among a hierarchy's --group, the top one by default), varied over --range around the encoding
+among a hierarchy's --group, the top one by default); on a labelled dataset they are grouped by
+the factor each carries most (largest mutual information over the factor's entropy, shown beside
+it), factors in their order, inactive latents last. Each is varied over --range around the encoding
 of a validation image, or around the zero-noise code of the prior (its mean for N(0, I)) or of
 a fitted sampler (--sampler=NAME). Writes model_dir/figures/traversal.{png,json} and the same
 image to TensorBoard.
@@ -60,10 +62,13 @@ def _main(FLAGS) -> int | None:
         draw = store.code_draws(FLAGS.model_dir, FLAGS.sampler, vae, checkpoint)
         centre = np.asarray(draw(1, [FLAGS.seed, 0], 0.0))[0]
     values = np.linspace(-FLAGS.range, FLAGS.range, FLAGS.steps).astype(np.float32)
-    factors = {}
-    if labels.shape[1]:  # name each row by the factor its latent carries most information on
-        info = analysis.mutual_information(means, labels)  # the same rule as tools/latents.py
-        factors = analysis.best_factors(info, analysis.label_names(config), dims)
+    factors, information = {}, {}
+    if labels.shape[1]:  # name each row by the factor its latent carries most, grouped by it
+        rows = analysis.factor_rows(means, labels, dims)
+        dims = dims if FLAGS.dims else [d for d, _, _ in rows]  # --dims: the order asked for
+        names = analysis.label_names(config)
+        factors = {d: names[f] if f >= 0 else "inactive" for d, f, _ in rows}
+        information = {d: round(value, 4) for d, f, value in rows if f >= 0}
     grid = visualize.traversal(vae, centre, dims, values)
     start = f"image {FLAGS.image_index}"
     if FLAGS.image_index < 0:
@@ -73,13 +78,22 @@ def _main(FLAGS) -> int | None:
         os.path.join(FLAGS.model_dir, "figures"), "traversal",
         {"dims": dims, "group": FLAGS.group, "values": values, "activity": activity[dims],
          "start": start, "centre": centre,
-         "sampler": None if FLAGS.image_index >= 0 else FLAGS.sampler, "best_factor": factors},
+         "sampler": None if FLAGS.image_index >= 0 else FLAGS.sampler,
+         "best_factor": {d: factors[d] for d in dims},
+         "normalised_mutual_information": information},
         grid, title=f"Traversals around {start}: one latent coordinate per row "
                     "(its value in latent units above each column)",
-        row_labels=[f"z[{d}]" + (f"\n{factors[d]}" if d in factors else "") for d in dims],
+        row_labels=[f"z[{d}]" + _factor_label(d, factors, information) for d in dims],
         column_labels=[f"{v:+.1f}" for v in values],
     )  # fmt: skip
     print(f"written to {path}")
+
+
+def _factor_label(dim: int, factors: dict, information: dict) -> str:
+    """A row's second line: its factor and normalised mutual information, 'inactive', or ''."""
+    if dim not in factors:
+        return ""
+    return f"\n{factors[dim]}" + (f" {information[dim]:.2f}" if dim in information else "")
 
 
 main = common.command(FLAG_DEFINITIONS, _main, __doc__, reads_run=True)

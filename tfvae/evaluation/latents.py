@@ -9,6 +9,8 @@ import numpy as np
 from tfvae import data
 from tfvae.evaluation import disentanglement
 
+ACTIVE_THRESHOLD = 1e-2  # a latent is active when its posterior mean's variance exceeds this
+
 
 def real_images(config, count: int = 256) -> np.ndarray:
     """The first `count` validation images of a run's dataset, float32 [N, H, W, 3] in [0, 1]."""
@@ -80,6 +82,32 @@ def mutual_information_gap(info: np.ndarray, labels: np.ndarray, bins: int = 20)
         disentanglement.discretize(labels, bins, "quantile")
     )
     return disentanglement.gap(info, entropies)
+
+
+def factor_rows(means, labels, dims, bins=20, threshold=ACTIVE_THRESHOLD) -> list[tuple]:
+    """The latents `dims` ordered as a traversal's rows, grouped by the factor each carries most.
+
+    Args:
+      means: posterior means float [N, Z]; labels: factors float [N, F].
+      dims: the latents shown (ints in [0, Z)).
+      bins, threshold: `mutual_information`'s bins; a latent is active when the variance of its
+        mean exceeds `threshold` (Burda et al.'s active units).
+
+    Returns:
+      [(dim, factor index or -1 if inactive, normalised mutual information)] one per row: each
+      active latent's factor is the one of largest mutual information over the factor's
+      entropy (0 to 1, as in MIG); groups follow the factors' order, within a group the
+      larger normalised information first; inactive latents last, the most active first.
+    """
+    info = mutual_information(means, labels, bins)  # [Z, F] nats
+    entropy = disentanglement.discrete_entropy(disentanglement.discretize(labels, bins, "quantile"))
+    normalised = info / np.where(entropy > 0, entropy, np.inf)  # [Z, F], 0 for a constant factor
+    activity = means.var(0)
+    rows = []
+    for d in dims:
+        factor = int(np.argmax(normalised[d])) if activity[d] > threshold else -1
+        rows.append((int(d), factor, float(normalised[d, factor]) if factor >= 0 else 0.0))
+    return sorted(rows, key=lambda r: (r[1] < 0, r[1], -r[2] if r[1] >= 0 else -activity[r[0]]))
 
 
 def best_factors(info: np.ndarray, names, dims) -> dict[int, str]:

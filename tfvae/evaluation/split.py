@@ -14,11 +14,10 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae.evaluation import DEFAULT_CHUNK_SIZE, bounds, units
+from tfvae.evaluation.latents import ACTIVE_THRESHOLD
 from tfvae.evaluation.noise import per_example_noise
 from tfvae.models import likelihoods, objectives
 from tfvae.runtime import files
-
-ACTIVE_THRESHOLD = 1e-2  # a latent is active when its posterior mean's variance exceeds this
 
 
 def active_units(model, dataset, threshold: float = ACTIVE_THRESHOLD, batch_size: int = 100):

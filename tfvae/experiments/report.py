@@ -125,8 +125,8 @@ def _best_run(f: Findings) -> list[str]:
     changes = changes.get("mean_abs_change_between_frames", {})
     sections = [
         "## Latent traversals (the report's section 3.2)",
-        f"Rows are {best}'s most active latent dimensions, each named by the labelled factor it "
-        "carries the most information on: "
+        f"Rows are {best}'s most active latent dimensions, grouped by the labelled factor each "
+        "carries the most information on (over the factor's entropy), inactive ones last: "
         + (", ".join(f"z[{d}] {name}" for d, name in factors.items()) or "no labels") + ".",
         _figure(f, "traversal.png", f"Traversals of {best} around the encoding of validation "
                 "image 0", "traverse best", best),
