@@ -365,3 +365,74 @@ def test_a_reference_not_comparable_with_the_best_run_gets_no_paired_sentence(tm
     smaller = _findings_with_a_reference(tmp_path / "b", {"bits_per_dim": 2.0}, other)
     text = sentences.reference_sentences(smaller, "reference_h")
     assert "Its NLL" not in text and "the dcgan architecture (width" in text
+
+
+STUDY = """--dataset=builtin
+--data_dir={data}
+--image_size=16
+--train_size=64
+--val_size=32
+--width=8
+--latent_dim=4
+--k=1
+--batch_size=16
+--epochs=1
+--log_every_steps=2
+--output_dir={out}
+--eval_k=4
+--eval_num_images=16
+--eval_batch_size=8
+--chunk_size=4
+--score_num_images=16
+--score_points=2
+--variant=vae
+--variant=beta_vae:kl_weight=4
+--seeds=0,1
+"""
+
+
+def test_a_tiny_study_pages_each_variants_mean_and_spread_over_seeds(
+    tmp_path, data_dir, monkeypatch
+):
+    monkeypatch.setattr(reproduce, "Runner", functools.partial(reproduce.Runner, execute=main_of))
+    out, flagfile = tmp_path / "out", tmp_path / "study.flags"
+    flagfile.write_text(STUDY.format(data=data_dir, out=out))
+    result = run_command("reproduce", f"--flagfile={flagfile}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "14 steps run, 0 already done" in result.stdout  # 4 x (train, bpp, scores), 2 traversals
+    configs = {r: config_lib.load(str(out / "runs" / r / "config.json"))
+               for r in ("vae_seed0", "vae_seed1", "beta_vae_seed0", "beta_vae_seed1")}  # fmt: skip
+    assert [c.seed for c in configs.values()] == [0, 1, 0, 1]
+    assert [c.kl_weight for c in configs.values()] == [1.0, 1.0, 4.0, 4.0]
+    page = (out / "REPORT.md").read_text()
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1]
+            for line in page.splitlines() if line.startswith("| ")}  # fmt: skip
+    assert [c.strip() for c in rows["measure"]] == ["vae", "beta_vae"]
+    metrics = {r: json.loads((out / "runs" / r / "metrics.json").read_text()) for r in configs}
+    keys = ["bits_per_dim", "active_units", "mig", "dci_disentanglement", "sap", "modularity",
+            "explicitness_test", "beta_vae_eval", "factor_vae_eval"]  # fmt: skip
+    for key in keys:
+        for column, variant in enumerate(["vae", "beta_vae"]):
+            runs = [m for r, m in metrics.items() if r.startswith(variant + "_seed")]
+            values = [m.get(key, m["disentanglement"].get(key)) for m in runs]
+            values = [v for v in values if np.isfinite(v)]  # a split of one class: NaN, left out
+            if not values:
+                assert rows[key][column].strip() == "n/a", (key, rows[key])
+                continue
+            mean = np.mean(values)  # and the spread, independently of study.spread
+            sd = np.std(values, ddof=1) if len(values) > 1 else 0.0
+            cell = re.fullmatch(r"(\S+) ± (\S+) \(n=(\d)\)", rows[key][column].strip())
+            assert cell and int(cell[3]) == len(values), (key, rows[key])
+            assert abs(float(cell[1]) - mean) <= 5e-4 and abs(float(cell[2]) - sd) <= 5e-4, key
+    for figure in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page):
+        assert (out / figure).stat().st_size > 1000, figure
+    assert "`--kl_weight=4`" in page and "z[" in page
+    readme = tmp_path / "docs" / "study.md"  # a missing page: created with the page in it
+    result = run_command("reproduce", f"--flagfile={flagfile}", f"--readme={readme}",
+                         f"--readme_figures={tmp_path / 'docs' / 'figures'}")  # fmt: skip
+    assert "0 steps run, 14 already done" in result.stdout
+    assert "#### Training objectives compared" in readme.read_text()
+    assert (tmp_path / "docs" / "figures" / "vae_seed0_traversal.png").exists()
+    result = run_command("reproduce", f"--flagfile={flagfile}", "--variant=x:bogus=1")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "Flag `--variant` 'x:bogus=1': Unknown command line flag 'bogus'" in result.stderr

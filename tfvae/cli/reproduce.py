@@ -10,6 +10,12 @@ bits/dim, active units, checkerboard, sample quality); draws the figures; export
 and writes OUTPUT_DIR/REPORT.md. Each step is a package command run as a child process and shown
 with its progress; finished steps are skipped when the command is run again, and Ctrl-C (or
 SIGTERM) stops the running step resumably (exit code 75).
+
+  python tools/reproduce.py --flagfile=configs/disentangle_quick.flags   # a study
+
+With --variant (repeated) the plan is a study instead: each variant (the training flags here with
+a few changed) trained with each of --seeds, measured (log p(x), bits/dim, every disentanglement
+score), its first seed traversed; REPORT.md shows each measure's mean and spread over seeds.
 """
 
 import os
@@ -45,12 +51,22 @@ define.string("inception_weights", "", "No-top InceptionV3 weights file ('' = do
 define.list("reference_flagfiles", [], "Training flagfiles of runs measured alongside.")
 define.string("sampler", "", "A sampler kind (gaussian, gmm, flow) fitted to every run after "
               "training and drawn beside its prior in the figures ('' = none).")  # fmt: skip
+define.multi_string(
+    "variant",
+    [],
+    "A study instead of the report: NAME or NAME:FLAG=VALUE,... "
+    "(training flags changed from the others), one --variant each.",
+)
+define.list("seeds", ["0"], "A study's training seeds: each variant is trained with each.")
+define.integer("score_num_images", 1000, "A study's scores: validation images (tfvae-latents).")
+define.integer("score_points", 200, "A study's beta_vae, factor_vae: batches of 64 faces to "
+               "fit on (tfvae-latents).")  # fmt: skip
 define.string("readme", "", "Also replace this README's reproduce section with REPORT.md.")
 define.string("readme_figures", "docs/figures/reproduce", "Where --readme's figures go.")
 
 
 def _main(FLAGS) -> int | None:
-    from tfvae.experiments import report, reproduce
+    from tfvae.experiments import report, reproduce, study
     from tfvae.experiments.plan import Evaluation, Plan
     from tfvae.runtime import files
 
@@ -69,19 +85,21 @@ def _main(FLAGS) -> int | None:
             inception_weights=FLAGS.inception_weights,
             sampler=FLAGS.sampler,
         )
-        plan = Plan(
-            config_lib.from_flags(FLAGS),
-            FLAGS.output_dir,
-            evaluation,
-            FLAGS.iwae_k,
-            FLAGS.reference_flagfiles,
-        )
+        base = config_lib.from_flags(FLAGS)
+        if FLAGS.variant:  # a study: variants x seeds
+            scoring = study.Scoring(FLAGS.score_num_images, FLAGS.score_points)
+            seeds = common.int_list(FLAGS, "seeds", 0)
+            plan = study.StudyPlan(base, FLAGS.output_dir, FLAGS.variant, seeds, evaluation,
+                                   scoring)  # fmt: skip
+        else:
+            plan = Plan(base, FLAGS.output_dir, evaluation, FLAGS.iwae_k, FLAGS.reference_flagfiles)
         with files.DirectoryLock(FLAGS.output_dir, "reproduce"):
             runner = reproduce.Runner(plan)
             runner.run()
             path = os.path.join(FLAGS.output_dir, "REPORT.md")
             command = _command_line(FLAGS.argv)
-            report.write_report(plan, runner.state, command, path)  # rewritten only if changed
+            write = study.write_page if FLAGS.variant else report.write_report
+            write(plan, runner.state, command, path)  # rewritten only if changed
             if FLAGS.readme:
                 report.update_readme(FLAGS.readme, path, FLAGS.readme_figures)
     except reproduce.Stopped as stopped:

@@ -83,7 +83,7 @@ def run_name(config: config_lib.Config) -> str:
     return f"{'vae' if config.k == 1 else f'iwae{config.k}'}_{config.upsampling}"
 
 
-def _tool_step(key: str, tool: str, args, outputs, deps) -> Step:
+def tool_step(key: str, tool: str, args, outputs, deps) -> Step:
     """A Step running the command tfvae-TOOL; `args` and `outputs` are lists or functions of the
     plan."""
     return Step(
@@ -146,16 +146,16 @@ class Plan:
                  lambda p, r=r: [os.path.join(r.model_dir, "config.json")])
             for r in runs
         ]  # fmt: skip
-        steps += [_tool_step(f"bpp {r.name}", "bpp", self._bpp_args(r),
+        steps += [tool_step(f"bpp {r.name}", "bpp", self._bpp_args(r),
                              [os.path.join(r.model_dir, "metrics.json")], [f"train {r.name}"])
                   for r in runs]  # fmt: skip
         sampler = self.evaluation.sampler
         if sampler:  # fitted to each run's codes, nothing retrained
-            steps += [_tool_step(f"fit sampler {r.name}", "fit_sampler",
+            steps += [tool_step(f"fit sampler {r.name}", "fit_sampler",
                                  [f"--model_dir={r.model_dir}", f"--sampler={sampler}"],
                                  [os.path.join(r.model_dir, "samplers", sampler, "sampler.json")],
                                  [f"train {r.name}"]) for r in runs]  # fmt: skip
-        steps += [_tool_step(f"sample quality {r.name}", "sample_quality", self._quality_args(r),
+        steps += [tool_step(f"sample quality {r.name}", "sample_quality", self._quality_args(r),
                              [self.figure(r.name, "sample_quality.png")],
                              [f"bpp {r.name}", *self._sampler_deps([r])])
                   for r in runs]  # fmt: skip
@@ -166,7 +166,7 @@ class Plan:
         steps += [self._compare(f"checkerboard {r.name}", [r],  # its own latent size
                                 os.path.join(r.model_dir, "figures"), "upsampling_samples",
                                 "Samples") for r in runs if r.role == "reference"]  # fmt: skip
-        steps += [_tool_step(f"traverse {r.name}", "traverse",  # a hierarchy: its top group
+        steps += [tool_step(f"traverse {r.name}", "traverse",  # a hierarchy: its top group
                              [f"--model_dir={r.model_dir}", "--image_index=0"],
                              [self.figure(r.name, "traversal.png")], [f"train {r.name}"])
                   for r in runs if r.role == "reference"]  # fmt: skip
@@ -174,7 +174,7 @@ class Plan:
         title = f"{self.compared_draws().capitalize()} through the VAE (k=1) and the IWAE "
         steps.append(self._compare("vae vs iwae samples", pair, self.figures_dir, "vae_vs_iwae",
                                    title + f"(k={pair[1].config.k})"))  # fmt: skip
-        steps.append(_tool_step("loss curves", "loss_curves",
+        steps.append(tool_step("loss curves", "loss_curves",
                                 ["--model_dirs=" + ",".join(r.model_dir for r in pair),
                                  f"--output_dir={self.figures_dir}"],
                                 [os.path.join(self.figures_dir, "loss_curves.png")],
@@ -208,14 +208,14 @@ class Plan:
         if not self.base.dataset.startswith("folder:"):  # a folder of images has no labels
             figures.append(("latents", "latents.png", ["--num_images=500"]))  # as traverse
         steps = [
-            _tool_step(f"{tool} best", tool,
+            tool_step(f"{tool} best", tool,
                        lambda p, x=extra: [f"--model_dir={p.runs[p.best].model_dir}", *x],
                        lambda p, f=png: [p.figure(p.best, f)], deps)
             for tool, png, extra in figures
         ]  # fmt: skip
         export = self._dir("export")
         return steps + [
-            _tool_step("export best", "export",
+            tool_step("export best", "export",
                        lambda p: [f"--model_dir={p.runs[p.best].model_dir}",
                                   f"--export_dir={export}", "--version=1", "--overwrite"],
                        [os.path.join(export, "1", "saved_model.pb")], deps)
@@ -243,7 +243,7 @@ class Plan:
                 f"--output_dir={output_dir}", f"--name={name}", f"--title={title}",
                 *self._sampler_args()]  # fmt: skip
         deps = [f"train {r.name}" for r in runs] + self._sampler_deps(runs)
-        return _tool_step(key, "compare_upsampling", args,
+        return tool_step(key, "compare_upsampling", args,
                           [os.path.join(output_dir, f"{name}.json")], deps)  # fmt: skip
 
     def train_command(self, run: Run) -> list[str]:

@@ -221,9 +221,12 @@ BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 def update_readme(readme: str, report_path: str, figures_dir: str, heading_levels: int = 3) -> None:
     """Replaces the README's text between BEGIN and END with REPORT.md: figures copied into
     `figures_dir` (a run's as NAME_FILE, so that two runs' samples_t1.0.png stay apart; links
-    rewritten relative to the README), headings demoted."""
-    with open(readme) as f:
-        text = f.read()
+    rewritten relative to the README), headings demoted. A missing README is created holding
+    only that section."""
+    text = f"{BEGIN}\n{END}\n"
+    if os.path.exists(readme):
+        with open(readme) as f:
+            text = f.read()
     if BEGIN not in text or END not in text:
         raise ValueError(f"{readme} has no '{BEGIN}' ... '{END}' section to replace.")
     with open(report_path) as f:
