@@ -124,6 +124,8 @@ def test_continuous_scores_agree_with_an_independent_computation():
     assert abs(dis.sap(codes, factors) - (1 - (1 / 12) / (2 / 12 + 0.01))) < 0.05
     # DCI's formulas on the trees' own importances (scipy's entropy, as disentanglement_lib)
     importance, _ = dis.importance_matrix(codes, factors, bins=5, n_estimators=10)
+    one_thread = dis.importance_matrix(codes, factors, bins=5, n_estimators=10, n_jobs=1)
+    np.testing.assert_array_equal(importance, one_thread[0])  # threads change nothing
     per_code = 1 - scipy.stats.entropy(importance.T + 1e-11, base=2)
     per_factor = 1 - scipy.stats.entropy(importance + 1e-11, base=3)
     share = importance / importance.sum()

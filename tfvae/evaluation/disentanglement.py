@@ -12,6 +12,7 @@ FactorVAE scores, which need images drawn with a factor held fixed, are in `inte
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 
 import numpy as np
@@ -129,27 +130,36 @@ def mutual_information_gap(codes, factors, bins: int = 20) -> float:
     return gap(info, discrete_entropy(v))
 
 
-def importance_matrix(codes, factors, bins=20, seed=0, n_estimators=100):
+def importance_matrix(codes, factors, bins=20, seed=0, n_estimators=100, n_jobs=None):
     """Gradient-boosted trees' importances (sklearn GradientBoostingClassifier, one per factor
     discretised) of each latent for each factor, float64 [Z, F], and the trees' mean accuracy
-    on the train and test splits (DCI's informativeness)."""
-    from sklearn.ensemble import GradientBoostingClassifier
+    on the train and test splits (DCI's informativeness). The factors' trees are fitted on
+    `n_jobs` threads (None: one per CPU); each is seeded alike, so the result is the same."""
+    from joblib import Parallel, delayed
 
     codes, factors = _check(codes, factors)
     y = discretize(factors, bins)
     train, test = train_test_split(len(codes), seed)
-    importance = np.zeros((codes.shape[1], factors.shape[1]))
-    accuracy = np.zeros((2, factors.shape[1]))
-    for j in range(factors.shape[1]):
-        if len(np.unique(y[train, j])) < 2:  # one class to learn: no importance, its accuracy
-            accuracy[:, j] = [1.0, np.mean(y[test, j] == y[train[0], j])]
-            continue
-        model = GradientBoostingClassifier(n_estimators=n_estimators, random_state=seed)
-        model.fit(codes[train], y[train, j])
-        importance[:, j] = np.abs(model.feature_importances_)
-        for row, split in enumerate((train, test)):
-            accuracy[row, j] = np.mean(model.predict(codes[split]) == y[split, j])
+    threads = n_jobs or min(factors.shape[1], os.cpu_count() or 1)
+    fitted = Parallel(n_jobs=threads, backend="threading")(
+        delayed(_factor_trees)(codes, y[:, j], train, test, seed, n_estimators)
+        for j in range(factors.shape[1])
+    )
+    importance = np.stack([f[0] for f in fitted], 1)  # [Z, F]
+    accuracy = np.stack([f[1] for f in fitted], 1)  # [2, F]
     return importance, accuracy.mean(1)
+
+
+def _factor_trees(codes, y, train, test, seed, n_estimators):
+    """(|importance| [Z], accuracy on train and test [2]) of one factor's boosted trees."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    if len(np.unique(y[train])) < 2:  # one class to learn: no importance, its accuracy
+        return np.zeros(codes.shape[1]), np.array([1.0, np.mean(y[test] == y[train[0]])])
+    model = GradientBoostingClassifier(n_estimators=n_estimators, random_state=seed)
+    model.fit(codes[train], y[train])
+    accuracy = [np.mean(model.predict(codes[split]) == y[split]) for split in (train, test)]
+    return np.abs(model.feature_importances_), np.array(accuracy)
 
 
 def _one_minus_entropy(p: np.ndarray, axis: int) -> np.ndarray:
