@@ -436,3 +436,24 @@ def test_a_tiny_study_pages_each_variants_mean_and_spread_over_seeds(
     result = run_command("reproduce", f"--flagfile={flagfile}", "--variant=x:bogus=1")
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "Flag `--variant` 'x:bogus=1': Unknown command line flag 'bogus'" in result.stderr
+
+
+def test_the_study_flagfile_plans_four_objectives_by_two_seeds(tmp_path):
+    import copy
+
+    from tfvae.cli import reproduce as command
+    from tfvae.experiments import study
+
+    values = copy.deepcopy(command.FLAG_DEFINITIONS)
+    values(["tfvae-reproduce", "--flagfile=configs/disentangle_quick.flags"])
+    seeds = [int(s) for s in values.seeds]
+    plan = study.StudyPlan(config_lib.from_flags(values), str(tmp_path), values.variant, seeds)
+    assert list(plan.variants) == ["vae", "beta_vae", "beta_tcvae", "factor_vae"]
+    configs = {name: run.config for name, run in plan.runs.items()}
+    assert len(configs) == 8 and {c.latent_dim for c in configs.values()} == {10}
+    assert configs["beta_vae_seed1"].kl_weight == 4 and configs["beta_vae_seed1"].seed == 1
+    assert configs["beta_tcvae_seed0"].objective == "beta_tcvae"
+    assert (configs["factor_vae_seed0"].objective, configs["factor_vae_seed0"].tc_weight) == (
+        "factor_vae",
+        20.0,
+    )
