@@ -79,7 +79,7 @@ def _main(FLAGS) -> int | None:
         {"dims": dims, "group": FLAGS.group, "values": values, "activity": activity[dims],
          "start": start, "centre": centre,
          "sampler": None if FLAGS.image_index >= 0 else FLAGS.sampler,
-         "best_factor": {d: factors[d] for d in dims},
+         "best_factor": {d: factors[d] for d in dims if d in factors},
          "normalised_mutual_information": information},
         grid, title=f"Traversals around {start}: one latent coordinate per row "
                     "(its value in latent units above each column)",
