@@ -80,7 +80,8 @@ def _main(FLAGS) -> int | None:
     late = [v for c in curves.values() for v in c["train_loss"][len(c["train_loss"]) // 20 :]]
     if late:  # the first 5% of steps (far higher) would flatten the rest of the curve
         low, high = min(late), max(late)
-        axes[0].set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+        margin = 0.05 * (high - low) or 0.05 * abs(high) or 1.0  # one value: a band around it
+        axes[0].set_ylim(low - margin, high + margin)
         axes[0].set_title("training loss (first steps above the axis)")
     lows = [curves[n]["mean_validation_loss"] for n in names]
     errors = [curves[n]["mean_validation_loss_standard_error"] for n in names]
