@@ -25,7 +25,7 @@ define.integer(
     lower_bound=4, upper_bound=16,
 )  # fmt: skip
 define.enum(
-    "latent_grid", "equal_mass", ["equal_mass", "equal_width"],
+    "latent_grid", "equal_width", ["equal_mass", "equal_width"],
     "The latents' bins: equal mass under each prior, or equal width over +-16 prior standard "
     "deviations with the posterior coded over a window (docs/compression.md).",
 )  # fmt: skip
