@@ -57,16 +57,7 @@ define.string(
     "compress_output", None,
     "The file --compress writes (default MODEL_DIR/compressed/SPLIT_N.tfvz).",
 )  # fmt: skip
-define.integer(
-    "latent_bits", 12,  # tfvae.compression.latents.DEFAULT_BITS
-    "B: each latent coded as one of 2^B bins of its prior (--compress).",
-    lower_bound=4, upper_bound=16,
-)  # fmt: skip
-define.enum(
-    "latent_grid", "equal_width", ["equal_mass", "equal_width"],
-    "The latents' bins: equal mass under each prior, or equal width over +-16 prior standard "
-    "deviations with the posterior coded over a window (docs/compression.md).",
-)  # fmt: skip
+common.define_latent_grid_flags(define, "--compress")
 ALIASES = {"num_examples": "num_images", "batch_size": "eval_batch_size"}
 
 

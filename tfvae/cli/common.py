@@ -385,3 +385,18 @@ def flag_definitions() -> tuple[flags.FlagValues, _Definer]:
     """A command's own FlagValues (copied and parsed by each `main` call) and its definer."""
     flag_values = flags.FlagValues()
     return flag_values, _Definer(flag_values)
+
+
+def define_latent_grid_flags(define: _Definer, purpose: str) -> None:
+    """--latent_bits and --latent_grid, the bits-back coder's discretisation of the latents
+    (tfvae-compress, tfvae-bpp --compress); `purpose` ends the first flag's help."""
+    define.integer(
+        "latent_bits", 12,  # tfvae.compression.latents.DEFAULT_BITS
+        f"B: each latent coded as one of 2^B bins of its prior ({purpose}).",
+        lower_bound=4, upper_bound=16,
+    )  # fmt: skip
+    define.enum(
+        "latent_grid", "equal_width", ["equal_mass", "equal_width"],
+        "The latents' bins: equal mass under each prior, or equal width over +-16 prior "
+        "standard deviations with the posterior coded over a window (docs/compression.md).",
+    )  # fmt: skip

@@ -19,16 +19,7 @@ define.string("model_dir", None, "A training run's directory.", required=True)
 define.string("images", None, "A folder or zip of images of the run's size.", required=True)
 define.string("output", None, "The compressed file to write (e.g. faces.tfvz).", required=True)
 define.integer("eval_batch_size", 16, "Images through the model at once.", lower_bound=1)
-define.integer(
-    "latent_bits", 12,  # tfvae.compression.latents.DEFAULT_BITS
-    "B: each latent coded as one of 2^B bins of its prior (see the docs).",
-    lower_bound=4, upper_bound=16,
-)  # fmt: skip
-define.enum(
-    "latent_grid", "equal_width", ["equal_mass", "equal_width"],
-    "The latents' bins: equal mass under each prior, or equal width over +-16 prior standard "
-    "deviations with the posterior coded over a window (docs/compression.md).",
-)  # fmt: skip
+common.define_latent_grid_flags(define, "see the docs")
 define.bool("overwrite", False, "Replace an existing --output.")
 
 

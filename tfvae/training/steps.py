@@ -271,10 +271,11 @@ class Steps:
             terms, q = self._terms(images, noise, uniform, training=True)
             sums = _terms_sums(terms)
             objective = training_objective(self.config, terms, q, noise, kl_weight)
-            penalties = disentangle.penalty_terms(
-                self.config, q.moments(), noise, self.dataset_size, self.discriminator, permutation
-            )
-            if penalties:
+            if self.config.objective != "vae":  # a penalty on the batch's codes
+                penalties = disentangle.penalty_terms(
+                    self.config, q.moments(), noise, self.dataset_size, self.discriminator,
+                    permutation,
+                )  # fmt: skip
                 objective -= penalties.pop("penalty")
                 sums.update({name: tf.reduce_sum(v) for name, v in penalties.items()})
             sums["objective"] = tf.reduce_sum(objective)
