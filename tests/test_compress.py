@@ -134,16 +134,21 @@ def test_images_come_back_identical_under_their_names(runs, tmp_path, architectu
         np.testing.assert_array_equal(decoded, image)
 
 
-def _grid_information_bits(grid, bins, prior_loc, prior_scale, loc, scale) -> float:
+def _grid_information_bits(grid, bins, prior_loc, prior_scale, loc, scale, group=0) -> float:
     """-log2 of the bins' prior masses plus log2 of their posterior masses (scipy, from the
-    grid's definition: N(0, 1) over [-R, R] in prior units, at least the coder's 2^-24; q
-    renormalised over its window)."""
+    grid's definition: the coding prior, N(0, 1) or the group's fitted N(a_c, b_c^2) of each
+    latent's channel c, over [-R, R] in prior units, at least the coder's 2^-24; q renormalised
+    over its window)."""
     bins = np.asarray(bins, np.float64).ravel()
     as64 = lambda t: np.asarray(t, np.float64).ravel()  # noqa: E731
     prior_loc, prior_scale, loc, scale = map(as64, (prior_loc, prior_scale, loc, scale))
     edge = lambda i: (i - grid.middle - 0.5) * grid.width  # noqa: E731  lower edge of bin i
-    total = stats.norm.cdf(grid.radius) - stats.norm.cdf(-grid.radius)
-    prior = (stats.norm.cdf(edge(bins + 1)) - stats.norm.cdf(edge(bins))) / total
+    a, b = 0.0, 1.0
+    if isinstance(grid.coding, list):  # channel c of flat latent i: i mod C
+        channel = np.arange(len(bins)) % len(grid.coding[group]["loc"])
+        a, b = (np.asarray(grid.coding[group][key])[channel] for key in ("loc", "scale"))
+    total = stats.norm.cdf(grid.radius, a, b) - stats.norm.cdf(-grid.radius, a, b)
+    prior = (stats.norm.cdf(edge(bins + 1), a, b) - stats.norm.cdf(edge(bins), a, b)) / total
     prior = np.maximum(prior, 2.0**-ans.PRECISION_BITS)  # the coder's least probability
     codec = grid.posterior(prior_loc, prior_scale, loc, scale)
     widths = np.empty_like(bins)
@@ -156,11 +161,13 @@ def _grid_information_bits(grid, bins, prior_loc, prior_scale, loc, scale) -> fl
     return float(-np.log2(prior).sum() + np.log2(posterior).sum())
 
 
+@pytest.mark.parametrize("coding", ["model", "fitted"])
 @pytest.mark.parametrize("architecture", ["dcgan", "hierarchical"])
-def test_a_batch_costs_its_symbols_information_less_the_bits_got_back(runs, architecture):
+def test_a_batch_costs_its_symbols_information_less_the_bits_got_back(runs, architecture, coding):
     """Pixels at -log2 P(x | the bin centres) of the model's own likelihood (channel by channel,
-    checked against its log_prob), each latent's bin at -log2 of its N(0, 1) mass under the
-    prior, less -log2 Q(bin) popped (q's mass renormalised over its window): the stack grows by
+    checked against its log_prob), each latent's bin at -log2 of its mass under the coding
+    prior (N(0, 1), or the Gaussian fitted to other images' posteriors, per channel), less
+    -log2 Q(bin) popped (q's mass renormalised over its window): the stack grows by
     that, within the coder's fixed overhead (its 64-bit state) and the 24-bit quantisation of
     the tables, a symbol's probability at least 2^-24 (the images are the model's own draws
     from other codes, so a few pixels are that improbable)."""
@@ -169,17 +176,21 @@ def test_a_batch_costs_its_symbols_information_less_the_bits_got_back(runs, arch
     images = np.round(p_x.sample(seed=[1, 2]).numpy() * 255).astype(np.uint8)
     coder = ans.seeded(bytes(range(256)) * 8)
     before = coder.num_valid_bits()
-    grid = latents.Grid(10)
+    grid = latents.Grid(10, coding=coding)
+    if coding == "fitted":  # fitted to other images: channels coded under different Gaussians
+        others = np.round(model.decode(tf.random.stateless_normal([8, model.latent_dim], [6, 7]))
+                          .sample(seed=[3, 4]).numpy() * 255).astype(np.uint8)  # fmt: skip
+        grid = grid.fitted(model, others)
     bins = bitsback.encode(coder, model, images, grid)
     walk, posterior_walk, expected = (
         model.walk(n=3),
         model.walk(model.encode(tf.constant(images, tf.float32) / 255.0)),
         0.0,
     )
-    for chosen in bins:
+    for group, chosen in enumerate(bins):
         prior_loc, prior_scale, _, _ = walk.next_normals()
         _, _, loc, scale = posterior_walk.next_normals()
-        expected += _grid_information_bits(grid, chosen, prior_loc, prior_scale, loc, scale)
+        expected += _grid_information_bits(grid, chosen, prior_loc, prior_scale, loc, scale, group)
         centre = grid.centres(chosen, prior_loc.numpy(), prior_scale.numpy())
         walk.push(centre), posterior_walk.push(centre)
     x, likelihood = tf.constant(images, tf.float32) / 255.0, walk.likelihood()
@@ -223,6 +234,68 @@ def test_grid_pops_land_within_their_window_whatever_the_bits(word):
     assert np.all(offset <= 1.125 * latents.WINDOW_SIGMAS * std + 2.0)  # a window's widest
     codec.push(coder, bins)
     np.testing.assert_array_equal(ans.words_of(coder), words)
+
+
+@pytest.mark.parametrize("architecture", ["dcgan", "hierarchical"])
+def test_the_fitted_coding_prior_is_the_aggregate_posteriors_gaussian(runs, architecture):
+    """Per group and channel, the mean and standard deviation of t = (z - m_p) / s_p over the
+    images' posteriors (numpy from the top group's q: the groups below depend on the draws
+    above, so they are checked for their channels only), and the saving equal to the sum over
+    latents of E_q[log N(t; a_c, b_c^2) - log N(t; 0, 1)] computed with scipy."""
+    config, model, _ = model_lib.restore(str(runs[architecture]))
+    batch = next(iter(data.load_config_split(config, "validation", 24).batch(24)))
+    images = batch["image"].numpy()
+    coding, saving = latents.fit_coding(model, images, batch_size=10)
+    assert [len(g["loc"]) for g in coding] == [s[-1] for s in model.group_shapes()]
+    _, prior_scale, loc, scale = (
+        t.numpy().astype(np.float64) for t in bitsback.posterior_walk(model, images).next_normals()
+    )
+    prior_loc = bitsback.posterior_walk(model, images).next_normals()[0].numpy()
+    channels = model.group_shapes()[0][-1]
+    t_loc = ((loc - prior_loc) / prior_scale).reshape(len(images), -1, channels)
+    t_scale = (scale / prior_scale).reshape(len(images), -1, channels)
+    mean = t_loc.mean((0, 1))
+    std = np.sqrt((t_loc**2 + t_scale**2).mean((0, 1)) - mean**2)
+    np.testing.assert_allclose(coding[0]["loc"], mean, atol=1e-4)
+    np.testing.assert_allclose(coding[0]["scale"], np.maximum(std, 0.01), atol=1e-4)
+    if len(coding) == 1:
+        a, b = np.array(coding[0]["loc"]), np.array(coding[0]["scale"])
+        expected_log = lambda a, b: (  # noqa: E731  E_q log N(t; a, b^2), per latent
+            stats.norm.logpdf(t_loc, a, b) - t_scale**2 / (2 * b**2)
+        )
+        expected = (expected_log(a, b) - expected_log(0.0, 1.0)).sum((1, 2)).mean()
+        assert saving == pytest.approx(expected, rel=1e-4, abs=1e-3)
+        assert saving >= 0  # a Gaussian fitted to the aggregate codes it at least as well
+
+
+def test_a_fitted_coding_prior_codes_each_latent_under_its_channels_gaussian():
+    """Latents [N, positions x channels] flattened channels last: pushing bins drawn from each
+    channel's Gaussian grows the stack by the sum of -log2 of their masses under that channel's
+    N(a_c, b_c^2) (scipy), within the coder's overhead; a latent under another channel's
+    Gaussian would cost hundreds of bits more."""
+    coding = [{"loc": [3.0, -2.0, 0.0], "scale": [0.5, 2.0, 1.0]}]
+    grid = latents.Grid(10, coding=coding)
+    rng = np.random.default_rng(0)
+    loc, scale = np.array(coding[0]["loc"]), np.array(coding[0]["scale"])
+    t = rng.normal(np.tile(loc, [40, 5]), np.tile(scale, [40, 5]))  # [N=40, 5 positions x 3]
+    bins = np.clip(np.rint(t / grid.width + grid.middle), 0, grid.size - 1).astype(np.int64)
+    coder = ans.seeded(bytes(64))
+    before = coder.num_valid_bits()
+    grid.prior(bins.size, 0).push(coder, bins.ravel())
+    a, b = np.tile(loc, [40, 5]), np.tile(scale, [40, 5])
+    edge = lambda i: (i - grid.middle - 0.5) * grid.width  # noqa: E731  lower edge of bin i
+    total = stats.norm.cdf(grid.radius, a, b) - stats.norm.cdf(-grid.radius, a, b)
+    mass = (stats.norm.cdf(edge(bins + 1), a, b) - stats.norm.cdf(edge(bins), a, b)) / total
+    expected = -np.log2(np.maximum(mass, 2.0**-ans.PRECISION_BITS)).sum()
+    assert abs((coder.num_valid_bits() - before) - expected) < 64 + 1e-3 * expected
+    np.testing.assert_array_equal(grid.prior(bins.size, 0).pop(coder), bins.ravel())
+
+
+def test_a_coding_prior_must_be_known():
+    with pytest.raises(ValueError, match="coding prior 'wide'.*accepted"):
+        latents.Grid(10, coding="wide")
+    described = latents.Grid(10, coding=[{"loc": [0.5], "scale": [2.0]}]).describe()
+    assert latents.from_description(json.loads(json.dumps(described))).coding == described["coding"]
 
 
 def test_the_file_costs_about_the_negative_elbo(runs):

@@ -75,7 +75,7 @@ def _main(FLAGS) -> int | None:
     if FLAGS.compress:  # refused before the long evaluation
         from tfvae.compression import compress, latents
 
-        grid = latents.default(FLAGS.latent_bits, FLAGS.latent_grid)
+        grid = latents.default(FLAGS.latent_bits, FLAGS.latent_grid, FLAGS.coding_prior)
         compress.check_codable(vae, [config.image_size, config.image_size, 3], grid)
     bounds.check_run_chunk(config, vae.latent_dim, FLAGS.k, FLAGS.eval_batch_size, FLAGS.chunk_size)
     agreed = dict(k=FLAGS.k, split=FLAGS.split, num_images=FLAGS.num_images, seed=FLAGS.seed)
@@ -145,21 +145,22 @@ def _compressed(FLAGS, config, vae, images, metrics: dict, grid) -> dict:
     negative_elbo = units.bits_per_dim(-metrics["elbo_nats"], config.num_dims, convention)
     numbers["negative_elbo_bits_per_dim"] = float(negative_elbo)
     numbers["log_likelihood_bits_per_dim"] = metrics["bits_per_dim"]
-    numbers["discretisation"] = grid.describe()
     return numbers
 
 
 def _compressed_line(metrics: dict) -> str:
     """One line: the file's bits/dim, the seed's share, the model's bounds, speed."""
     c = metrics["compressed"]
-    chain = c["chain_bits_per_dim"]
+    chain, saving = c["chain_bits_per_dim"], c.get("coding_prior_saving_bits_per_dim")
     ratio = lambda r: "" if r is None else f", {r:.1f}x"  # noqa: E731
     return (
         f"bits-back file {c['file']}: {c['bits_per_dim']:.4f} bits/dim ({c['bytes']:,} bytes; "
         f"the seed: {c['seed_images']} JPEG XL file(s), {c['seed_bits_per_dim']:.4f} bits/dim of "
         "it; the chain: "
         + ("empty" if chain is None else f"{chain:.4f} bits/dim")
-        + f") beside -ELBO {c['negative_elbo_bits_per_dim']:.4f} and log p(x) "
+        + f") beside -ELBO {c['negative_elbo_bits_per_dim']:.4f}"
+        + (f" (the fitted coding prior saves {saving:.4f} of it)" if saving else "")
+        + f" and log p(x) "
         f"{c['log_likelihood_bits_per_dim']:.4f}; decoded back {c['round_trip']}; encode "
         f"{c['encode_images_per_second']:.1f} images/s{ratio(c['encode_to_forward'])}, decode "
         f"{c['decode_images_per_second']:.1f} images/s{ratio(c['decode_to_forward'])} the "

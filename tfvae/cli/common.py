@@ -400,3 +400,9 @@ def define_latent_grid_flags(define: _Definer, purpose: str) -> None:
         "The latents' bins: equal mass under each prior, or equal width over +-16 prior "
         "standard deviations with the posterior coded over a window (docs/compression.md).",
     )  # fmt: skip
+    define.enum(
+        "coding_prior", "fitted", ["fitted", "model"],  # tfvae.compression.latents.CODINGS
+        "What --latent_grid=equal_width codes the bins under: per latent channel a Gaussian "
+        "fitted to the images' posteriors (its numbers in the file's header), or the model's "
+        "prior.",
+    )  # fmt: skip

@@ -52,7 +52,7 @@ def _main(FLAGS) -> int | None:
     names, images, input_bytes = compress.read_images(FLAGS.images)
     config, vae, _ = common.restore(FLAGS)
     images = compress.check_images(names, images, config.image_size)
-    grid = latents.default(FLAGS.latent_bits, FLAGS.latent_grid)
+    grid = latents.default(FLAGS.latent_bits, FLAGS.latent_grid, FLAGS.coding_prior)
     compress.check_codable(vae, images.shape[1:], grid)
     fingerprint = container.fingerprint(os.path.join(FLAGS.model_dir, "config.json"), vae)
     start = time.perf_counter()

@@ -33,7 +33,7 @@ def _pixels_codec(likelihood, channel: int, level) -> ans.Categorical:
     return ans.Categorical(ans.quantised(log_probs.reshape(-1, log_probs.shape[-1])))
 
 
-def _posterior_walk(model, images):
+def posterior_walk(model, images):
     """The walk of q = encode(x), x float32 [N, H, W, C] = uint8 images / 255."""
     x = tf.convert_to_tensor(np.asarray(images, np.uint8).astype(np.float32) / _TOP)
     return model.walk(model.encode(x))
@@ -57,31 +57,31 @@ def encode(coder, model, images, grid) -> list[np.ndarray]:
     returns the bins int [N, S_l] of each group it coded them with, top down."""
     images = np.asarray(images, np.uint8)
     n = len(images)
-    posterior_walk, prior_walk = _posterior_walk(model, images), model.walk(n=n)
+    q_walk, prior_walk = posterior_walk(model, images), model.walk(n=n)
     bins = []
     for _ in model.group_sizes():
         prior_loc, prior_scale = _prior(prior_walk)
-        _, _, loc, scale = posterior_walk.next_normals()
+        _, _, loc, scale = q_walk.next_normals()
         codec = grid.posterior(prior_loc, prior_scale, loc.numpy(), scale.numpy())
         chosen = codec.pop(coder).reshape(prior_loc.shape)
         bins.append(chosen)
         centre = grid.centres(chosen, prior_loc, prior_scale)
-        posterior_walk.push(centre), prior_walk.push(centre)
+        q_walk.push(centre), prior_walk.push(centre)
     likelihood = prior_walk.likelihood()
     for channel in reversed(range(images.shape[-1])):  # the decoder pops R first
         codec = _pixels_codec(likelihood, channel, _before(images, channel))
         codec.push(coder, images[..., channel])
-    for chosen in reversed(bins):
-        grid.prior(chosen.size).push(coder, chosen)
+    for group in reversed(range(len(bins))):
+        grid.prior(bins[group].size, group).push(coder, bins[group])
     return bins
 
 
 def decode(coder, model, n: int, image_shape, grid) -> np.ndarray:
     """Pops N images uint8 [N, H, W, C] off the ANS stack `coder`, undoing `encode`."""
     prior_walk, bins, priors, centres = model.walk(n=n), [], [], []
-    for size in model.group_sizes():
+    for group, size in enumerate(model.group_sizes()):
         prior_loc, prior_scale = _prior(prior_walk)
-        chosen = grid.prior(n * size).pop(coder).reshape(n, size)
+        chosen = grid.prior(n * size, group).pop(coder).reshape(n, size)
         centre = grid.centres(chosen, prior_loc, prior_scale)
         prior_walk.push(centre)
         bins.append(chosen), priors.append((prior_loc, prior_scale)), centres.append(centre)
@@ -91,11 +91,11 @@ def decode(coder, model, n: int, image_shape, grid) -> np.ndarray:
         symbols = _pixels_codec(likelihood, channel, _before(level, channel)).pop(coder)
         level[..., channel] = symbols.reshape(level.shape[:-1])
     images = level.astype(np.uint8)
-    posterior_walk, posteriors = _posterior_walk(model, images), []
+    q_walk, posteriors = posterior_walk(model, images), []
     for centre in centres:
-        _, _, loc, scale = posterior_walk.next_normals()
+        _, _, loc, scale = q_walk.next_normals()
         posteriors.append((loc.numpy(), scale.numpy()))
-        posterior_walk.push(centre)
+        q_walk.push(centre)
     for group in reversed(range(len(bins))):
         (prior_loc, prior_scale), (loc, scale) = priors[group], posteriors[group]
         grid.posterior(prior_loc, prior_scale, loc, scale).push(coder, bins[group])

@@ -91,10 +91,14 @@ def compress(model, names, images, model_fingerprint: dict, batch_size: int = 16
     on `grid` (a discretisation of `latents`; None: `latents.default()`).
 
     The numbers: bytes, bits_per_dim (8 bytes / (N D)), seed_images and seed_bytes (the JPEG XL
-    files the chain starts from), chain_bits_per_dim (the rest's share over the other images).
+    files the chain starts from), chain_bits_per_dim (the rest's share over the other images),
+    coding_prior_saving_bits_per_dim (what a fitted coding prior saves over the model's prior
+    in expectation: the file then sits that much below the model's -ELBO).
     """
     images = np.asarray(images, np.uint8)
     grid = grid or latents.default()
+    if hasattr(grid, "fitted"):  # a coding prior fitted to these images, kept in the header
+        grid = grid.fitted(model, images, batch_size)
     bits = grid.bits
     seed = _seed(images, model.latent_dim, bits)
     coder = ans.seeded(b"".join(seed))
@@ -130,6 +134,7 @@ def compress(model, names, images, model_fingerprint: dict, batch_size: int = 16
         "seed_bytes": sum(map(len, seed)),
         "header_bytes": len(data) - 4 * len(ans.words_of(coder)),
         "chain_bits_per_dim": (coder.num_bits() - start_bits) / (chain * dims) if chain else None,
+        "coding_prior_saving_bits_per_dim": getattr(grid, "saving_nats", 0.0) / (dims * np.log(2)),
     }
     return data, numbers
 
@@ -208,7 +213,8 @@ def round_trip(model, names, images, fingerprint: dict, path: str, batch_size: i
     """Compresses uint8 images [N, H, W, C] to `path` (written atomically), reads the file back,
     decodes it and checks the pixels: ValueError (one line; the file removed) unless identical.
 
-    Returns `compress.compress`'s numbers and: file, seed_bits_per_dim (the seed files' share
+    Returns `compress.compress`'s numbers and: file, discretisation (the header's, a fitted
+    coding prior's numbers included), seed_bits_per_dim (the seed files' share
     of bits_per_dim), encode/decode seconds and images/s (every image, the seed's included),
     forward_seconds (`forward_seconds` on the chain's batches) and encode/decode_to_forward
     (the coder's time over it), decoded_pixels_sha256 (of the decoded pixels)."""
@@ -241,6 +247,7 @@ def round_trip(model, names, images, fingerprint: dict, path: str, batch_size: i
         "bits_per_dim": 8 * len(written) / images.size,
         "seed_bits_per_dim": 8 * numbers["seed_bytes"] / images.size,
         "round_trip": "identical",
+        "discretisation": header["discretisation"],
         "decoded_pixels_sha256": container.pixels_sha256(decoded),
         "encode_seconds": encode_seconds,
         "decode_seconds": decode_seconds,

@@ -124,7 +124,8 @@ class EqualMass:
     def describe(self) -> dict:
         return {"kind": self.kind, "bits": self.bits, "scramble": self.scramble}
 
-    def prior(self, n: int):
+    def prior(self, n: int, group: int = 0):
+        """The codec of n bucket indices of group `group` (flat) under the prior: B bits each."""
         codec = ans.Uniform(self.bits, n)
         return _BitReversed(codec, self.bits) if self.scramble == "bit_reversed" else codec
 
@@ -162,30 +163,54 @@ class Grid:
     of each latent's conditional prior N(m_p, s_p^2), bin i centred at m_p + s_p t_i with
     t_i = (i - (2^B - 1) / 2) 2 R / 2^B, the end bins taking the tails.
 
-    The prior codes bin i at its mass under N(0, 1) in these standardised coordinates, the
-    posterior q = N(m_q, s_q^2) at its mass, both through constriction's `QuantizedGaussian`
-    (no tables). q is coded over a window of its bins, within +-8 of its standard deviations
-    around its mean (the window's half-width a power of 4 bins, so a few windows serve every
-    latent): the coder gives every symbol of a model at least 2^-24, and a pop reading the top
-    or bottom of its range (which the previous images' prior codes make common when the
-    posteriors sit in the prior's tails) must then land near q, never across the grid.
+    The prior codes bin i at its mass under a coding prior in these standardised coordinates:
+    coding="model", N(0, 1), the model's own prior; coding="fitted" (the default), per latent
+    channel the Gaussian moment-matched to the coded images' posteriors (`fit_coding`, its
+    numbers in the file's header), which costs less and leaves near-uniform bits on the stack
+    for the next image's posterior pops. The posterior q = N(m_q, s_q^2) codes each bin at its
+    mass, both through constriction's `QuantizedGaussian` (no tables), q over a window of its
+    bins within +-WINDOW_SIGMAS of its standard deviations around its mean (`_Windowed`): the
+    coder gives every symbol of a model at least 2^-24, and a pop reading the top or bottom of
+    its range must land near q, never across the grid.
     """
 
     kind = "equal-width grid over each latent's prior, q windowed"
 
-    def __init__(self, bits: int, radius: float = GRID_RADIUS, window_sigmas=WINDOW_SIGMAS):
+    def __init__(self, bits: int, radius: float = GRID_RADIUS, window_sigmas=WINDOW_SIGMAS,
+                 coding="fitted"):  # fmt: skip
         self.bits, self.radius, self.sigmas = int(bits), float(radius), float(window_sigmas)
         self.size = 2**self.bits
         self.width = 2.0 * self.radius / self.size  # delta, in prior standard deviations
         self.middle = (self.size - 1) / 2.0  # the bin index of t = 0
+        if not (coding in CODINGS or _is_fitted_coding(coding)):
+            raise ValueError(f"Unknown coding prior {coding!r}; accepted: {CODINGS}.")
+        self.coding = coding
+        self.saving_nats = 0.0  # per image, of a coding prior fitted by `fitted`
 
     def describe(self) -> dict:
         return {"kind": self.kind, "bits": self.bits, "radius": self.radius,
-                "window_sigmas": self.sigmas}  # fmt: skip
+                "window_sigmas": self.sigmas, "coding": self.coding}  # fmt: skip
 
-    def prior(self, n: int) -> ans.QuantizedGaussian:
-        """The codec of n bins under the prior: N(0, 1) in bin units."""
-        return ans.QuantizedGaussian(0, self.size - 1, self.middle, 1.0 / self.width, n)
+    def fitted(self, model, images, batch_size: int = 100):
+        """This grid with each group's coding prior fitted to uint8 images [N, H, W, C]
+        (`fit_coding`) when it asks for one (coding="fitted"); else itself."""
+        if self.coding != "fitted":
+            return self
+        coding, saving = fit_coding(model, images, batch_size)
+        grid = Grid(self.bits, self.radius, self.sigmas, coding)
+        grid.saving_nats = saving
+        return grid
+
+    def prior(self, n: int, group: int = 0) -> ans.QuantizedGaussian:
+        """The codec of n bins of group `group` (flat, channels last) under the coding prior:
+        N(a_c, b_c^2) of each latent's channel c in standardised coordinates, in bin units
+        (coding="model", or not yet fitted: N(0, 1), the model's own prior)."""
+        if not _is_fitted_coding(self.coding):
+            return ans.QuantizedGaussian(0, self.size - 1, self.middle, 1.0 / self.width, n)
+        loc, scale = (np.asarray(self.coding[group][key], np.float64) for key in ("loc", "scale"))
+        repeats = n // len(loc)
+        means = self.middle + np.tile(loc, repeats) / self.width
+        return ans.QuantizedGaussian(0, self.size - 1, means, np.tile(scale, repeats) / self.width)
 
     def centres(self, bins, prior_loc, prior_scale) -> np.ndarray:
         """float32 [N, S] centres of bins int [N, S] under priors (loc, scale) float32 [N, S]."""
@@ -231,6 +256,64 @@ class _Windowed:
             codec.push(coder, offsets[rows])
 
 
+CODINGS = ("fitted", "model")  # --coding_prior
+_DECIMALS = 4  # of a fitted coding prior's numbers, as the header stores them
+_MIN_SCALE = 0.01  # of a fitted coding prior, in prior standard deviations
+
+
+def _is_fitted_coding(coding) -> bool:
+    """Whether `coding` is a fitted coding prior: a list, per group, of {"loc", "scale"}."""
+    return isinstance(coding, list) and all(
+        isinstance(g, dict) and len(g.get("loc", ())) == len(g.get("scale", ())) > 0 for g in coding
+    )
+
+
+def fit_coding(model, images, batch_size: int = 100, seed: int = 0) -> tuple[list, float]:
+    """Each group's coding prior for the grid, fitted to uint8 images [N, H, W, C]: per channel
+    c (the last axis of `model.group_shapes()`), the Gaussian N(a_c, b_c^2) moment-matched to
+    the images' aggregate posterior in the prior's standardised coordinates t = (z - m_p) / s_p,
+    each group's prior and posterior taken with the groups above drawn from q (seeded).
+
+    Coding the bins under it costs the cross-entropy of that aggregate, at most the model's
+    N(0, 1) (which it equals on a model whose posteriors average to its prior), and the codes
+    pushed are then near-uniform bits, so the next image's posterior pops read unskewed
+    quantiles (docs/compression.md). Returns ([{"loc": [C], "scale": [C]}] per group, top down,
+    rounded to `_DECIMALS` as a file's header stores them; the nats per image it saves over
+    N(0, 1) on these images: the cross-entropies' difference, sum over latents of
+    E_q[log N(t; a_c, b_c^2) - log N(t; 0, 1)]).
+    """
+    from tfvae.compression import bitsback
+
+    images = np.asarray(images, np.uint8)
+    shapes = model.group_shapes()
+    rng = np.random.default_rng(seed)
+    first = [np.zeros(shape[-1]) for shape in shapes]
+    second = [np.zeros(shape[-1]) for shape in shapes]
+    for start in range(0, len(images), batch_size):
+        walk = bitsback.posterior_walk(model, images[start : start + batch_size])
+        for group, shape in enumerate(shapes):
+            prior_loc, prior_scale, loc, scale = (t.numpy() for t in walk.next_normals())
+            n, channels = len(loc), shape[-1]
+            t_loc = ((loc - prior_loc) / prior_scale).reshape(n, -1, channels)
+            t_scale = (scale / prior_scale).reshape(n, -1, channels)
+            first[group] += t_loc.sum((0, 1))
+            second[group] += (t_loc**2 + t_scale**2).sum((0, 1))
+            walk.push(loc + scale * rng.standard_normal(loc.shape).astype(np.float32))
+    coding, saving = [], 0.0
+    for group, shape in enumerate(shapes):
+        count = len(images) * int(np.prod(shape[:-1]))
+        mean = first[group] / count
+        scale = np.sqrt(np.maximum(second[group] / count - mean**2, _MIN_SCALE**2))
+        loc = np.round(mean, _DECIMALS)
+        scale = np.round(np.maximum(scale, _MIN_SCALE), _DECIMALS)
+        coding.append({"loc": loc.tolist(), "scale": scale.tolist()})
+        # sum over the group's t of log N(t; loc, scale^2) - log N(t; 0, 1), in expectation
+        fitted = -np.log(scale) * count - (second[group] - 2 * loc * first[group]
+                                           + count * loc**2) / (2 * scale**2)  # fmt: skip
+        saving += float(np.sum(fitted + second[group] / 2)) / len(images)
+    return coding, saving
+
+
 KINDS = {EqualMass.kind: EqualMass, Grid.kind: Grid}
 
 
@@ -238,14 +321,14 @@ GRIDS = {"equal_mass": EqualMass, "equal_width": Grid}  # --latent_grid
 SCRAMBLE = "bit_reversed"  # of the equal-mass buckets a file is written with
 
 
-def default(bits: int = DEFAULT_BITS, name: str = "equal_width"):
+def default(bits: int = DEFAULT_BITS, name: str = "equal_width", coding: str = "fitted"):
     """The discretisation `--latent_grid=name` at B bits. Equal width by default: equal-mass
     buckets cannot place a latent beyond the prior's last bucket (3.7 prior standard deviations
     at B = 12), which cost a plain VAE 1.6 bits/dim where the grid's +-16 cost nothing; they
     did better on the IWAE quick start, by 0.27 (docs/compression.md)."""
     if name == "equal_mass":
         return EqualMass(bits, scramble=SCRAMBLE)
-    return GRIDS[name](bits)
+    return Grid(bits, coding=coding)
 
 
 def from_description(description: dict):

@@ -66,6 +66,11 @@ class LatentVariableModel(keras.Model):
         """The latents of each group in the code, top down."""
         raise NotImplementedError
 
+    def group_shapes(self) -> list[tuple[int, ...]]:
+        """The shape of each group's latents, top down, channels last (flattened in this order
+        to `group_sizes`); here each group one vector of channels."""
+        return [(size,) for size in self.group_sizes()]
+
     @property
     def latent_dim(self) -> int:
         """Z: the latents of the code (every group), the noise per sample of a log-weight."""

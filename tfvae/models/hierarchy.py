@@ -295,7 +295,11 @@ class HierarchicalVAE(base.LatentVariableModel):
 
     def group_sizes(self) -> list[int]:
         """r_l^2 latent_channels of each group, top down."""
-        return [h * w * c for h, w, c in self.decoder.group_shapes()]
+        return [h * w * c for h, w, c in self.group_shapes()]
+
+    def group_shapes(self) -> list[tuple[int, int, int]]:
+        """[r_l, r_l, latent_channels] of each group, top down."""
+        return self.decoder.group_shapes()
 
     def code_prior(self, width: int):
         """The prior of the top groups' codes [width]: prior noise, N(0, I)."""
