@@ -291,8 +291,23 @@ def test_a_fitted_coding_prior_codes_each_latent_under_its_channels_gaussian():
     np.testing.assert_array_equal(grid.prior(bins.size, 0).pop(coder), bins.ravel())
 
 
+def test_a_file_from_before_the_coding_prior_decodes_under_the_models_prior(runs):
+    """A header without "coding" (files written before it existed) is the model's N(0, 1)."""
+    run = str(runs["dcgan"])
+    _, model, _ = model_lib.restore(run)
+    images = _split_images(run, 6)
+    fingerprint = container.fingerprint(os.path.join(run, "config.json"), model)
+    names = [f"{i}.png" for i in range(len(images))]
+    grid = latents.Grid(10, coding="model")
+    blob, _ = compress.compress(model, names, images, fingerprint, 4, grid)
+    header, words = container.unpack(blob, "the file")
+    assert header["discretisation"].pop("coding") == "model"
+    old = container.pack(header, words)
+    assert np.array_equal(compress.decompress(model, old, fingerprint)[1], images)
+
+
 def test_a_coding_prior_must_be_known():
-    with pytest.raises(ValueError, match="coding prior 'wide'.*accepted"):
+    with pytest.raises(ValueError, match="coding prior wide; accepted"):
         latents.Grid(10, coding="wide")
     described = latents.Grid(10, coding=[{"loc": [0.5], "scale": [2.0]}]).describe()
     assert latents.from_description(json.loads(json.dumps(described))).coding == described["coding"]
@@ -300,7 +315,8 @@ def test_a_coding_prior_must_be_known():
 
 def test_the_file_costs_about_the_negative_elbo(runs):
     """On 48 of the faces the model was made for, the chain (after the seed) within 3% of the
-    model's -ELBO on the same images (K=20 samples of the ELBO per image)."""
+    model's -ELBO on the same images (K=20 samples of the ELBO per image) less what the coding
+    prior fitted to them saves."""
     run = str(runs["dcgan"])
     config, model, _ = model_lib.restore(run)
     batch = next(iter(data.load_config_split(config, "validation", 16).batch(16)))
@@ -312,7 +328,9 @@ def test_the_file_costs_about_the_negative_elbo(runs):
     chained = images[numbers["seed_images"] :].astype(np.float32) / 255.0
     elbo = bounds.bounds(model, chained, k=20, chunk_size=20, seed=[0, 1])["elbo"].numpy()
     negative_elbo = -elbo.mean() / (images[0].size * np.log(2))
-    assert numbers["chain_bits_per_dim"] == pytest.approx(negative_elbo, rel=0.03)
+    saving = numbers["coding_prior_saving_bits_per_dim"]
+    assert saving >= 0
+    assert numbers["chain_bits_per_dim"] == pytest.approx(negative_elbo - saving, rel=0.03)
 
 
 @pytest.fixture(scope="module")
@@ -333,6 +351,18 @@ def _changed(data: bytes, how: str) -> bytes:
     if how == "version":
         body = data[:4] + struct.pack("<I", 2) + data[8:-4]
         return body + struct.pack("<I", zlib.crc32(body))
+    if how.startswith("coding_") or how == "bits":  # a well-formed file, a bad discretisation
+        header, words = container.unpack(data, "the file")
+        described = header["discretisation"]
+        if how == "bits":
+            described["bits"] = 0
+        elif how == "coding_groups":
+            described["coding"].append(described["coding"][0])
+        elif how == "coding_scale":
+            described["coding"][0]["scale"][0] = 0.0
+        else:  # "coding_fitted": the wish, not the numbers
+            described["coding"] = "fitted"
+        return container.pack(header, words)
     if how == "truncated":
         return data[:-9]
     if how == "corrupted":
@@ -349,6 +379,10 @@ def _changed(data: bytes, how: str) -> bytes:
         ("corrupted", "is truncated or corrupted (its checksum does not match)."),
         ("other", "is not a tfvae compressed file"),
         ("model", "was compressed with another model"),
+        *[
+            (how, "is corrupted (its latent discretisation is malformed).")
+            for how in ("bits", "coding_groups", "coding_scale", "coding_fitted")
+        ],
     ],
 )
 def test_a_bad_file_is_refused_in_one_line_and_nothing_is_written(

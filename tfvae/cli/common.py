@@ -388,7 +388,7 @@ def flag_definitions() -> tuple[flags.FlagValues, _Definer]:
 
 
 def define_latent_grid_flags(define: _Definer, purpose: str) -> None:
-    """--latent_bits and --latent_grid, the bits-back coder's discretisation of the latents
+    """--latent_bits, --latent_grid and --coding_prior, the bits-back coder's discretisation
     (tfvae-compress, tfvae-bpp --compress); `purpose` ends the first flag's help."""
     define.integer(
         "latent_bits", 12,  # tfvae.compression.latents.DEFAULT_BITS

@@ -56,6 +56,7 @@ def _main(FLAGS) -> int | None:
     _, vae, _ = common.restore(FLAGS)
     fingerprint = container.fingerprint(os.path.join(FLAGS.model_dir, "config.json"), vae)
     compress.check_header(header, fingerprint, FLAGS.input)
+    compress.parse_header(vae, header, FLAGS.input)  # refused before the progress bar
     start = time.perf_counter()
     with tqdm(total=header.get("count"), unit="img", desc="decompressing") as bar:
         names, images = compress.decompress(vae, data, fingerprint, FLAGS.input, bar.update)

@@ -70,8 +70,11 @@ def check_codable(model, image_shape, grid=None) -> None:
     walk gives every latent group as a diagonal Gaussian under a diagonal Gaussian prior, and
     p(x|z) is over the 256 levels. Checked by coding one black image, as `compress` would."""
     grid = grid or latents.default()
+    black = np.zeros([1, *image_shape], np.uint8)
+    if hasattr(grid, "fitted"):
+        grid = grid.fitted(model, black, 1)
     coder = ans.seeded(bytes(4 * model.latent_dim * grid.bits))
-    bitsback.encode(coder, model, np.zeros([1, *image_shape], np.uint8), grid)
+    bitsback.encode(coder, model, black, grid)
 
 
 def _seed(images, latent_dim: int, bits: int) -> list[bytes]:
@@ -92,15 +95,20 @@ def compress(model, names, images, model_fingerprint: dict, batch_size: int = 16
 
     The numbers: bytes, bits_per_dim (8 bytes / (N D)), seed_images and seed_bytes (the JPEG XL
     files the chain starts from), chain_bits_per_dim (the rest's share over the other images),
-    coding_prior_saving_bits_per_dim (what a fitted coding prior saves over the model's prior
-    in expectation: the file then sits that much below the model's -ELBO).
+    coding_prior_saving_bits_per_dim (what a coding prior fitted to the chain's images saves
+    over the model's prior in expectation, over the chain's images: its file sits that much
+    below the model's -ELBO; the fit is part of the encoding's time).
     """
     images = np.asarray(images, np.uint8)
     grid = grid or latents.default()
-    if hasattr(grid, "fitted"):  # a coding prior fitted to these images, kept in the header
-        grid = grid.fitted(model, images, batch_size)
+    seed = _seed(images, model.latent_dim, grid.bits)
+    if hasattr(grid, "fitted"):  # a coding prior fitted to the chain's images, in the header
+        chained = images[len(seed) :]
+        if len(chained):
+            grid = grid.fitted(model, chained, batch_size)
+        else:  # nothing to code under it
+            grid = latents.Grid(grid.bits, grid.radius, grid.sigmas, coding="model")
     bits = grid.bits
-    seed = _seed(images, model.latent_dim, bits)
     coder = ans.seeded(b"".join(seed))
     start_bits, batches, done = coder.num_bits(), [], len(seed)
     if progress:
@@ -134,7 +142,9 @@ def compress(model, names, images, model_fingerprint: dict, batch_size: int = 16
         "seed_bytes": sum(map(len, seed)),
         "header_bytes": len(data) - 4 * len(ans.words_of(coder)),
         "chain_bits_per_dim": (coder.num_bits() - start_bits) / (chain * dims) if chain else None,
-        "coding_prior_saving_bits_per_dim": getattr(grid, "saving_nats", 0.0) / (dims * np.log(2)),
+        "coding_prior_saving_bits_per_dim": (
+            getattr(grid, "saving_nats", 0.0) / (dims * np.log(2)) if chain else None
+        ),
     }
     return data, numbers
 
@@ -150,19 +160,32 @@ def check_header(header: dict, model_fingerprint: dict, name: str) -> None:
             )
 
 
+def parse_header(model, header: dict, name: str = "the file") -> tuple:
+    """(image shape, latent discretisation, batch sizes, seed file lengths, names) of a file's
+    header, refused in one line (ValueError: "corrupted") where a field is missing or the
+    discretisation is malformed or not this model's latent groups."""
+    try:
+        shape = tuple(header["image_shape"])
+        batches, seed_lengths = header["batches"], header["seed"]["bytes"]
+        names = header["names"]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ValueError(f"{name} is corrupted (its header lacks a field).") from None
+    try:
+        grid = latents.from_description(header["discretisation"])
+        if hasattr(grid, "check_groups"):
+            grid.check_groups(model.group_shapes())
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ValueError(f"{name} is corrupted (its latent discretisation is malformed).") from None
+    return shape, grid, batches, seed_lengths, names
+
+
 def decompress(model, data: bytes, model_fingerprint: dict, name: str = "the file",
                progress=None) -> tuple[list[str], np.ndarray]:  # fmt: skip
     """(names, uint8 images [N, H, W, C]) of a file's bytes, refused in one line (ValueError)
     unless it is whole, of this format and model, and decodes to the pixels it was made of."""
     header, words = container.unpack(data, name)
     check_header(header, model_fingerprint, name)
-    try:
-        shape = tuple(header["image_shape"])
-        grid = latents.from_description(header["discretisation"])
-        batches, seed_lengths = header["batches"], header["seed"]["bytes"]
-        names = header["names"]
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise ValueError(f"{name} is corrupted (its header lacks a field).") from None
+    shape, grid, batches, seed_lengths, names = parse_header(model, header, name)
     coder, decoded = ans.message(words), []
     for size in reversed(batches):
         decoded.append(bitsback.decode(coder, model, size, shape, grid))

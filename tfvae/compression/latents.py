@@ -13,6 +13,7 @@ model: the same inputs give the same tables and centres in an encoder and a deco
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from scipy import special
@@ -164,7 +165,7 @@ class Grid:
     t_i = (i - (2^B - 1) / 2) 2 R / 2^B, the end bins taking the tails.
 
     The prior codes bin i at its mass under a coding prior in these standardised coordinates:
-    coding="model", N(0, 1), the model's own prior; coding="fitted" (the default), per latent
+    coding="model", N(0, 1), the model's own prior; coding="fitted" (`default()`'s), per latent
     channel the Gaussian moment-matched to the coded images' posteriors (`fit_coding`, its
     numbers in the file's header), which costs less and leaves near-uniform bits on the stack
     for the next image's posterior pops. The posterior q = N(m_q, s_q^2) codes each bin at its
@@ -177,13 +178,16 @@ class Grid:
     kind = "equal-width grid over each latent's prior, q windowed"
 
     def __init__(self, bits: int, radius: float = GRID_RADIUS, window_sigmas=WINDOW_SIGMAS,
-                 coding="fitted"):  # fmt: skip
+                 coding="model"):  # fmt: skip
         self.bits, self.radius, self.sigmas = int(bits), float(radius), float(window_sigmas)
         self.size = 2**self.bits
         self.width = 2.0 * self.radius / self.size  # delta, in prior standard deviations
         self.middle = (self.size - 1) / 2.0  # the bin index of t = 0
         if not (coding in CODINGS or _is_fitted_coding(coding)):
-            raise ValueError(f"Unknown coding prior {coding!r}; accepted: {CODINGS}.")
+            raise ValueError(
+                f"Unknown coding prior {str(coding)[:80]}; accepted: {CODINGS} or, per group, "
+                '{"loc": [C numbers], "scale": [C positive numbers]}.'
+            )
         self.coding = coding
         self.saving_nats = 0.0  # per image, of a coding prior fitted by `fitted`
 
@@ -193,21 +197,34 @@ class Grid:
 
     def fitted(self, model, images, batch_size: int = 100):
         """This grid with each group's coding prior fitted to uint8 images [N, H, W, C]
-        (`fit_coding`) when it asks for one (coding="fitted"); else itself."""
+        (`fit_coding`, scales at least one bin) when it asks for one (coding="fitted"); else
+        itself."""
         if self.coding != "fitted":
             return self
-        coding, saving = fit_coding(model, images, batch_size)
+        coding, saving = fit_coding(model, images, batch_size, min_scale=self.width)
         grid = Grid(self.bits, self.radius, self.sigmas, coding)
         grid.saving_nats = saving
         return grid
 
+    def check_groups(self, shapes) -> None:
+        """ValueError unless a fitted coding prior has one entry per group of these shapes
+        (channels last) with one number per channel."""
+        if isinstance(self.coding, list) and [len(g["loc"]) for g in self.coding] != [
+            shape[-1] for shape in shapes
+        ]:
+            raise ValueError("the coding prior does not match the model's latent groups")
+
     def prior(self, n: int, group: int = 0) -> ans.QuantizedGaussian:
         """The codec of n bins of group `group` (flat, channels last) under the coding prior:
-        N(a_c, b_c^2) of each latent's channel c in standardised coordinates, in bin units
-        (coding="model", or not yet fitted: N(0, 1), the model's own prior)."""
-        if not _is_fitted_coding(self.coding):
+        N(a_c, b_c^2) of each latent's channel c in standardised coordinates, in bin units;
+        coding="model": N(0, 1), the model's own prior. A grid still to be fitted is refused."""
+        if self.coding == "model":
             return ans.QuantizedGaussian(0, self.size - 1, self.middle, 1.0 / self.width, n)
+        if self.coding == "fitted":
+            raise ValueError("This grid's coding prior is to be fitted first (`Grid.fitted`).")
         loc, scale = (np.asarray(self.coding[group][key], np.float64) for key in ("loc", "scale"))
+        if n % len(loc):
+            raise ValueError(f"{n} latents are not a whole number of {len(loc)} channels.")
         repeats = n // len(loc)
         means = self.middle + np.tile(loc, repeats) / self.width
         return ans.QuantizedGaussian(0, self.size - 1, means, np.tile(scale, repeats) / self.width)
@@ -262,13 +279,32 @@ _MIN_SCALE = 0.01  # of a fitted coding prior, in prior standard deviations
 
 
 def _is_fitted_coding(coding) -> bool:
-    """Whether `coding` is a fitted coding prior: a list, per group, of {"loc", "scale"}."""
-    return isinstance(coding, list) and all(
-        isinstance(g, dict) and len(g.get("loc", ())) == len(g.get("scale", ())) > 0 for g in coding
+    """Whether `coding` is a fitted coding prior: a non-empty list, per group, of {"loc": [C],
+    "scale": [C]} of finite numbers, every scale positive (as a file's header must hold it)."""
+
+    def numbers(values, positive=False) -> bool:
+        return (
+            isinstance(values, list)
+            and len(values) > 0
+            and all(type(v) in (int, float) and math.isfinite(v) for v in values)
+            and (not positive or all(v > 0 for v in values))
+        )
+
+    return (
+        isinstance(coding, list)
+        and len(coding) > 0
+        and all(
+            isinstance(g, dict)
+            and numbers(g.get("loc"))
+            and numbers(g.get("scale"), positive=True)
+            and len(g["loc"]) == len(g["scale"])
+            for g in coding
+        )
     )
 
 
-def fit_coding(model, images, batch_size: int = 100, seed: int = 0) -> tuple[list, float]:
+def fit_coding(model, images, batch_size: int = 100, seed: int = 0,
+               min_scale: float = _MIN_SCALE) -> tuple[list, float]:  # fmt: skip
     """Each group's coding prior for the grid, fitted to uint8 images [N, H, W, C]: per channel
     c (the last axis of `model.group_shapes()`), the Gaussian N(a_c, b_c^2) moment-matched to
     the images' aggregate posterior in the prior's standardised coordinates t = (z - m_p) / s_p,
@@ -280,7 +316,9 @@ def fit_coding(model, images, batch_size: int = 100, seed: int = 0) -> tuple[lis
     quantiles (docs/compression.md). Returns ([{"loc": [C], "scale": [C]}] per group, top down,
     rounded to `_DECIMALS` as a file's header stores them; the nats per image it saves over
     N(0, 1) on these images: the cross-entropies' difference, sum over latents of
-    E_q[log N(t; a_c, b_c^2) - log N(t; 0, 1)]).
+    E_q[log N(t; a_c, b_c^2) - log N(t; 0, 1)]: the continuous densities', which the bins'
+    masses approach where b_c spans several bins; the header's bytes not counted). Scales are
+    at least `min_scale` (prior standard deviations; `Grid.fitted` passes one bin).
     """
     from tfvae.compression import bitsback
 
@@ -293,9 +331,10 @@ def fit_coding(model, images, batch_size: int = 100, seed: int = 0) -> tuple[lis
         walk = bitsback.posterior_walk(model, images[start : start + batch_size])
         for group, shape in enumerate(shapes):
             prior_loc, prior_scale, loc, scale = (t.numpy() for t in walk.next_normals())
-            n, channels = len(loc), shape[-1]
-            t_loc = ((loc - prior_loc) / prior_scale).reshape(n, -1, channels)
-            t_scale = (scale / prior_scale).reshape(n, -1, channels)
+            t_loc, t_scale = (
+                t.astype(np.float64).reshape(len(loc), -1, shape[-1])
+                for t in ((loc - prior_loc) / prior_scale, scale / prior_scale)
+            )
             first[group] += t_loc.sum((0, 1))
             second[group] += (t_loc**2 + t_scale**2).sum((0, 1))
             walk.push(loc + scale * rng.standard_normal(loc.shape).astype(np.float32))
@@ -303,9 +342,9 @@ def fit_coding(model, images, batch_size: int = 100, seed: int = 0) -> tuple[lis
     for group, shape in enumerate(shapes):
         count = len(images) * int(np.prod(shape[:-1]))
         mean = first[group] / count
-        scale = np.sqrt(np.maximum(second[group] / count - mean**2, _MIN_SCALE**2))
+        scale = np.sqrt(np.maximum(second[group] / count - mean**2, min_scale**2))
         loc = np.round(mean, _DECIMALS)
-        scale = np.round(np.maximum(scale, _MIN_SCALE), _DECIMALS)
+        scale = np.maximum(np.round(scale, _DECIMALS), 10.0**-_DECIMALS)
         coding.append({"loc": loc.tolist(), "scale": scale.tolist()})
         # sum over the group's t of log N(t; loc, scale^2) - log N(t; 0, 1), in expectation
         fitted = -np.log(scale) * count - (second[group] - 2 * loc * first[group]
@@ -324,8 +363,12 @@ SCRAMBLE = "bit_reversed"  # of the equal-mass buckets a file is written with
 def default(bits: int = DEFAULT_BITS, name: str = "equal_width", coding: str = "fitted"):
     """The discretisation `--latent_grid=name` at B bits. Equal width by default: equal-mass
     buckets cannot place a latent beyond the prior's last bucket (3.7 prior standard deviations
-    at B = 12), which cost a plain VAE 1.6 bits/dim where the grid's +-16 cost nothing; they
-    did better on the IWAE quick start, by 0.27 (docs/compression.md)."""
+    at B = 12), which cost a plain VAE 1.6 bits/dim where the grid's +-16 cost nothing. The
+    grid's bins are coded under a coding prior fitted to the coded images' posteriors by
+    default (coding="fitted"; "model": the model's prior), which put the IWAE quick start's
+    file below its -ELBO where N(0, 1) put it 0.32 above (docs/compression.md)."""
+    if name not in GRIDS:
+        raise ValueError(f"Unknown latent grid {name!r}; accepted: {sorted(GRIDS)}.")
     if name == "equal_mass":
         return EqualMass(bits, scramble=SCRAMBLE)
     return Grid(bits, coding=coding)
@@ -338,4 +381,12 @@ def from_description(description: dict):
     if kind is None:
         raise ValueError(f"Unknown latent discretisation {description.get('kind')!r}.")
     arguments = {k: v for k, v in description.items() if k != "kind"}
-    return kind(**arguments)
+    bits = arguments.get("bits")
+    if type(bits) is not int or not 1 <= bits <= 20:
+        raise ValueError(f"Latent bits {bits!r} are not a whole number from 1 to 20.")
+    if arguments.get("coding") == "fitted":  # a file holds the fitted numbers, never the wish
+        raise ValueError("A coding prior to be fitted cannot decode a file.")
+    try:
+        return kind(**arguments)
+    except TypeError as error:  # an argument this kind does not take
+        raise ValueError(f"Unknown discretisation arguments ({error}).") from None

@@ -5,7 +5,8 @@ A model (the DCGAN `vae.VAE`, the `hierarchy.HierarchicalVAE`) implements only w
 - `encode(x, training)` -> a `posteriors.Posterior` of x float32 [B, H, W, C] in [0, 1];
 - `decode(z, training)` -> p(x|z), batch [N], event [H, W, C], of codes float32 [N, Z];
 - `terms_from_noise(x, q, noise, training)` -> the log-weights' terms from noise [K, B, Z];
-- `group_sizes()` -> the latents of each group, top down (one group: [Z]);
+- `group_sizes()` -> the latents of each group, top down (one group: [Z]), and where a group
+  has positions `group_shapes()` -> their shapes, channels last (default: [(Z_l,)]);
 - `walk(q=None)` -> a `LatentWalk` over the groups in top-down order;
 - a `prior` over its codes [Z] (`priors`: log_prob and sample(n, seed, temperature)).
 Its code [Z] is what `decode` takes and samplers are fitted to; Z is `latent_dim` and the top
