@@ -139,16 +139,20 @@ class Plan:
     def _dir(self, *parts) -> str:
         return os.path.join(self.output_dir, *parts)
 
-    def _steps(self) -> list[Step]:
-        runs = list(self.runs.values())
+    def _train_and_bpp_steps(self, runs) -> list[Step]:
+        """Each run's training, then its `tfvae-bpp` (which waits for its training)."""
         steps = [
             Step(f"train {r.name}", lambda p, r=r: p.train_command(r),
                  lambda p, r=r: [os.path.join(r.model_dir, "config.json")])
             for r in runs
         ]  # fmt: skip
-        steps += [tool_step(f"bpp {r.name}", "bpp", self._bpp_args(r),
-                             [os.path.join(r.model_dir, "metrics.json")], [f"train {r.name}"])
-                  for r in runs]  # fmt: skip
+        return steps + [tool_step(f"bpp {r.name}", "bpp", self._bpp_args(r),
+                                  [os.path.join(r.model_dir, "metrics.json")], [f"train {r.name}"])
+                        for r in runs]  # fmt: skip
+
+    def _steps(self) -> list[Step]:
+        runs = list(self.runs.values())
+        steps = self._train_and_bpp_steps(runs)
         sampler = self.evaluation.sampler
         if sampler:  # fitted to each run's codes, nothing retrained
             steps += [tool_step(f"fit sampler {r.name}", "fit_sampler",

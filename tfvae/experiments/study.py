@@ -90,14 +90,7 @@ class StudyPlan(Plan):
 
     def _steps(self) -> list[Step]:
         runs, s = list(self.runs.values()), self.scoring
-        steps = [
-            Step(f"train {r.name}", lambda p, r=r: p.train_command(r),
-                 lambda p, r=r: [os.path.join(r.model_dir, "config.json")])
-            for r in runs
-        ]  # fmt: skip
-        steps += [tool_step(f"bpp {r.name}", "bpp", self._bpp_args(r),
-                             [os.path.join(r.model_dir, "metrics.json")], [f"train {r.name}"])
-                  for r in runs]  # fmt: skip
+        steps = self._train_and_bpp_steps(runs)
         steps += [tool_step(f"scores {r.name}", "latents",
                              [f"--model_dir={r.model_dir}", "--scores=all", "--seed=0",
                               f"--num_images={s.num_images}", f"--score_points={s.points}"],
